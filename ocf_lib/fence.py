@@ -1,0 +1,622 @@
+"""The fence-agent runtime.
+
+A fence agent declares its device options (with :class:`~ocf_lib.params.Param`)
+and a ``connect`` function that returns a :class:`Session`, the agent's one
+seam to its device.  The runtime owns everything else, so that no agent can
+report a fence that did not happen:
+
+* input from argv (fence-agents' short and long options) or, with no
+  arguments, from stdin ``name=value`` lines as pacemaker-fenced and CMAN's
+  fenced send them, with the legacy names (``ipaddr``, ``login``, ``passwd``,
+  ``passwd_script``, ``port``, ``nodename``, ``option``, ``name``, ``fm``);
+* an unknown action is an error, never a fallback to ``reboot``;
+* booleans parsed by value (``ssh=0`` means no SSH);
+* ``password_script`` run without a shell, under a time limit;
+* one :class:`Deadline` for the whole action; ``power_timeout`` is seconds,
+  not poll iterations, and it stays finite under Pacemaker;
+* ``off`` returns 0 only once the device *reports* the target off;
+  ``reboot`` is off, verify off, then on: 0 once off is verified even if
+  power-on fails (logged);
+* exit codes 0, 1, and 2 for ``status`` of a target that is off; error text
+  contains ``timed out`` / ``Unrecognised action`` where Pacemaker keys on
+  those words.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from . import codes
+from .deadline import Deadline
+from .log import Logger
+from .params import BOOLEAN, DURATION, INTEGER, STRING, Param, ParamError, parse
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+ALL_ACTIONS = ("on", "off", "reboot", "status", "list", "list-status", "monitor",
+               "metadata", "manpage", "validate-all")
+ACTION_ALIASES = {"meta-data": "metadata", "reset": "reboot", "enable": "on", "disable": "off"}
+# Old stdin names that are not a parameter's own legacy key.
+STDIN_ALIASES = {"option": "action", "fm": "plug", "blade": "plug", "hostname": "ip"}
+# Pacemaker never runs an agent longer than its fence timeout (60 s by default)
+# and SIGKILLs it then; our own deadline ends before that.
+PACEMAKER_DEFAULT_TIMEOUT = 60.0
+PACEMAKER_MARGIN = 5.0
+
+
+class FenceError(Exception):
+    """Ends the action with exit 1; ``str()`` is printed as ``Failed: ...``."""
+
+
+class Session:
+    """The seam between the runtime and one fence device.
+
+    An agent subclasses this for its device (IPMI session, CLI over
+    telnet/SSH, TCP line protocol); a test double implements the same
+    methods.  ``status`` must return exactly ``"on"`` or ``"off"`` and raise
+    :class:`FenceError` for anything it cannot vouch for.
+    """
+
+    def status(self, plug: str | None) -> str:
+        raise NotImplementedError
+
+    def set_power(self, plug: str | None, state: str) -> None:
+        raise NotImplementedError
+
+    def cycle(self, plug: str | None) -> bool:
+        """Power-cycle in one request; False when the device cannot."""
+        return False
+
+    def list(self) -> dict[str, tuple[str, str | None]]:
+        """``{plug: (alias, "on"|"off"|None)}`` for multi-port devices."""
+        raise FenceError("list is not supported by this device")
+
+    def close(self) -> None:
+        pass
+
+
+# -- the standard options ------------------------------------------------------
+# Builders, so each agent lists exactly the groups it uses and fence-agents'
+# names, letters and order come out the same everywhere.
+
+
+def opt_action(default: str = "reboot") -> Param:
+    return Param("action", STRING, default=default, required=True, getopt="o", order=1,
+                 shortdesc="Fencing action")
+
+
+def opt_ip(required: bool = True) -> Param:
+    return Param("ip", STRING, required=required, getopt="a", aliases=("ipaddr",), order=1,
+                 shortdesc="IP address or hostname of fencing device")
+
+
+def opt_ipport(default: str) -> Param:
+    return Param("ipport", INTEGER(1, 65535), default=default, getopt="u", order=1,
+                 shortdesc="TCP/UDP port to use for connection with device")
+
+
+def opt_login(required: bool = False) -> Param:
+    return Param("username", STRING, required=required, getopt="l", aliases=("login",),
+                 order=1, shortdesc="Login name")
+
+
+def opt_password() -> list[Param]:
+    return [
+        Param("password", STRING, getopt="p", aliases=("passwd",), order=1, secret=True,
+              shortdesc="Login password or passphrase"),
+        Param("password_script", STRING, getopt="S", aliases=("passwd_script",), order=1,
+              shortdesc="Script to run to retrieve password"),
+    ]
+
+
+def opt_plug(required: bool, port_as_ip: bool = False) -> list[Param]:
+    desc = ("IP address or hostname of fencing device (together with --port-as-ip)"
+            if port_as_ip else "Physical plug number on device, UUID or identification of machine")
+    out = [Param("plug", STRING, required=required, getopt="n", aliases=("port",), order=1,
+                 shortdesc=desc)]
+    if port_as_ip:
+        out.append(Param("port_as_ip", BOOLEAN, default="0", order=200,
+                         shortdesc='Make "port/plug" to be an alias to IP address'))
+    return out
+
+
+def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
+               shell_timeout: str = "3") -> list[Param]:
+    """Options every fence agent has: output control and timing."""
+    return [
+        Param("quiet", BOOLEAN, getopt="q", order=50, shortdesc="Disable logging to stderr."),
+        Param("verbose", BOOLEAN, getopt="v", order=51, shortdesc="Verbose mode."),
+        Param("verbose_level", INTEGER(0), order=52, shortdesc="Level of debugging detail in output."),
+        Param("debug_file", STRING, getopt="D", aliases=("debug",), order=53,
+              shortdesc="Write debug information to given file"),
+        Param("version", BOOLEAN, getopt="V", order=54, shortdesc="Display version information and exit"),
+        Param("help", BOOLEAN, getopt="h", order=55, shortdesc="Display help and exit"),
+        Param("plug_separator", STRING, default=",", order=100,
+              shortdesc="Separator for plug parameter when specifying more than 1 plug"),
+        Param("delay", DURATION, default="0", order=200,
+              shortdesc="Wait X seconds before fencing is started"),
+        Param("disable_timeout", STRING, order=200,
+              shortdesc="Accepted for compatibility; pyha keeps its time limits finite"),
+        Param("login_timeout", DURATION, default=login_timeout, order=200,
+              shortdesc="Wait X seconds for cmd prompt after login"),
+        Param("power_timeout", DURATION, default=power_timeout, order=200,
+              shortdesc="Test X seconds for status change after ON/OFF"),
+        Param("power_wait", DURATION, default=power_wait, order=200,
+              shortdesc="Wait X seconds after issuing ON/OFF"),
+        Param("shell_timeout", DURATION, default=shell_timeout, order=200,
+              shortdesc="Wait X seconds for cmd prompt after issuing command"),
+        Param("stonith_status_sleep", DURATION, default="1", order=200,
+              shortdesc="Sleep X seconds between status calls during a STONITH action"),
+        Param("retry_on", INTEGER(0), default="1", order=201,
+              shortdesc="Count of attempts to retry power on"),
+    ]
+
+
+class FenceAgent:
+    def __init__(
+        self,
+        name: str,
+        *,
+        shortdesc: str,
+        longdesc: str,
+        params: Sequence[Param],
+        connect: Callable[[FenceContext], Session],
+        vendor_url: str = "",
+        multi_port: bool = False,
+        has_list: bool = False,
+        has_status: bool = True,
+        aliases: Mapping[str, str] | None = None,
+        alias_defaults: Mapping[str, Mapping[str, str]] | None = None,
+        unfence_on_start: bool = False,
+        needs_password: bool = False,
+        cycle_param: str | None = None,
+        validate: Callable[[FenceContext], Iterable[str]] | None = None,
+        version: str = "pyha 0.1.0",
+    ) -> None:
+        self.name = name
+        self.shortdesc = shortdesc
+        self.longdesc = longdesc
+        self.params = list(params)
+        self.connect = connect
+        self.vendor_url = vendor_url
+        self.multi_port = multi_port
+        self.has_list = has_list
+        self.has_status = has_status
+        self.alias_shortdesc = {name: shortdesc, **(aliases or {})}
+        self.alias_defaults = {k: dict(v) for k, v in (alias_defaults or {}).items()}
+        self.unfence_on_start = unfence_on_start
+        self.needs_password = needs_password
+        self.cycle_param = cycle_param  # option whose value "cycle" selects cycle reboot
+        self.validate = validate
+        self.version = version
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{name}: an option is declared twice")
+
+    def action_names(self) -> list[str]:
+        out = ["on", "off", "reboot", "status"]
+        if self.has_list:
+            out += ["list", "list-status"]
+        out += ["monitor", "metadata", "manpage", "validate-all"]
+        return out
+
+    def metadata(self, name: str | None = None) -> str:
+        from .metadata import fence_metadata
+
+        return fence_metadata(self, name)
+
+    def manpage(self, name: str | None = None) -> str:
+        from .metadata import fence_manpage
+
+        return fence_manpage(self, name)
+
+    def params_for(self, name: str) -> list[Param]:
+        """The declarations with an alias's defaults applied (fence_ilo3 and friends)."""
+        overrides = self.alias_defaults.get(name, {})
+        if not overrides:
+            return self.params
+        out = []
+        for p in self.params:
+            if p.name in overrides:
+                clone = Param(p.name, p.type, default=overrides[p.name])
+                for slot in Param.__slots__:
+                    if slot != "default":
+                        setattr(clone, slot, getattr(p, slot))
+                p = clone
+            out.append(p)
+        return out
+
+    # -- running ------------------------------------------------------------
+
+    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
+        args = list(sys.argv if argv is None else argv)
+        rc = self.run(args, os.environ, sys.stdin)
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        sys.exit(rc)
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str], stdin: Any) -> int:
+        name = os.path.basename(argv[0]) if argv else self.name
+        if name not in self.alias_shortdesc:
+            name = self.name
+        params = self.params_for(name)
+        try:
+            raw = parse_argv(params, argv[1:]) if len(argv) > 1 else parse_stdin(params, stdin)
+        except FenceError as exc:
+            return _failed(str(exc), quiet=False)
+        action = raw.get("action", "").strip().lower() or _default(params, "action")
+        action = ACTION_ALIASES.get(action, action)
+        if action == "metadata" or _truthy(raw.get("help")):
+            sys.stdout.write(self.metadata(name) if action == "metadata" else self.help(name))
+            return codes.FENCE_OK
+        if action == "manpage":
+            sys.stdout.write(self.manpage(name))
+            return codes.FENCE_OK
+        if _truthy(raw.get("version")):
+            sys.stdout.write(self.version + "\n")
+            return codes.FENCE_OK
+        if action not in self.action_names():
+            return _failed(f"Unrecognised action '{action}'", quiet=False)
+        raw["action"] = action
+        ctx = FenceContext(self, name, params, raw, env)
+        return ctx.execute()
+
+    def help(self, name: str) -> str:
+        from .metadata import fence_getopt
+
+        lines = [f"Usage:\n\t{name} [options]\nOptions:"]
+        for p in sorted(self.params_for(name), key=lambda q: (q.order, q.name)):
+            default = f" (default {p.default})" if p.default is not None else ""
+            lines.append(f"   {fence_getopt(p):<30} {p.shortdesc}{default}")
+        lines.append("Actions: " + ", ".join(self.action_names()))
+        return "\n".join(lines) + "\n"
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "yes", "true", "on", "")
+
+
+def _default(params: Sequence[Param], name: str) -> str:
+    for p in params:
+        if p.name == name and p.default is not None:
+            return p.default
+    return ""
+
+
+def _failed(message: str, *, quiet: bool) -> int:
+    if not quiet:
+        sys.stderr.write(f"Failed: {message}\n")
+    return codes.FENCE_FAIL
+
+
+# -- input ----------------------------------------------------------------------
+
+
+def _lookup_table(params: Sequence[Param]) -> dict[str, Param]:
+    table: dict[str, Param] = {}
+    for p in params:
+        for key in (p.name, p.longopt, *p.aliases):
+            table[key.replace("-", "_")] = p
+    return table
+
+
+def parse_stdin(params: Sequence[Param], stream: Any) -> dict[str, str]:
+    """``name=value`` lines in any order; the last duplicate wins; unknown names are ignored."""
+    table = _lookup_table(params)
+    raw: dict[str, str] = {}
+    nodename = None
+    legacy: dict[str, str] = {}
+    text = stream.read() if stream is not None else ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip().replace("-", "_")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if key == "nodename":
+            nodename = value
+        elif key in table:
+            raw[table[key].name] = value
+        elif key in STDIN_ALIASES:
+            legacy[STDIN_ALIASES[key]] = value
+        elif key == "name" and "username" in {p.name for p in params}:
+            legacy["username"] = value
+    for key, value in legacy.items():
+        if key in {p.name for p in params}:
+            raw.setdefault(key, value)
+    if nodename is not None:
+        raw["__nodename"] = nodename
+    return raw
+
+
+def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
+    """GNU-style short and long options, as fence-agents' getopt accepts them."""
+    longs = {p.longopt: p for p in params}
+    longs.update({p.name.replace("_", "-"): p for p in params})
+    shorts = {p.getopt: p for p in params if p.getopt}
+    raw: dict[str, str] = {}
+    verbose = 0
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            p = longs.get(name)
+            if p is None:
+                raise FenceError(f"option --{name} is not recognised")
+            if p.takes_value and not eq:
+                if i >= len(args):
+                    raise FenceError(f"option --{name} requires a value")
+                value, i = args[i], i + 1
+            elif not p.takes_value and not eq:
+                value = "1"
+            if p.name == "verbose":
+                verbose += 1
+            raw[p.name] = value
+        elif arg.startswith("-") and len(arg) > 1:
+            j = 1
+            while j < len(arg):
+                letter = arg[j]
+                p = shorts.get(letter)
+                if p is None:
+                    raise FenceError(f"option -{letter} is not recognised")
+                if p.takes_value:
+                    value = arg[j + 1:]
+                    if not value:
+                        if i >= len(args):
+                            raise FenceError(f"option -{letter} requires a value")
+                        value, i = args[i], i + 1
+                    raw[p.name] = value
+                    break
+                if p.name == "verbose":
+                    verbose += 1
+                raw[p.name] = "1"
+                j += 1
+        else:
+            raise FenceError(f"unexpected argument '{arg}'")
+    if verbose > 1 and "verbose_level" not in raw:
+        raw["verbose_level"] = str(verbose)
+    return raw
+
+
+# -- execution --------------------------------------------------------------------
+
+
+class FenceContext:
+    """One fence action: converted options, the target, a deadline, a logger."""
+
+    def __init__(self, agent: FenceAgent, name: str, params: Sequence[Param],
+                 raw: dict[str, str], env: Mapping[str, str]) -> None:
+        self.agent = agent
+        self.name = name
+        self.env = env
+        nodename = raw.pop("__nodename", None)
+        self.options, self.errors = parse(params, raw)
+        self.action: str = raw["action"]
+        self.nodename = nodename
+        plug = self.options.get("plug")
+        if plug is None and nodename and agent.multi_port:
+            plug = nodename  # "port wins over nodename", but nodename beats nothing
+        self.plug: str | None = plug
+        if self.options.get("port_as_ip") and plug and not self.options.given("ip"):
+            self.options.set("ip", plug)
+        verbose = bool(self.options.get("verbose")) or (self.options.get("verbose_level") or 0) > 0
+        quiet = bool(self.options.get("quiet"))
+        log_env = {"HA_debug": "1" if verbose else "0"}
+        if self.options.get("debug_file"):
+            log_env["HA_LOGFILE"] = self.options.debug_file
+            log_env["HA_debug"] = "1"
+        self.log = Logger(name, log_env)
+        self.quiet = quiet
+        for p in params:
+            if p.secret and p.name in self.options.raw:
+                self.log.add_secret(self.options.raw[p.name])
+        self.deadline = Deadline(self._budget())
+
+    def _budget(self) -> float:
+        """Seconds this action may take: the sum of its configured steps, capped under Pacemaker."""
+        o = self.options
+        step = (o.get("power_wait", 0.0) or 0.0) + (o.get("power_timeout", 20.0) or 20.0)
+        phases = 2 if self.action == "reboot" else 1
+        total = ((o.get("delay", 0.0) or 0.0) + (o.get("login_timeout", 5.0) or 5.0)
+                 + 2 * (o.get("shell_timeout", 3.0) or 3.0) + phases * step + 5.0)
+        if self.env.get("PCMK_service"):
+            total = min(total, PACEMAKER_DEFAULT_TIMEOUT - PACEMAKER_MARGIN)
+        return total
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
+        from .proc import run
+
+        kwargs.setdefault("deadline", self.deadline)
+        kwargs.setdefault("log", self.log)
+        return run(argv, **kwargs)
+
+    def limit(self, want: float) -> float:
+        """A per-step timeout capped by the action's deadline."""
+        value = self.deadline.limit(want)
+        return want if value is None else value
+
+    # -- the policy -----------------------------------------------------------
+
+    def _problems(self) -> list[str]:
+        out = [str(e) for e in self.errors]
+        o = self.options
+        if self.action in ("on", "off", "reboot", "status") and self.agent.multi_port:
+            if not self.plug:
+                out.append("You have to enter plug number or machine identification")
+        if self.agent.needs_password and not (o.get("password") or o.get("password_script")):
+            out.append("You have to enter password or password script")
+        if self.agent.validate is not None:
+            out.extend(self.agent.validate(self))
+        return out
+
+    def execute(self) -> int:
+        problems = self._problems()
+        if self.action == "validate-all":
+            for problem in problems:
+                self._error(problem)
+            return codes.FENCE_FAIL if problems else codes.FENCE_OK
+        if problems:
+            return self._fail(problems[0])
+        try:
+            self._fetch_password()
+            return self._dispatch()
+        except FenceError as exc:
+            return self._fail(str(exc))
+        except ParamError as exc:
+            return self._fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - never a traceback to fenced
+            from .proc import CommandNotFound, CommandTimeout
+
+            if isinstance(exc, CommandTimeout):
+                return self._fail(f"{exc} (timed out)")
+            if isinstance(exc, (CommandNotFound, OSError)):
+                return self._fail(str(exc))
+            if type(exc).__name__ in ("TIMEOUT", "timeout", "TimeoutError"):
+                return self._fail(f"Connection timed out: {exc}")
+            import traceback
+
+            self.log.debug(traceback.format_exc().replace("\n", " | "))
+            return self._fail(f"internal error: {type(exc).__name__}: {exc}")
+
+    def _error(self, message: str) -> None:
+        text = self.log.mask(message)
+        if self.log.logfile:
+            self.log.error(text)
+        if not self.quiet:
+            sys.stderr.write(f"Failed: {text}\n")
+
+    def _fail(self, message: str) -> int:
+        self._error(message)
+        return codes.FENCE_FAIL
+
+    def _fetch_password(self) -> None:
+        script = self.options.get("password_script")
+        if not script or self.options.get("password"):
+            return
+        import shlex
+
+        argv = shlex.split(script)
+        result = self.run(argv, timeout=self.limit(10.0), quiet=True)
+        if result.rc != 0:
+            raise FenceError(f"password script {argv[0]} failed with exit code {result.rc}")
+        password = result.out.rstrip("\r\n")
+        if not password:
+            raise FenceError(f"password script {argv[0]} printed no password")
+        self.options.set("password", password)
+        self.log.add_secret(password)
+
+    def _delay(self) -> None:
+        delay = self.options.get("delay", 0.0) or 0.0
+        if delay > 0 and self.action in ("off", "reboot"):
+            self.log.info(f"delaying {delay:g}s before fencing")
+            self.deadline.sleep(delay)
+
+    def _dispatch(self) -> int:
+        self._delay()
+        session = self.agent.connect(self)
+        try:
+            return self._act(session)
+        finally:
+            try:
+                session.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the result
+                self.log.debug(f"closing the session failed: {exc}")
+
+    def _act(self, session: Session) -> int:
+        action = self.action
+        if action in ("list", "list-status"):
+            entries = session.list()
+            for plug, (alias, state) in sorted(entries.items()):
+                parts = [plug, alias or ""]
+                if action == "list-status":
+                    parts.append((state or "UNKNOWN").upper())
+                sys.stdout.write(",".join(parts) + "\n")
+            return codes.FENCE_OK
+        if action == "monitor":
+            if self.agent.multi_port and self.agent.has_list:
+                session.list()
+            else:
+                session.status(self.plug)
+            return codes.FENCE_OK
+        current = self._status(session)
+        if action == "status":
+            sys.stdout.write(f"Status: {current.upper()}\n")
+            return codes.FENCE_STATUS_OFF if current == "off" else codes.FENCE_OK
+        if action in ("on", "off") and current == action:
+            sys.stdout.write(f"Success: Already {action.upper()}\n")
+            return codes.FENCE_OK
+        if action == "off":
+            self._power(session, "off")
+            sys.stdout.write("Success: Powered OFF\n")
+            return codes.FENCE_OK
+        if action == "on":
+            attempts = 1 + (self.options.get("retry_on", 1) or 0)
+            self._power_on(session, attempts)
+            sys.stdout.write("Success: Powered ON\n")
+            return codes.FENCE_OK
+        return self._reboot(session, current)
+
+    def _reboot(self, session: Session, current: str) -> int:
+        cycle = self.agent.cycle_param and self.options.get(self.agent.cycle_param) == "cycle"
+        if cycle and current == "on":
+            if session.cycle(self.plug):
+                # The device accepted a power cycle: it power-cycles a node that is
+                # on, and answered only after acting (the session verifies that).
+                sys.stdout.write("Success: Rebooted\n")
+                return codes.FENCE_OK
+            raise FenceError("the device refused the power cycle")
+        if cycle:
+            self.log.info("target is already off: powering it on instead of cycling")
+        if current != "off":
+            self._power(session, "off")
+        try:
+            self._power_on(session, self.options.get("retry_on", 1) or 1)
+        except Exception as exc:  # noqa: BLE001 - off is verified; on is best effort
+            self.log.warning(f"target is off, but powering it on failed: {exc}")
+        sys.stdout.write("Success: Rebooted\n")
+        return codes.FENCE_OK
+
+    def _power_on(self, session: Session, attempts: int) -> None:
+        last: Exception | None = None
+        for _ in range(max(1, attempts)):
+            try:
+                self._power(session, "on")
+                return
+            except FenceError as exc:
+                last = exc
+                if self.deadline.expired():
+                    break
+        raise last if last else FenceError("power on failed")
+
+    def _status(self, session: Session) -> str:
+        state = session.status(self.plug)
+        if state not in ("on", "off"):
+            raise FenceError("Unable to obtain correct plug status or plug is not available")
+        return state
+
+    def _power(self, session: Session, state: str) -> None:
+        """Ask for ``state``, then poll until the device reports it, within power_timeout."""
+        import time
+
+        o = self.options
+        session.set_power(self.plug, state)
+        self.deadline.sleep(o.get("power_wait", 0.0) or 0.0)
+        end = time.monotonic() + (o.get("power_timeout", 20.0) or 20.0)
+        interval = min(0.5, o.get("stonith_status_sleep", 1.0) or 1.0)
+        while True:
+            if self._status(session) == state:
+                return
+            if time.monotonic() >= end or self.deadline.remaining() < interval:
+                raise FenceError(f"Timed out waiting to power {state.upper()} (timed out)")
+            self.deadline.sleep(interval)
+            interval = min(interval * 1.5, o.get("stonith_status_sleep", 1.0) or 1.0)

@@ -1,0 +1,51 @@
+"""Entry points for the tiny executables in ``agents/`` and ``fence/``.
+
+``meta-data`` is answered from the pre-generated file in ``metadata/``
+before the agent module is even imported: Pacemaker's controller asks for it
+as ``hacluster``, with no parameters, and pcs/crmsh ask often.  Everything
+else imports the agent module and hands over to its runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METADATA_DIR = os.path.join(ROOT, "metadata")
+
+
+def _print_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return False
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
+    return True
+
+
+def ocf(name: str, module: str) -> None:
+    """Run resource agent ``name`` whose declarations live in ``module``."""
+    argv = sys.argv
+    if len(argv) == 2 and argv[1] == "meta-data":
+        minor = os.environ.get("OCF_RA_VERSION_MINOR", "0")
+        suffix = ".xml" if minor not in ("", "0") else ".ocf-1.0.xml"
+        if os.path.basename(argv[0]).endswith(".sh") and "/usr/share/cluster" in argv[0]:
+            suffix = ".rgmanager.xml"  # rgmanager scans /usr/share/cluster/*.sh
+        if _print_file(os.path.join(METADATA_DIR, name + suffix)):
+            sys.exit(0)
+    agent = __import__(module, fromlist=["agent"]).agent
+    agent.main()
+
+
+def fence(module: str) -> None:
+    """Run the fence agent in ``module``; aliases are told apart by argv[0]."""
+    argv = sys.argv
+    if len(argv) == 3 and argv[1] in ("-o", "--action") and argv[2] in ("metadata", "meta-data"):
+        if _print_file(os.path.join(METADATA_DIR, os.path.basename(argv[0]) + ".xml")):
+            sys.exit(0)
+    agent = __import__(module, fromlist=["agent"]).agent
+    agent.main()

@@ -1,0 +1,119 @@
+"""A small logger that speaks the cluster's logging conventions.
+
+The stdlib ``logging`` package costs ~5 ms to import, more than the rest of a
+monitor, so agents use this instead.  Destinations follow the shell library:
+
+* ``HA_LOGFILE``: append ``tag[pid]: LEVEL: message`` lines to that file;
+* ``HA_LOGFACILITY`` / ``HA_logfacility``: syslog with that facility
+  (``none`` or empty turns syslog off);
+* neither: standard error (``crm_resource`` and hand runs show it).
+
+Debug lines appear when ``HA_debug`` is a true value (upstream's ocf.py turns
+debug *on* for ``HA_debug=0``; here 0 means off) or when ``OCF_TRACE_RA`` is
+true, in which case they also go to ``OCF_TRACE_FILE`` (default stderr).
+
+Every registered secret is replaced by ``****`` before a line is written
+anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+_LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR"}
+_TRUE = ("1", "yes", "true", "on")
+
+
+class Logger:
+    def __init__(self, tag: str, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.tag = tag
+        self.secrets: set[str] = set()
+        self.logfile = env.get("HA_LOGFILE") or None
+        facility = env.get("HA_LOGFACILITY") or env.get("HA_logfacility") or ""
+        self.facility = "" if facility.lower() == "none" else facility
+        trace = env.get("OCF_TRACE_RA", "").strip().lower() in _TRUE
+        self.debug_on = trace or env.get("HA_debug", "0").strip().lower() in _TRUE
+        self.trace_file = (env.get("OCF_TRACE_FILE") or None) if trace else None
+        self._syslog_open = False
+
+    def add_secret(self, value: str | None) -> None:
+        if value and len(value) > 0:
+            self.secrets.add(value)
+
+    def mask(self, text: str) -> str:
+        # Longest first, so a secret that contains another is hidden whole.
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "****")
+        return text
+
+    def log(self, level: int, message: str) -> None:
+        if level == DEBUG and not self.debug_on:
+            return
+        text = self.mask(message).replace("\n", " ")
+        name = _LEVEL_NAMES.get(level, "INFO")
+        line = f"{self.tag}[{os.getpid()}]: {name}: {text}\n"
+        wrote = False
+        if self.logfile:
+            wrote = _append(self.logfile, time.strftime("%b %d %H:%M:%S ") + line)
+        if self.facility:
+            self._syslog(level, f"{name}: {text}")
+            wrote = True
+        if self.trace_file and level == DEBUG:
+            wrote = _append(self.trace_file, line) or wrote
+        if not wrote:
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _syslog(self, level: int, text: str) -> None:
+        import syslog  # a C module: cheap, and only loaded when used
+
+        if not self._syslog_open:
+            fac = getattr(syslog, "LOG_" + self.facility.upper(), syslog.LOG_DAEMON)
+            syslog.openlog(self.tag, syslog.LOG_PID, fac)
+            self._syslog_open = True
+        prio = {DEBUG: syslog.LOG_DEBUG, INFO: syslog.LOG_INFO,
+                WARNING: syslog.LOG_WARNING}.get(level, syslog.LOG_ERR)
+        syslog.syslog(prio, text)
+
+    def debug(self, message: str) -> None:
+        self.log(DEBUG, message)
+
+    def info(self, message: str) -> None:
+        self.log(INFO, message)
+
+    def warning(self, message: str) -> None:
+        self.log(WARNING, message)
+
+    def error(self, message: str) -> None:
+        self.log(ERROR, message)
+
+
+def _append(path: str, line: str) -> bool:
+    if path in ("/dev/stderr", "-"):
+        try:
+            sys.stderr.write(line)
+            return True
+        except (OSError, ValueError):
+            return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError:
+        return False
+    try:
+        os.write(fd, line.encode("utf-8", "replace"))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

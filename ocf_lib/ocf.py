@@ -1,0 +1,321 @@
+"""The OCF runtime: what every resource agent gets for free.
+
+An agent declares its parameters and registers its actions::
+
+    agent = ResourceAgent("Example", shortdesc=..., longdesc=..., params=[...])
+
+    @agent.action("start", timeout="20s")
+    def start(ctx: Context) -> int: ...
+
+and ends with ``agent.main()``.  The runtime then owns the rules an agent
+must never get wrong:
+
+* actions come from ``argv[1]``; an unknown one returns 3;
+* ``meta-data`` and ``usage`` need no environment and no privileges;
+* parameters are validated once, with one clear message per bad value; an
+  invalid configuration fails ``start``/``validate-all`` with 6, but ``stop``
+  is still attempted and never fails because of validation;
+* failures print one ``ocf-exit-reason:`` line on stderr; no traceback ever
+  reaches the caller;
+* every external call is bounded by one :class:`Deadline` taken from
+  ``OCF_RESKEY_CRM_meta_timeout``;
+* rgmanager's action names (``status``, ``verify-all``, ``migrate <target>``)
+  map onto the OCF ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from . import codes
+from .deadline import Deadline
+from .log import Logger
+from .params import Param, ParamError, Values, parse
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    Handler = Callable[["Context"], "int | None"]
+
+# rgmanager (and LSB habit) names -> OCF names.
+ACTION_ALIASES = {"status": "monitor", "verify-all": "validate-all", "migrate": "migrate_to"}
+BUILTIN_ACTIONS = ("meta-data", "usage", "help", "methods")
+
+
+class OCFError(Exception):
+    """Raise from an action to end it with ``rc`` and a one-line ``reason``."""
+
+    def __init__(self, rc: int, reason: str) -> None:
+        super().__init__(reason)
+        self.rc = rc
+        self.reason = reason
+
+
+def fail(rc: int, reason: str) -> NoReturn:
+    raise OCFError(rc, reason)
+
+
+class Action:
+    """A registered action, and how it is advertised in metadata.
+
+    ``advertise`` holds one dict per ``<action>`` element (monitor may have
+    several, for depths or roles); keys are the metadata attribute names.
+    """
+
+    __slots__ = ("name", "handler", "advertise")
+
+    def __init__(self, name: str, handler: Handler, advertise: list[dict[str, str]]) -> None:
+        self.name = name
+        self.handler = handler
+        self.advertise = advertise
+
+
+class ResourceAgent:
+    def __init__(
+        self,
+        name: str,
+        *,
+        shortdesc: str,
+        longdesc: str,
+        params: Sequence[Param],
+        version: str = "1.0",
+        ocf_version: str = "1.1",
+        promotable: bool = False,
+        rgmanager_primary: str | None = None,
+    ) -> None:
+        self.name = name
+        self.shortdesc = shortdesc
+        self.longdesc = longdesc
+        self.params = list(params)
+        self.version = version
+        self.ocf_version = ocf_version
+        self.promotable = promotable
+        self.rgmanager_primary = rgmanager_primary
+        self.actions: dict[str, Action] = {}
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{name}: a parameter is declared twice")
+
+    # -- declaration --------------------------------------------------------
+
+    def action(self, name: str, timeout: str = "20s", *, interval: str | None = None,
+               depth: int | None = None, role: str | None = None,
+               more: Sequence[Mapping[str, str]] = ()) -> Callable[[Handler], Handler]:
+        """Register an action; ``more`` adds further ``<action>`` entries for it."""
+
+        def register(handler: Handler) -> Handler:
+            first = {"timeout": timeout}
+            if interval is not None:
+                first["interval"] = interval
+            if depth is not None:
+                first["depth"] = str(depth)
+            if role is not None:
+                first["role"] = role
+            self.actions[name] = Action(name, handler, [first, *[dict(m) for m in more]])
+            return handler
+
+        return register
+
+    def check_levels(self) -> list[int]:
+        """The OCF_CHECK_LEVEL depths the monitor advertises (always including 0)."""
+        levels = {0}
+        monitor = self.actions.get("monitor")
+        if monitor:
+            for entry in monitor.advertise:
+                if "depth" in entry:
+                    levels.add(int(entry["depth"]))
+        return sorted(levels)
+
+    # -- metadata -----------------------------------------------------------
+
+    def metadata(self, variant: str = "ocf-1.1") -> str:
+        from .metadata import ocf_metadata
+
+        return ocf_metadata(self, variant)
+
+    # -- running ------------------------------------------------------------
+
+    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
+        rc = self.run(list(sys.argv if argv is None else argv), os.environ)
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        sys.exit(rc)
+
+    def usage(self) -> str:
+        names = sorted(set(self.actions) | {"meta-data", "usage"})
+        return f"usage: {self.name} {{{'|'.join(names)}}}\n"
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        if len(argv) < 2:
+            sys.stderr.write(self.usage())
+            return codes.ERR_ARGS
+        requested = argv[1]
+        if requested == "meta-data":
+            minor = env.get("OCF_RA_VERSION_MINOR", "0")
+            sys.stdout.write(self.metadata("ocf-1.1" if minor not in ("", "0") else "ocf-1.0"))
+            return codes.SUCCESS
+        if requested in ("usage", "help"):
+            sys.stdout.write(self.usage())
+            return codes.SUCCESS
+        if requested == "methods":
+            sys.stdout.write("\n".join(sorted(set(self.actions) | {"meta-data"})) + "\n")
+            return codes.SUCCESS
+        name = requested if requested in self.actions else ACTION_ALIASES.get(requested, requested)
+        action = self.actions.get(name)
+        if action is None:
+            return _exit_reason(env, None, codes.ERR_UNIMPLEMENTED,
+                                f"action '{requested}' is not supported by {self.name}")
+        ctx = Context(self, name, argv, env)
+        return ctx.execute(action)
+
+
+class Context:
+    """Everything an action needs, derived once from argv and the environment."""
+
+    def __init__(self, agent: ResourceAgent, action: str, argv: Sequence[str],
+                 env: Mapping[str, str]) -> None:
+        self.agent = agent
+        self.action = action
+        self.argv = list(argv)
+        self.env = env
+        self.instance = env.get("OCF_RESOURCE_INSTANCE") or agent.name
+        self.log = Logger(f"{agent.name}({self.instance})", env)
+        self.params, self.param_errors = parse(agent.params, self.reskey)
+        for p in agent.params:
+            if p.secret and p.name in self.params.raw:
+                self.log.add_secret(self.params.raw[p.name])
+        rg_timeout = env.get("OCF_RESKEY_RGMANAGER_meta_timeout")
+        if rg_timeout and rg_timeout.isdigit():
+            self.deadline = Deadline.from_timeout_ms(str(int(rg_timeout) * 1000))
+        else:
+            self.deadline = Deadline.from_timeout_ms(env.get("OCF_RESKEY_CRM_meta_timeout"))
+        self._state: Any = None
+
+    # -- environment facts --------------------------------------------------
+
+    def reskey(self, name: str) -> str | None:
+        return self.env.get("OCF_RESKEY_" + name)
+
+    def meta(self, name: str) -> str | None:
+        """A ``CRM_meta_*`` value (``clone-max`` and ``clone_max`` both work)."""
+        return self.env.get("OCF_RESKEY_CRM_meta_" + name.replace("-", "_"))
+
+    @property
+    def is_probe(self) -> bool:
+        """A monitor with no recurring interval: Pacemaker's probe."""
+        return self.action == "monitor" and (self.meta("interval") or "0") == "0"
+
+    @property
+    def check_level(self) -> int:
+        """OCF_CHECK_LEVEL rounded down to the nearest depth the agent supports."""
+        raw = self.env.get("OCF_CHECK_LEVEL") or self.env.get("OCF_RESKEY_OCF_CHECK_LEVEL") or "0"
+        try:
+            wanted = int(raw)
+        except ValueError:
+            self.log.warning(f"OCF_CHECK_LEVEL '{raw}' is not a number; using 0")
+            return 0
+        supported = [lvl for lvl in self.agent.check_levels() if lvl <= wanted]
+        return supported[-1] if supported else 0
+
+    @property
+    def node(self) -> str:
+        """This node's cluster name."""
+        return self.meta("on_node") or os.uname().nodename
+
+    @property
+    def migrate_target(self) -> str | None:
+        # rgmanager: "migrate <target>"; Pacemaker: CRM_meta_migrate_target.
+        if len(self.argv) > 2 and self.argv[1] == "migrate":
+            return self.argv[2]
+        return self.meta("migrate_target")
+
+    @property
+    def migrate_source(self) -> str | None:
+        return self.meta("migrate_source")
+
+    @property
+    def state(self) -> Any:
+        if self._state is None:
+            from .state import StateDir
+
+            self._state = StateDir(env=self.env)
+        return self._state
+
+    # -- doing things -------------------------------------------------------
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
+        """:func:`ocf_lib.proc.run` bounded by this action's deadline and logger."""
+        from .proc import run
+
+        kwargs.setdefault("deadline", self.deadline)
+        kwargs.setdefault("log", self.log)
+        return run(argv, **kwargs)
+
+    def fail(self, rc: int, reason: str) -> NoReturn:
+        raise OCFError(rc, reason)
+
+    # -- the policy ---------------------------------------------------------
+
+    def execute(self, action: Action) -> int:
+        errors = self.param_errors
+        self.log.debug(f"{self.action} begins ({self.deadline})")
+        if errors:
+            for err in errors:
+                self.log.error(str(err))
+            if self.action == "stop":
+                # Stop must be attempted even with a broken configuration; the
+                # agent's stop uses what it can and treats the rest as absent.
+                self.log.warning("stop proceeds despite invalid parameters")
+            else:
+                return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(errors[0]))
+        try:
+            rc = action.handler(self)
+        except OCFError as exc:
+            if self.action == "stop" and errors and exc.rc == codes.ERR_CONFIGURED:
+                self.log.warning(f"stop: {exc.reason}; nothing this agent could have started")
+                return codes.SUCCESS
+            return _exit_reason(self.env, self.log, exc.rc, exc.reason)
+        except ParamError as exc:
+            if self.action == "stop":
+                self.log.warning(f"stop: {exc}; nothing this agent could have started")
+                return codes.SUCCESS
+            return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            from .proc import CommandNotFound, CommandTimeout
+
+            if isinstance(exc, CommandNotFound):
+                return _exit_reason(self.env, self.log, codes.ERR_INSTALLED, str(exc))
+            if isinstance(exc, CommandTimeout):
+                return _exit_reason(self.env, self.log, codes.ERR_GENERIC, str(exc))
+            self.log.debug(_traceback_text())
+            return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
+                                f"internal error in {self.action}: {type(exc).__name__}: {exc}")
+        rc = codes.SUCCESS if rc is None else int(rc)
+        if self.action == "stop" and rc == codes.NOT_RUNNING:
+            rc = codes.SUCCESS  # 7 from stop is a stop failure to Pacemaker; stopped is success
+        self.log.debug(f"{self.action} returns {rc}")
+        return rc
+
+
+def _exit_reason(env: Mapping[str, str], log: Logger | None, rc: int, reason: str) -> int:
+    prefix = env.get("OCF_EXIT_REASON_PREFIX") or "ocf-exit-reason:"
+    text = " ".join(reason.split())
+    if log is not None:
+        text = log.mask(text)
+        log.error(text)
+    try:
+        sys.stderr.write(f"{prefix}{text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return rc
+
+
+def _traceback_text() -> str:
+    import traceback
+
+    return traceback.format_exc().replace("\n", " | ")

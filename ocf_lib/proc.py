@@ -1,0 +1,234 @@
+"""Running external commands: argv lists only, always under a deadline.
+
+Built on ``os.posix_spawnp`` and ``select.poll`` rather than ``subprocess``,
+which costs ~20 ms to import here: more than a whole monitor should take.
+
+Rules kept here so that no agent can forget them:
+
+* an argv list, never a shell;
+* a time limit that never outlives the action's :class:`Deadline`; on expiry
+  the child gets SIGKILL and :class:`CommandTimeout` is raised;
+* the command, its exit code and its duration are logged, with secrets
+  masked (a secret should never be *in* argv; pass it with ``input=`` or
+  ``env=``, and it is masked anyway in case a caller slips);
+* a missing binary raises :class:`CommandNotFound` with a clear message;
+* children start with SIGPIPE at its default and ``LC_ALL=C`` so that output
+  parsing does not depend on the caller's locale.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from .deadline import Deadline
+    from .log import Logger
+
+_SIGKILL = 9
+_SIGPIPE = 13
+_CHUNK = 65536
+
+
+class CommandError(Exception):
+    """A command could not be run to completion; ``str()`` is a one-line reason."""
+
+
+class CommandNotFound(CommandError):
+    pass
+
+
+class CommandTimeout(CommandError):
+    pass
+
+
+class Result:
+    __slots__ = ("argv", "rc", "out", "err", "duration")
+
+    def __init__(self, argv: Sequence[str], rc: int, out: str, err: str, duration: float) -> None:
+        self.argv = list(argv)
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.duration = duration
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def reason(self) -> str:
+        """The last non-empty line of stderr (else stdout): what usually explains a failure."""
+        for text in (self.err, self.out):
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+        return f"exit code {self.rc}"
+
+    def __repr__(self) -> str:
+        return f"Result(rc={self.rc}, argv={self.argv[:2]}...)"
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """The executable ``name`` on PATH (or ``name`` itself if it has a slash)."""
+    if "/" in name:
+        return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
+    search = path if path is not None else os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    for directory in search.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def _env_for_child(env: Mapping[str, str] | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+    base = dict(os.environ if env is None else env)
+    base["LC_ALL"] = "C"
+    if extra:
+        base.update(extra)
+    return base
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float | None = None,
+    deadline: Deadline | None = None,
+    input: str | bytes | None = None,  # noqa: A002 - as in subprocess
+    env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    log: Logger | None = None,
+    secrets: Iterable[str] = (),
+    quiet: bool = False,
+) -> Result:
+    """Run ``argv`` and collect its output.
+
+    The time limit is ``timeout`` capped by ``deadline``.  Non-zero exit codes
+    are returned, not raised: the caller knows what they mean.  ``quiet``
+    logs a failure at debug level (for probes whose failure is an answer).
+    """
+    if isinstance(argv, (str, bytes)):
+        raise TypeError("argv must be a list, never a shell string")
+    argv = [str(a) for a in argv]
+    limit = deadline.limit(timeout) if deadline is not None else timeout
+    shown = " ".join(argv)
+    for secret in secrets:
+        if secret:
+            shown = shown.replace(secret, "****")
+            if log is not None:
+                log.add_secret(secret)
+    if limit is not None and limit <= 0:
+        raise CommandTimeout(f"no time left to run {argv[0]}")
+    if "/" in argv[0]:
+        exe = argv[0]
+        if not os.access(exe, os.X_OK):
+            raise CommandNotFound(f"command not found or not executable: {exe}")
+    else:
+        found = which(argv[0])
+        if found is None:
+            raise CommandNotFound(f"command not found: {argv[0]}")
+        exe = found
+    data = input.encode() if isinstance(input, str) else input
+    if log is not None:
+        log.debug(f"running: {shown}")
+    started = time.monotonic()
+    rc, out, err, timed_out = _spawn_and_collect(exe, argv, data,
+                                                 _env_for_child(env, extra_env), limit)
+    duration = time.monotonic() - started
+    out_s = out.decode("utf-8", "replace")
+    err_s = err.decode("utf-8", "replace")
+    if timed_out:
+        if log is not None:
+            log.warning(f"{shown}: killed after {duration:.2f}s (time limit {limit:.1f}s)")
+        raise CommandTimeout(f"{argv[0]} did not finish within {limit:.1f}s")
+    result = Result(argv, rc, out_s, err_s, duration)
+    if log is not None:
+        if rc == 0 or quiet:
+            log.debug(f"{shown}: exit {rc} in {duration:.3f}s")
+        else:
+            log.warning(f"{shown}: exit {rc} in {duration:.3f}s: {result.reason()}")
+    return result
+
+
+def _spawn_and_collect(
+    exe: str, argv: list[str], data: bytes | None, env: dict[str, str], limit: float | None
+) -> tuple[int, bytes, bytes, bool]:
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    if data is not None:
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+    else:
+        in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+    actions = [
+        (os.POSIX_SPAWN_DUP2, in_r, 0),
+        (os.POSIX_SPAWN_DUP2, out_w, 1),
+        (os.POSIX_SPAWN_DUP2, err_w, 2),
+    ]
+    try:
+        pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsigdef=(_SIGPIPE,))
+    except OSError as exc:
+        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise CommandNotFound(f"cannot execute {exe}: {exc.strerror}") from None
+    for fd in (out_w, err_w, in_r):
+        os.close(fd)
+    if in_w >= 0:
+        try:
+            if data:
+                os.write(in_w, data[:_CHUNK])  # secrets and small inputs only
+        except OSError:
+            pass
+        os.close(in_w)
+    end = None if limit is None else time.monotonic() + limit
+    bufs: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    poller = select.poll()
+    for fd in bufs:
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    open_fds = set(bufs)
+    timed_out = False
+    status: int | None = None
+    pidfd = -1
+    try:
+        while open_fds:
+            wait_ms = None if end is None else max(0, int((end - time.monotonic()) * 1000))
+            events = poller.poll(wait_ms)
+            if not events and end is not None and time.monotonic() >= end:
+                timed_out = True
+                break
+            for fd, _ in events:
+                chunk = os.read(fd, _CHUNK)
+                if chunk:
+                    bufs[fd].append(chunk)
+                else:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+        if not timed_out:
+            # Output closed; the child may still be running (it closed stdout, or
+            # a grandchild holds the pipe).  Wait on a pidfd so the limit holds.
+            pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else -1
+            if pidfd >= 0:
+                wait_ms = None if end is None else max(0, int((end - time.monotonic()) * 1000))
+                waiter = select.poll()
+                waiter.register(pidfd, select.POLLIN)
+                if not waiter.poll(wait_ms):
+                    timed_out = True
+            if not timed_out:
+                _, status = os.waitpid(pid, 0)
+    finally:
+        if timed_out or status is None:
+            try:
+                os.kill(pid, _SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+        for fd in (out_r, err_r, pidfd):
+            if fd >= 0:
+                os.close(fd)
+    rc = -1 if status is None else os.waitstatus_to_exitcode(status)
+    if rc < 0:
+        rc = 128 - rc  # killed by a signal: report it the way a shell would
+    return rc, b"".join(bufs[out_r]), b"".join(bufs[err_r]), timed_out

@@ -1,0 +1,113 @@
+"""Per-node state: a directory of small files, written atomically, with locks.
+
+The directory is ``$HA_RSCTMP`` (default ``/run/resource-agents``), a tmpfs
+that is empty after a reboot, exactly like the node's resources.
+Writes go to a temporary file in the same directory and are renamed into
+place, so a reader (or a SIGKILL from Pacemaker half-way) never sees a
+partial file.  Locks are ``fcntl.flock`` on an open descriptor: the kernel
+drops them when the process dies, so a killed agent never leaves one behind.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_DIR = "/run/resource-agents"
+
+
+class StateDir:
+    def __init__(self, path: str | None = None, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.path = path or env.get("HA_RSCTMP") or DEFAULT_DIR
+
+    def file(self, name: str) -> str:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"bad state file name: {name!r}")
+        return os.path.join(self.path, name)
+
+    def ensure(self) -> None:
+        os.makedirs(self.path, mode=0o755, exist_ok=True)
+
+    def read(self, name: str) -> str | None:
+        try:
+            with open(self.file(name), encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def exists(self, name: str) -> bool:
+        return os.path.exists(self.file(name))
+
+    def write(self, name: str, text: str, mode: int = 0o600) -> None:
+        write_atomic(self.file(name), text, mode)
+
+    def remove(self, name: str) -> None:
+        try:
+            os.unlink(self.file(name))
+        except FileNotFoundError:
+            pass
+
+    def lock(self, name: str, timeout: float | None = None) -> Lock:
+        self.ensure()
+        return Lock(self.file(name + ".lock"), timeout)
+
+
+def write_atomic(path: str, text: str | bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` in one rename; the mode is set before any byte lands."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)  # umask may have narrowed it; may also be wider than wanted
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+class LockTimeout(OSError):
+    pass
+
+
+class Lock:
+    """``with StateDir().lock("name"):`` an exclusive flock, released by close or by death."""
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> Lock:
+        import fcntl
+        import time
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        end = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if end is not None else 0))
+                return self
+            except BlockingIOError:
+                if end is not None and time.monotonic() >= end:
+                    os.close(self.fd)
+                    self.fd = -1
+                    raise LockTimeout(f"could not lock {self.path} within {self.timeout}s")
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
