@@ -1,0 +1,83 @@
+"""Shared test helpers: run agents exactly as the cluster does (exec, env, argv)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENTS = ROOT / "agents"
+FENCE = ROOT / "fence"
+METADATA = ROOT / "metadata"
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def reason(self) -> str | None:
+        """The last ocf-exit-reason line, as Pacemaker reads it."""
+        found = None
+        for line in self.err.splitlines():
+            if line.startswith("ocf-exit-reason:"):
+                found = line[len("ocf-exit-reason:"):]
+        return found
+
+
+def base_env(tmp: Path | None = None) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "OCF_ROOT": "/usr/lib/ocf",
+        "OCF_RA_VERSION_MAJOR": "1",
+        "OCF_RA_VERSION_MINOR": "1",
+        "OCF_EXIT_REASON_PREFIX": "ocf-exit-reason:",
+    }
+    if tmp is not None:
+        env["HA_RSCTMP"] = str(tmp)
+    return env
+
+
+def run_ocf(agent: str | Path, action: str, params: Mapping[str, str] | None = None, *,
+            env: Mapping[str, str] | None = None, instance: str = "test",
+            timeout: float = 120, extra_args: tuple[str, ...] = ()) -> Run:
+    """Run an OCF agent (a name in agents/ or a path) with OCF_RESKEY_ parameters."""
+    path = Path(agent) if "/" in str(agent) else AGENTS / str(agent)
+    full = dict(base_env() if env is None else env)
+    full.setdefault("OCF_RESOURCE_INSTANCE", instance)
+    full.setdefault("OCF_RESOURCE_TYPE", path.name)
+    for key, value in (params or {}).items():
+        full[key if key.startswith(("OCF_", "HA_", "PCMK_")) else f"OCF_RESKEY_{key}"] = value
+    proc = subprocess.run([str(path), action, *extra_args], env=full, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_fence(agent: str | Path, *, args: list[str] | None = None, stdin: str | None = None,
+              env: Mapping[str, str] | None = None, timeout: float = 120) -> Run:
+    """Run a fence agent with argv options, or with name=value lines on stdin."""
+    path = Path(agent) if "/" in str(agent) else FENCE / str(agent)
+    full = dict(base_env() if env is None else env)
+    proc = subprocess.run([str(path), *(args or [])], env=full, capture_output=True, text=True,
+                          timeout=timeout, input=stdin if stdin is not None else "")
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def rsctmp(tmp_path: Path) -> Path:
+    """A private HA_RSCTMP so tests never see each other's state files."""
+    path = tmp_path / "rsctmp"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def ocf_env(rsctmp: Path) -> dict[str, str]:
+    return base_env(rsctmp)
