@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 ALL_ACTIONS = ("on", "off", "reboot", "status", "list", "list-status", "monitor",
                "metadata", "manpage", "validate-all")
-ACTION_ALIASES = {"meta-data": "metadata", "reset": "reboot", "enable": "on", "disable": "off"}
+ACTION_ALIASES = {"meta-data": "metadata", "reset": "reboot", "enable": "on", "disable": "off",
+                  "stat": "status", "poweroff": "off", "poweron": "on"}
 # Old stdin names that are not a parameter's own legacy key.
 STDIN_ALIASES = {"option": "action", "fm": "plug", "blade": "plug", "hostname": "ip"}
 # Pacemaker never runs an agent longer than its fence timeout (60 s by default)
@@ -166,7 +167,7 @@ class FenceAgent:
         shortdesc: str,
         longdesc: str,
         params: Sequence[Param],
-        connect: Callable[[FenceContext], Session],
+        connect: Callable[[FenceContext], Session] | None = None,
         vendor_url: str = "",
         multi_port: bool = False,
         has_list: bool = False,
@@ -178,6 +179,7 @@ class FenceAgent:
         cycle_param: str | None = None,
         validate: Callable[[FenceContext], Iterable[str]] | None = None,
         version: str = "pyha 0.1.0",
+        perform: Callable[[FenceContext], int] | None = None,
     ) -> None:
         self.name = name
         self.shortdesc = shortdesc
@@ -195,6 +197,12 @@ class FenceAgent:
         self.cycle_param = cycle_param  # option whose value "cycle" selects cycle reboot
         self.validate = validate
         self.version = version
+        # An agent that hands the whole action to someone else (fence_pcmk asks
+        # Pacemaker) gives ``perform`` instead of ``connect``: it returns the exit
+        # code itself and owns the verification the Session flow would do.
+        self.perform = perform
+        if (connect is None) == (perform is None):
+            raise ValueError(f"{name}: give exactly one of connect= and perform=")
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"{name}: an option is declared twice")
@@ -526,6 +534,9 @@ class FenceContext:
 
     def _dispatch(self) -> int:
         self._delay()
+        if self.agent.perform is not None:
+            return self.agent.perform(self)
+        assert self.agent.connect is not None
         session = self.agent.connect(self)
         try:
             return self._act(session)
