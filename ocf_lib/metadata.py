@@ -178,11 +178,11 @@ def _roff(text: str) -> str:
     return "\n".join(lines)
 
 
-def ocf_manpage(agent: ResourceAgent) -> str:
+def ocf_manpage(agent: ResourceAgent, provider: str = "pyha") -> str:
     out = [
-        f'.TH {agent.name.upper()} 7 "" "pyha" "OCF resource agents"',
+        f'.TH {agent.name.upper()} 7 "" "{provider}" "OCF resource agents"',
         ".SH NAME",
-        f"ocf:pyha:{agent.name} \\- {_roff(agent.shortdesc)}",
+        f"ocf:{provider}:{agent.name} \\- {_roff(agent.shortdesc)}",
         ".SH SYNOPSIS",
         f"\\fB{agent.name}\\fR {{{' | '.join(sorted(set(agent.actions) | {'meta-data'}))}}}",
         ".SH DESCRIPTION",
