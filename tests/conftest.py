@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,54 @@ def rsctmp(tmp_path: Path) -> Path:
 @pytest.fixture
 def ocf_env(rsctmp: Path) -> dict[str, str]:
     return base_env(rsctmp)
+
+
+# -- real Corosync + Pacemaker clusters (tests/cluster.py) ---------------------------
+
+@pytest.fixture(scope="session")
+def pyha_agents() -> Iterator[Path]:
+    """pyha's agents installed as ocf:pyha:<Type> (symlinks into this checkout)."""
+    from cluster import install_pyha_agents
+
+    with install_pyha_agents() as path:
+        yield path
+
+
+def _cluster_maker() -> Iterator[Callable[..., Any]]:
+    from cluster import Cluster
+
+    made: list[Any] = []
+
+    def make(nodes: int = 1, **kwargs: Any) -> Any:
+        cluster = Cluster(nodes=nodes, **kwargs)
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in reversed(made):
+            cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster1(pyha_agents: Path) -> Iterator[Any]:
+    """A running single-node cluster (node n1), shared by a test module."""
+    from cluster import Cluster
+
+    with Cluster(nodes=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_factory(pyha_agents: Path) -> Iterator[Callable[..., Any]]:
+    """``make(nodes=2, subnet="10.231.8", stonith=True)`` -> a started Cluster,
+    stopped after the test.  Names are taken automatically (pyhaca, pyhacb, ...)."""
+    yield from _cluster_maker()
+
+
+@pytest.fixture(scope="module")
+def module_cluster_factory(pyha_agents: Path) -> Iterator[Callable[..., Any]]:
+    """As ``cluster_factory``, but the clusters live until the module ends."""
+    yield from _cluster_maker()
