@@ -1,0 +1,675 @@
+"""ocf:pyha:IPaddr2 -- a floating IPv4/IPv6 address, compatible with ocf:heartbeat:IPaddr2.
+
+Same parameters, defaults and meaning as upstream.  Everything talks to the
+kernel over rtnetlink (:mod:`ocf_lib.netlink`): a monitor is one address dump
+and one link dump, no fork (upstream: ~23-44 execs).  Announcements are sent
+in-process (:mod:`ocf_lib.announce`).
+
+Exit codes, chosen deliberately (upstream's own ocft suites disagree with
+upstream HEAD here, see the README):
+
+* malformed ``ip``/``cidr_netmask``/``broadcast``/tunables: 6 at start and
+  validate-all (the configuration is wrong on every node);
+* ``nic`` does not exist: 5 at start (this node lacks it; the resource may
+  run elsewhere), 6 at validate-all;
+* no route to the address, or a ``cidr_netmask`` the route contradicts: 1
+  at start (what the IPaddr2v4/v6 suites expect; restart elsewhere);
+* monitor: 0 on the right interface, 7 absent everywhere, 1 present on another
+  interface, with another prefix or label, or on a link that is down while
+  ``check_link_status`` is set.  A probe says 7 only when the address is on
+  no interface at all.
+
+Upstream bugs fixed here: stop failing (6 -> fencing) on a malformed tunable
+such as ``arp_count=0``; ``check_link_status`` never firing for interfaces
+with an altname; the broadcast scraped positionally from another address
+(wrong or empty, issue #656; we compute it from the prefix); findif needing
+gawk; cluster-IP rules changed one by one (a window with the drop rule but
+no accept rule).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocf_lib import codes, netlink
+from ocf_lib.ocf import Context, ResourceAgent
+from ocf_lib.params import BOOLEAN, INTEGER, IPADDR, STRING, Choice, Param, ParamError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+agent = ResourceAgent(
+    "IPaddr2",
+    shortdesc="Manages virtual IPv4 and IPv6 addresses (Linux specific version)",
+    longdesc=(
+        "Adds and removes one IPv4 or IPv6 address on a Linux interface, announces it with "
+        "gratuitous ARP or unsolicited neighbour advertisements, and in a clone spreads "
+        "clients over the nodes (cluster IP). Compatible with ocf:heartbeat:IPaddr2."
+    ),
+    params=[
+        Param("ip", IPADDR, required=True, unique=True, shortdesc="IPv4 or IPv6 address",
+              longdesc="The address to manage, e.g. 192.168.1.101 or 2001:db8::101."),
+        Param("nic", STRING, shortdesc="Network interface",
+              longdesc="The base interface. Empty: the interface of the most specific route "
+                       "to the address. The old form 'eth0:label' sets the label too."),
+        Param("cidr_netmask", STRING, aliases=("netmask",), shortdesc="CIDR netmask",
+              longdesc="Prefix length (24), or an IPv4 dotted netmask. Empty: the prefix of "
+                       "the route to the address."),
+        Param("broadcast", STRING, shortdesc="Broadcast address",
+              longdesc="IPv4 broadcast. Empty or '+': computed from the prefix; '-': none."),
+        Param("proto", STRING, shortdesc="Route protocol",
+              longdesc="Only use routes of this protocol (e.g. kernel) to find the interface."),
+        Param("iflabel", STRING, shortdesc="Interface label",
+              longdesc="Label the address as <nic>:<iflabel> (at most 15 characters in all)."),
+        Param("lvs_support", BOOLEAN, default="false", shortdesc="Enable support for LVS DR",
+              longdesc="Move a matching /32 from a loopback interface aside while running, "
+                       "and restore it on stop (IPv4 only)."),
+        Param("lvs_ipv6_addrlabel", BOOLEAN, default="true",
+              shortdesc="Give IPv6 addresses their own address label",
+              longdesc="So that the address is not chosen as a source address (RFC 6724)."),
+        Param("lvs_ipv6_addrlabel_value", INTEGER(0, 2**32 - 2), default="99",
+              shortdesc="IPv6 address label value"),
+        Param("mac", STRING, shortdesc="Cluster IP MAC address",
+              longdesc="Multicast MAC for cluster IP mode. Empty: derived from the address."),
+        Param("clusterip_hash", Choice("sourceip", "sourceip-sourceport",
+                                       "sourceip-sourceport-destport"),
+              default="sourceip-sourceport", shortdesc="Cluster IP hash function",
+              longdesc="What decides which clone instance serves a client."),
+        Param("clusterip_firewall", Choice("auto", "nft", "iptables"), default="auto",
+              shortdesc="Cluster IP firewall",
+              longdesc="Only nftables is implemented; 'iptables' is refused (xt_cluster)."),
+        Param("clusterip_hash_seed", STRING, shortdesc="Cluster IP hash seed",
+              longdesc="Decimal or 0x hex. Empty: derived from ip, netmask and broadcast."),
+        Param("clusterip_table", STRING, default="mangle",
+              shortdesc="iptables table (accepted for compatibility)"),
+        Param("clusterip_chain", STRING, default="PREROUTING",
+              shortdesc="iptables chain (accepted for compatibility)"),
+        Param("clusterip_mac_mangle", BOOLEAN, default="false",
+              shortdesc="Rewrite ARP source MACs to the cluster MAC (IPv4)"),
+        Param("unique_clone_address", BOOLEAN, default="false",
+              shortdesc="Create a unique address per clone instance",
+              longdesc="Add the clone number to the last IPv4 octet "
+                       "(needs globally-unique=true)."),
+        Param("arp_interval", INTEGER(1), default="200",
+              shortdesc="ARP packet interval in ms"),
+        Param("arp_count", INTEGER(1), default="5", shortdesc="ARP packet count",
+              longdesc="Announcements sent after start."),
+        Param("arp_count_refresh", INTEGER(0), default="0",
+              shortdesc="ARP packets sent on each monitor (IPv4)"),
+        Param("arp_bg", BOOLEAN, shortdesc="ARP from background",
+              longdesc="Announce in the background. Default: yes for IPv4, no for IPv6."),
+        Param("arp_sender", Choice("send_arp", "iputils_arping", "libnet_arping",
+                                   "ipoibarping"), shortdesc="ARP sender",
+              longdesc="send_arp (default): sent in-process. The others run that program."),
+        Param("send_arp_opts", STRING, shortdesc="Options for the external ARP sender"),
+        Param("flush_routes", BOOLEAN, default="false", shortdesc="Flush the route cache on stop"),
+        Param("run_arping", BOOLEAN, default="false",
+              shortdesc="Detect IPv4 address conflicts before start (arping -D)"),
+        Param("nodad", BOOLEAN, default="false", shortdesc="IPv6: no duplicate address detection"),
+        Param("noprefixroute", BOOLEAN, default="false",
+              shortdesc="Do not add a prefix route for the address"),
+        Param("preferred_lft", STRING, default="forever", shortdesc="IPv6 preferred lifetime",
+              longdesc="Seconds or 'forever'; 0 keeps the address from being a source address."),
+        Param("network_namespace", STRING, shortdesc="Network namespace",
+              longdesc="Run in this network namespace (ip netns exec)."),
+        Param("check_link_status", BOOLEAN, default="true",
+              shortdesc="Treat a down link as a failure",
+              longdesc="monitor fails (1) when the interface is down or has no carrier."),
+    ],
+)
+
+MAX_IFNAME = 15
+
+
+class Config:
+    """The validated parameters, resolved against this node's interfaces and routes."""
+
+    def __init__(self) -> None:
+        self.ip = ""
+        self.family = netlink.AF_INET
+        self.nic = ""
+        self.label = ""
+        self.prefix: int | None = None
+        self.broadcast = ""
+        self.link: netlink.Link | None = None
+        self.metric = 0
+        self.clone_total = 1
+        self.clone_no = 1
+
+
+def _reexec_in_namespace(ctx: Context) -> None:
+    """network_namespace: run this same action inside it (as upstream does)."""
+    ns = ctx.params.network_namespace
+    if not ns or ctx.env.get("PYHA_IN_NETNS") == ns:
+        return
+    import sys
+
+    env = {k: v for k, v in ctx.env.items() if k != "OCF_RESKEY_network_namespace"}
+    env["PYHA_IN_NETNS"] = ns
+    argv = ["ip", "netns", "exec", ns, sys.executable, "-IS", os.path.abspath(sys.argv[0]),
+            *ctx.argv[1:]]
+    from ocf_lib.proc import which
+
+    ip = which("ip") or "/usr/sbin/ip"
+    sys.stdout.flush()
+    os.execve(ip, argv, env)
+
+
+def _clone_numbers(ctx: Context, cfg: Config) -> None:
+    total = ctx.meta("clone_max")
+    if total:
+        if not total.isdigit():
+            raise ParamError("CRM_meta_clone_max", total, "is not a number")
+        cfg.clone_total = int(total)
+        cfg.clone_no = int(ctx.meta("clone") or "0") + 1
+
+
+def configure(ctx: Context) -> Config:
+    """Check the parameters' syntax; raises ParamError (6) with one clear reason."""
+    p = ctx.params
+    cfg = Config()
+    cfg.ip = netlink.canonical(p.ip)
+    cfg.family = netlink.family_of(cfg.ip)
+    _clone_numbers(ctx, cfg)
+    ipv6 = cfg.family == netlink.AF_INET6
+    if p.unique_clone_address:
+        if (ctx.meta("globally_unique") or "").lower() != "true":
+            raise ParamError("unique_clone_address", "true", "needs globally-unique=true")
+        if ipv6:
+            raise ParamError("unique_clone_address", "true", "is IPv4 only")
+        head, last = cfg.ip.rsplit(".", 1)
+        octet = int(last) + cfg.clone_no - 1
+        if octet > 255:
+            raise ParamError("ip", cfg.ip, f"plus clone number {cfg.clone_no - 1} overflows")
+        cfg.ip = f"{head}.{octet}"
+    nic = (p.nic or "").strip()
+    if ":" in nic:
+        nic, cfg.label = nic.split(":", 1)
+    if p.iflabel:
+        cfg.label = p.iflabel
+    cfg.nic = nic
+    if cfg.label and nic and len(f"{nic}:{cfg.label}") > MAX_IFNAME:
+        raise ParamError("iflabel", cfg.label, f"makes '{nic}:{cfg.label}' longer than "
+                         f"{MAX_IFNAME} characters")
+    if cfg.ip.startswith("fe80:") and not nic:
+        raise ParamError("nic", None, "is mandatory for a link-local address")
+    mask = (p.cidr_netmask or "").strip()
+    if mask:
+        limit = 128 if ipv6 else 32
+        if mask.isdigit() and 1 <= int(mask) <= limit:
+            cfg.prefix = int(mask)
+        elif not ipv6 and "." in mask and netlink.netmask_to_prefix(mask) is not None:
+            cfg.prefix = netlink.netmask_to_prefix(mask)
+        else:
+            raise ParamError("cidr_netmask", mask, f"is not a prefix length 1-{limit}")
+    brd = (p.broadcast or "").strip()
+    if brd and brd not in ("+", "-"):
+        if ipv6 or not netlink.family_of(brd) == netlink.AF_INET:
+            raise ParamError("broadcast", brd, "is not an IPv4 address, '+' or '-'")
+        try:
+            netlink.pack_ip(brd)
+        except ValueError:
+            raise ParamError("broadcast", brd, "is not an IPv4 address, '+' or '-'") from None
+    cfg.broadcast = brd
+    if p.lvs_support and ipv6:
+        raise ParamError("lvs_support", "true", "is IPv4 only")
+    if p.lvs_support and cfg.clone_total > 1:
+        raise ParamError("lvs_support", "true", "cannot be used in a clone")
+    lft = (p.preferred_lft or "").strip()
+    if lft != "forever" and not lft.isdigit():
+        raise ParamError("preferred_lft", lft, "is not a number of seconds or 'forever'")
+    seed = p.clusterip_hash_seed or ""
+    if seed and not (seed.isdigit() or (seed[:2] in ("0x", "0X") and _is_hex(seed[2:]))):
+        raise ParamError("clusterip_hash_seed", seed, "is not decimal or 0x hexadecimal")
+    return cfg
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+class Unplaceable(Exception):
+    """The address cannot be placed on this node; ``rc`` says how bad that is."""
+
+    def __init__(self, rc: int, reason: str) -> None:
+        super().__init__(reason)
+        self.rc = rc
+
+
+def place(ctx: Context, cfg: Config) -> Config:
+    """findif, in-process: choose the interface and prefix from the kernel's routes."""
+    links = netlink.links()
+    if cfg.nic:
+        cfg.link = next((ln for ln in links if cfg.nic == ln.name or cfg.nic in ln.altnames), None)
+        if cfg.link is None:
+            raise Unplaceable(codes.ERR_INSTALLED, f"interface '{cfg.nic}' does not exist")
+        cfg.nic = cfg.link.name
+        if cfg.prefix is not None and not ctx.params.proto:
+            return _finish(cfg)
+    route = _best_route(ctx, cfg)
+    if route is None:
+        where = f" on {cfg.nic}" if cfg.nic else ""
+        masked = f"/{cfg.prefix}" if cfg.prefix is not None else ""
+        raise Unplaceable(codes.ERR_GENERIC, f"no route to {cfg.ip}{masked}{where}: cannot "
+                          "choose an interface and prefix (give nic and cidr_netmask)")
+    if cfg.link is None:
+        cfg.link = next((ln for ln in links if ln.index == route.oif), None)
+        if cfg.link is None:
+            raise Unplaceable(codes.ERR_GENERIC, f"the route to {cfg.ip} has no interface")
+        cfg.nic = cfg.link.name
+    if cfg.prefix is None:
+        cfg.prefix = route.dst_len
+    if cfg.family == netlink.AF_INET6:
+        cfg.metric = route.metric
+    return _finish(cfg)
+
+
+_PROTOS = {"kernel": 2, "boot": 3, "static": 4, "ra": 9, "dhcp": 16, "bird": 12, "zebra": 11}
+
+
+def _best_route(ctx: Context, cfg: Config) -> netlink.Route | None:
+    proto = ctx.params.proto
+    want_proto = None
+    if proto:
+        want_proto = int(proto) if proto.isdigit() else _PROTOS.get(proto, -1)
+    best = None
+    for table in (netlink.RT_TABLE_MAIN, netlink.RT_TABLE_LOCAL):
+        for r in netlink.routes(cfg.family, table):
+            if r.dst_len == 0 or not r.dst:
+                continue  # default routes never choose an interface
+            if r.type != (netlink.RTN_UNICAST if table == netlink.RT_TABLE_MAIN
+                          else netlink.RTN_LOCAL):
+                continue
+            if table == netlink.RT_TABLE_LOCAL and not cfg.ip.startswith("127."):
+                continue  # the local table only serves loopback addresses
+            if cfg.link is not None and r.oif != cfg.link.index:
+                continue
+            if want_proto is not None and r.protocol != want_proto:
+                continue
+            if cfg.prefix is not None and r.dst_len > cfg.prefix:
+                continue  # the route is narrower than the requested prefix
+            if not netlink.in_prefix(cfg.ip, r.dst, r.dst_len):
+                continue
+            if best is None or (r.dst_len, -r.metric) > (best.dst_len, -best.metric):
+                best = r
+        if best is not None:
+            return best
+    return None
+
+
+def _finish(cfg: Config) -> Config:
+    if cfg.label and len(f"{cfg.nic}:{cfg.label}") > MAX_IFNAME:
+        raise ParamError("iflabel", cfg.label, f"makes '{cfg.nic}:{cfg.label}' longer than "
+                         f"{MAX_IFNAME} characters")
+    if cfg.family == netlink.AF_INET and cfg.prefix is not None and cfg.broadcast in ("", "+"):
+        cfg.broadcast = netlink.ipv4_broadcast(cfg.ip, cfg.prefix)
+    elif cfg.broadcast == "-":
+        cfg.broadcast = ""
+    return cfg
+
+
+# -- state: what start did, so that stop and monitor use the same facts ------
+
+def _state_name(cfg_ip: str) -> str:
+    return "IPaddr2-" + cfg_ip.replace(":", "_")
+
+
+def save_state(ctx: Context, cfg: Config) -> None:
+    ctx.state.ensure()
+    ctx.state.write(_state_name(cfg.ip), f"{cfg.nic}\n{cfg.prefix}\n{cfg.label}\n", 0o644)
+
+
+def load_state(ctx: Context, cfg: Config) -> bool:
+    text = ctx.state.read(_state_name(cfg.ip))
+    if not text:
+        return False
+    nic, prefix, label = (text.split("\n") + ["", "", ""])[:3]
+    if not prefix.isdigit() or (cfg.nic and cfg.nic != nic):
+        return False
+    cfg.nic, cfg.prefix, cfg.label = nic, int(prefix), label
+    cfg.link = netlink.link_by_name(nic)
+    return True
+
+
+# -- the state of the address -------------------------------------------------
+
+def served(ctx: Context, cfg: Config) -> tuple[str, str]:
+    """("ok" | "absent" | "elsewhere" | "mismatch" | "down", reason)."""
+    found = netlink.find_address(cfg.ip)
+    if not found:
+        return "absent", f"{cfg.ip} is not on any interface"
+    link = cfg.link
+    mine = [a for a in found if link is not None and a.index == link.index]
+    if not mine or link is None:
+        others = ", ".join(sorted({_ifname(a.index) for a in found}))
+        return "elsewhere", f"{cfg.ip} is on {others}, not on {cfg.nic or 'the expected nic'}"
+    addr = mine[0]
+    if addr.prefixlen != cfg.prefix:
+        return "mismatch", (f"{cfg.ip} is on {cfg.nic} with prefix /{addr.prefixlen}, "
+                            f"expected /{cfg.prefix}")
+    if cfg.label and addr.label != f"{cfg.nic}:{cfg.label}":
+        return "mismatch", (f"{cfg.ip} on {cfg.nic} has label '{addr.label}', "
+                            f"expected '{cfg.nic}:{cfg.label}'")
+    if addr.flags & netlink.IFA_F_DADFAILED:
+        return "mismatch", f"{cfg.ip} failed duplicate address detection on {cfg.nic}"
+    if ctx.params.check_link_status and (not link.up or link.carrier_down):
+        state = "down" if not link.up else link.operstate.upper()
+        return "down", f"{cfg.ip} is on {cfg.nic} but the link is {state}"
+    return "ok", ""
+
+
+def _ifname(index: int) -> str:
+    link = netlink.link_by_index(index)
+    return link.name if link else f"#{index}"
+
+
+def _cluster(ctx: Context, cfg: Config) -> Any:
+    """The cluster-IP handler in a clone without unique addresses, else None."""
+    if cfg.clone_total <= 1 or ctx.params.unique_clone_address:
+        return None
+    from ocf_lib.clusterip import ClusterIP, derive_mac, derive_seed
+    from ocf_lib.proc import which
+
+    if ctx.params.clusterip_firewall == "iptables" or not which("nft"):
+        ctx.fail(codes.ERR_INSTALLED, "cluster IP mode needs nftables (nft); ipt_CLUSTERIP is "
+                                      "gone from Linux and iptables mode is not supported")
+    p = ctx.params
+    seed_text = p.clusterip_hash_seed or ""
+    seed = (int(seed_text, 0) if seed_text else
+            derive_seed(cfg.ip, cfg.prefix or 0, cfg.broadcast))
+    mac = p.mac or derive_mac(cfg.ip, cfg.prefix or 0, cfg.broadcast)
+    first = int(mac.split(":")[0], 16)
+    if not first & 1 or len(mac.split(":")) != 6:
+        raise ParamError("mac", mac, "is not a multicast MAC (the first octet must be odd)")
+    if p.clusterip_mac_mangle and cfg.family == netlink.AF_INET6:
+        raise ParamError("clusterip_mac_mangle", "true", "is IPv4 only")
+    return ClusterIP(ctx, cfg.ip, cfg.nic, cfg.clone_total, seed, p.clusterip_hash, mac,
+                     bool(p.clusterip_mac_mangle))
+
+
+def _resolve(ctx: Context) -> Config:
+    cfg = configure(ctx)
+    if load_state(ctx, cfg) and cfg.link is not None:
+        return _finish(cfg)
+    return place(ctx, cfg)
+
+
+# -- actions --------------------------------------------------------------------
+
+@agent.action("start", timeout="20s")
+def start(ctx: Context) -> int:
+    _reexec_in_namespace(ctx)
+    cfg = configure(ctx)
+    with ctx.state.lock(_state_name(cfg.ip), timeout=ctx.deadline.limit(10.0)):
+        try:
+            place(ctx, cfg)
+        except Unplaceable as exc:
+            ctx.fail(exc.rc, str(exc))
+        link = cfg.link
+        assert link is not None and cfg.prefix is not None
+        cip = _cluster(ctx, cfg)
+        state, reason = served(ctx, cfg)
+        if state == "ok" and (cip is None or cip.buckets() and cfg.clone_no in cip.buckets()):
+            save_state(ctx, cfg)
+            ctx.log.info(f"{cfg.ip}/{cfg.prefix} is already on {cfg.nic}")
+            return codes.SUCCESS
+        if state in ("elsewhere", "mismatch"):
+            ctx.fail(codes.ERR_GENERIC, f"{reason}; not adding it again")
+        added = state == "absent"
+        if added:
+            _check_conflict(ctx, cfg)
+            _lvs_save(ctx, cfg)
+            _add(ctx, cfg)
+        netlink.set_link_up(link.index)
+        cfg.link = netlink.link_by_index(link.index)
+        if added and cfg.family == netlink.AF_INET6 and not ctx.params.nodad:
+            _wait_dad(ctx, cfg)
+        state, reason = served(ctx, cfg)
+        if state != "ok":
+            if added:
+                _remove(ctx, cfg)
+            ctx.fail(codes.ERR_GENERIC, f"after adding it: {reason}")
+        if cip is not None:
+            buckets = cip.buckets() or set()
+            try:
+                cip.multicast(True)
+                cip.apply(buckets | {cfg.clone_no})
+            except OSError as exc:
+                if not buckets:
+                    _remove(ctx, cfg)
+                ctx.fail(codes.ERR_GENERIC, f"cluster IP setup failed: {exc}")
+        save_state(ctx, cfg)
+    if cip is None or ctx.params.arp_sender == "send_arp":
+        _announce(ctx, cfg, ctx.params.arp_count, start=True)
+    ctx.log.info(f"{cfg.ip}/{cfg.prefix} added to {cfg.nic}")
+    return codes.SUCCESS
+
+
+@agent.action("stop", timeout="20s")
+def stop(ctx: Context) -> int:
+    _reexec_in_namespace(ctx)
+    if ctx.params.ip is None:
+        return codes.SUCCESS  # no valid address: this resource cannot have added one
+    from ocf_lib.announce import stop_background
+
+    ip = netlink.canonical(ctx.params.ip)
+    stop_background(ctx.state.file(f"send_arp-{ip}"))
+    try:
+        cfg = _resolve(ctx)
+    except ParamError as exc:
+        cfg = Config()
+        cfg.ip, cfg.family = ip, netlink.family_of(ip)
+        if not load_state(ctx, cfg):
+            ctx.log.warning(f"stop: {exc}; using what the system shows")
+    except Unplaceable as exc:
+        cfg = configure(ctx)
+        ctx.log.warning(f"stop: {exc}; using what the system shows")
+    with ctx.state.lock(_state_name(cfg.ip), timeout=ctx.deadline.limit(10.0)):
+        found = netlink.find_address(cfg.ip)
+        if cfg.link is None or cfg.prefix is None:
+            if len(found) == 1:  # unique=1: the one address by this name is ours
+                cfg.link = netlink.link_by_index(found[0].index)
+                cfg.prefix = found[0].prefixlen
+                cfg.nic = cfg.link.name if cfg.link else ""
+        mine = [a for a in found if cfg.link is not None and a.index == cfg.link.index
+                and a.prefixlen == cfg.prefix]
+        cip = _cluster(ctx, cfg) if mine else None
+        if cip is not None:
+            buckets = (cip.buckets() or set()) - {cfg.clone_no}
+            cip.apply(buckets)
+            if buckets:
+                ctx.log.info(f"{cfg.ip} still serves buckets {sorted(buckets)} on this node")
+                ctx.state.remove(_state_name(cfg.ip))
+                return codes.SUCCESS
+            cip.multicast(False)
+        if mine:
+            _remove(ctx, cfg)
+            if any(a.index == mine[0].index and a.prefixlen == cfg.prefix
+                   for a in netlink.find_address(cfg.ip)):
+                ctx.fail(codes.ERR_GENERIC, f"{cfg.ip} is still on {cfg.nic} after removal")
+            if ctx.params.flush_routes:
+                netlink.flush_route_cache(cfg.family)
+            ctx.log.info(f"{cfg.ip}/{cfg.prefix} removed from {cfg.nic}")
+        _lvs_restore(ctx, cfg)
+        ctx.state.remove(_state_name(cfg.ip))
+    return codes.SUCCESS
+
+
+@agent.action("monitor", timeout="20s", interval="10s", depth=0)
+def monitor(ctx: Context) -> int:
+    _reexec_in_namespace(ctx)
+    try:
+        cfg = _resolve(ctx)
+    except Unplaceable as exc:
+        if ctx.is_probe and not netlink.find_address(netlink.canonical(ctx.params.ip)):
+            return codes.NOT_RUNNING  # on no interface at all: verifiably stopped
+        ctx.fail(codes.ERR_GENERIC, str(exc))
+    state, reason = served(ctx, cfg)
+    if state == "absent":
+        return codes.NOT_RUNNING
+    if state != "ok":
+        ctx.fail(codes.ERR_GENERIC, reason)
+    cip = _cluster(ctx, cfg)
+    if cip is not None:
+        buckets = cip.buckets()
+        if not buckets or cfg.clone_no not in buckets:
+            ctx.fail(codes.ERR_GENERIC, f"cluster IP bucket {cfg.clone_no} of {cfg.ip} is "
+                                        "not in the firewall")
+    refresh = ctx.params.arp_count_refresh or 0
+    if refresh and cfg.family == netlink.AF_INET:
+        _announce(ctx, cfg, refresh, start=False)
+    return codes.SUCCESS
+
+
+@agent.action("validate-all", timeout="20s")
+def validate_all(ctx: Context) -> int:
+    cfg = configure(ctx)
+    try:
+        place(ctx, cfg)
+    except Unplaceable as exc:
+        ctx.fail(codes.ERR_CONFIGURED if exc.rc == codes.ERR_INSTALLED else exc.rc, str(exc))
+    _cluster(ctx, cfg)
+    sender = ctx.params.arp_sender
+    if sender and sender != "send_arp":
+        from ocf_lib.proc import which
+
+        program = "ipoibarping" if sender == "ipoibarping" else "arping"
+        if which(program) is None:
+            ctx.fail(codes.ERR_INSTALLED, f"arp_sender={sender} needs {program}")
+    return codes.SUCCESS
+
+
+# -- the steps ------------------------------------------------------------------
+
+def _add(ctx: Context, cfg: Config) -> None:
+    assert cfg.link is not None and cfg.prefix is not None
+    p = ctx.params
+    flags = 0
+    if cfg.family == netlink.AF_INET6 and p.nodad:
+        flags |= netlink.IFA_F_NODAD
+    if p.noprefixroute:
+        flags |= netlink.IFA_F_NOPREFIXROUTE
+    preferred = None
+    if cfg.family == netlink.AF_INET6 and p.preferred_lft != "forever":
+        preferred = int(p.preferred_lft)
+    label = f"{cfg.nic}:{cfg.label}" if cfg.label else ""
+    if cfg.family == netlink.AF_INET6 and p.lvs_ipv6_addrlabel:
+        try:
+            netlink.add_addrlabel(cfg.ip, p.lvs_ipv6_addrlabel_value)
+        except OSError as exc:
+            ctx.log.warning(f"ip addrlabel add {cfg.ip}: {exc}")
+    try:
+        netlink.add_address(cfg.link.index, cfg.ip, cfg.prefix, broadcast=cfg.broadcast,
+                            label=label, flags=flags, preferred=preferred, metric=cfg.metric)
+    except OSError as exc:
+        if getattr(exc, "errno", 0) != 17:  # EEXIST: a race with ourselves; verified later
+            ctx.fail(codes.ERR_GENERIC, f"cannot add {cfg.ip}/{cfg.prefix} to {cfg.nic}: "
+                                        f"{exc.strerror}")
+
+
+def _remove(ctx: Context, cfg: Config) -> None:
+    assert cfg.link is not None and cfg.prefix is not None
+    try:
+        netlink.del_address(cfg.link.index, cfg.ip, cfg.prefix)
+    except OSError as exc:
+        if getattr(exc, "errno", 0) != 99:  # EADDRNOTAVAIL: already gone
+            ctx.fail(codes.ERR_GENERIC, f"cannot remove {cfg.ip} from {cfg.nic}: {exc.strerror}")
+    if cfg.family == netlink.AF_INET6 and ctx.params.lvs_ipv6_addrlabel:
+        try:
+            netlink.del_addrlabel(cfg.ip, ctx.params.lvs_ipv6_addrlabel_value or 99)
+        except OSError:
+            pass
+
+
+def _wait_dad(ctx: Context, cfg: Config) -> None:
+    """Wait (at most 10 s, within the deadline) for IPv6 duplicate address detection."""
+    import time
+
+    end = time.monotonic() + (ctx.deadline.limit(10.0, soft=True) or 0.0)
+    while True:
+        found = [a for a in netlink.find_address(cfg.ip) if cfg.link and a.index == cfg.link.index]
+        if found and found[0].flags & netlink.IFA_F_DADFAILED:
+            _remove(ctx, cfg)
+            ctx.fail(codes.ERR_GENERIC, f"{cfg.ip} is already used on the network "
+                                        "(duplicate address detection failed)")
+        if not found or not found[0].flags & netlink.IFA_F_TENTATIVE:
+            return
+        if time.monotonic() >= end:
+            ctx.log.warning(f"{cfg.ip} is still tentative (DAD not finished)")
+            return
+        time.sleep(0.1)
+
+
+def _check_conflict(ctx: Context, cfg: Config) -> None:
+    """run_arping: refuse an IPv4 address that another host already answers for."""
+    if not ctx.params.run_arping or cfg.family != netlink.AF_INET:
+        return
+    res = ctx.run(["arping", "-q", "-c", "2", "-w", "3", "-D", "-I", cfg.nic, cfg.ip],
+                  timeout=5, quiet=True)
+    if res.rc == 1:
+        ctx.fail(codes.ERR_GENERIC, f"IPv4 address collision: {cfg.ip} answers on {cfg.nic}")
+
+
+def _lvs_save(ctx: Context, cfg: Config) -> None:
+    """lvs_support: move the same address on a loopback interface aside while we run."""
+    if not ctx.params.lvs_support:
+        return
+    for addr in netlink.find_address(cfg.ip):
+        link = netlink.link_by_index(addr.index)
+        if link and link.name.startswith("lo") and addr.prefixlen == 32:
+            ctx.state.write(cfg.ip, f"{link.name}\n{addr.label}\n", 0o644)
+            netlink.del_address(link.index, cfg.ip, 32)
+
+
+def _lvs_restore(ctx: Context, cfg: Config) -> None:
+    text = ctx.state.read(cfg.ip) if ctx.params.lvs_support else None
+    if not text:
+        return
+    name, label = (text.split("\n") + [""])[:2]
+    link = netlink.link_by_name(name)
+    if link is not None:
+        try:
+            netlink.add_address(link.index, cfg.ip, 32, label=label)
+        except OSError as exc:
+            ctx.log.warning(f"could not restore {cfg.ip}/32 on {name}: {exc}")
+    ctx.state.remove(cfg.ip)
+
+
+def _announce(ctx: Context, cfg: Config, count: int, *, start: bool) -> None:
+    """Gratuitous ARP (IPv4) or unsolicited NA (IPv6); failures are only logged."""
+    link = cfg.link
+    if not count or link is None or link.flags & (netlink.IFF_LOOPBACK | netlink.IFF_NOARP):
+        return
+    p = ctx.params
+    interval = (p.arp_interval or 200) / 1000.0
+    sender = p.arp_sender or "send_arp"
+    if sender != "send_arp":
+        argv = [sender.replace("iputils_arping", "arping").replace("libnet_arping", "arping")]
+        argv += (p.send_arp_opts or "").split()
+        if sender == "libnet_arping":
+            argv += ["-U", "-c", str(count), "-i", cfg.nic, "-S", cfg.ip, cfg.ip]
+        else:
+            argv += ["-U", "-c", str(count), "-I", cfg.nic, cfg.ip]
+            if sender == "ipoibarping":
+                argv.insert(1, "-q")
+        ctx.run(argv, timeout=count * interval + 5, quiet=True)
+        return
+    if len(link.mac) != 6:
+        ctx.log.warning(f"{cfg.nic} is not Ethernet; no announcement sent "
+                        "(use arp_sender=ipoibarping on InfiniBand)")
+        return
+    from ocf_lib import announce
+
+    background = p.arp_bg if p.arp_bg is not None else cfg.family == netlink.AF_INET
+    try:
+        if background and start:
+            announce.background(ctx.state.file(f"send_arp-{cfg.ip}"), cfg.nic, link.mac,
+                                cfg.ip, count, interval)
+        else:
+            import time
+
+            end = time.monotonic() + (ctx.deadline.limit(count * interval + 1, soft=True) or 0.0)
+            announce.send(cfg.nic, link.mac, cfg.ip, count, interval, end)
+    except OSError as exc:
+        ctx.log.warning(f"announcing {cfg.ip} on {cfg.nic} failed: {exc}")
