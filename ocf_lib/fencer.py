@@ -1,0 +1,146 @@
+"""The fencer seam: Pacemaker's fencer through ``stonith_admin``.
+
+The cluster-tools seam for fencing requests (``ocf_lib.cluster`` holds the
+CIB/attribute side).  fence_pcmk, and anything else that asks Pacemaker to
+fence, goes through :class:`Fencer`, so the command lines, the time limits
+and the meaning of stonith_admin's exit codes live in one place.  It takes a
+``run`` callable with the signature of :func:`ocf_lib.proc.run` (an agent
+passes its context's ``run``, bounded by the action's deadline); the command
+is the real stonith_admin.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from .proc import Result
+
+    Runner = Callable[..., Result]
+
+# stonith_admin exit codes (Pacemaker's crm_exit_t), as observed on 2.1.5.
+CRM_EX_OK = 0
+CRM_EX_ERROR = 1
+CRM_EX_DISCONNECT = 102
+CRM_EX_NOSUCH = 105
+CRM_EX_TIMEOUT = 124
+LEGACY_TIMEOUT = 194  # Pacemaker 1.1 returned -ETIME modulo 256
+
+# Fence actions and the stonith_admin verb that requests each.
+FENCE_VERBS = {"reboot": "--reboot", "off": "--fence", "on": "--unfence"}
+
+
+def seconds_arg(seconds: float) -> str:
+    """stonith_admin takes whole seconds: round up, and never down to 0."""
+    whole = int(seconds)
+    return str(whole + 1 if whole < seconds or whole < 1 else whole)
+
+
+class FenceResult:
+    """What the fencer answered to one request."""
+
+    __slots__ = ("rc", "out", "err", "timed_out")
+
+    def __init__(self, rc: int, out: str, err: str, timed_out: bool = False) -> None:
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.timed_out = timed_out
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == CRM_EX_OK and not self.timed_out
+
+    def reason(self) -> str:
+        """stonith_admin's own error text (its last line), else a description of rc."""
+        for text in (self.err, self.out):
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+        return describe_rc(self.rc)
+
+
+def describe_rc(rc: int) -> str:
+    return {
+        CRM_EX_OK: "OK",
+        CRM_EX_ERROR: "fencing failed",
+        CRM_EX_DISCONNECT: "the fencer is not reachable (is the cluster running?)",
+        CRM_EX_NOSUCH: "no fence device can fence that node",
+        CRM_EX_TIMEOUT: "fencing timed out",
+        LEGACY_TIMEOUT: "fencing timed out",
+    }.get(rc, f"stonith_admin exit code {rc}")
+
+
+class Fencer:
+    """``timeout`` values are seconds.  stonith_admin enforces ``--timeout``
+    itself (the fencer adds its own margin); our process limit is a little
+    beyond that, so that its answer, not our kill, is what gets reported."""
+
+    def __init__(self, run: Runner, *, tag: str | None = None,
+                 tool: str = "stonith_admin") -> None:
+        self._run = run
+        self.tag = tag
+        self.tool = tool
+
+    def _call(self, args: Sequence[str], timeout: float, **kwargs: Any) -> FenceResult:
+        from .proc import CommandTimeout
+
+        argv = [self.tool, *args, "--timeout", seconds_arg(timeout)]
+        if self.tag:
+            argv += ["--tag", self.tag]
+        try:
+            res = self._run(argv, timeout=timeout * 1.2 + 5.0, quiet=True, **kwargs)
+        except CommandTimeout as exc:
+            return FenceResult(CRM_EX_TIMEOUT, "", f"{exc} (timed out)", timed_out=True)
+        err = res.err
+        if res.rc != CRM_EX_OK and "--output-as=xml" in args and not err.strip():
+            err = "\n".join(_xml_texts(res.out, "error"))
+        return FenceResult(res.rc, res.out, err, res.rc in (CRM_EX_TIMEOUT, LEGACY_TIMEOUT))
+
+    def reachable(self, *, timeout: float = 10.0) -> FenceResult:
+        """Is the fencer there?  A fencing request to a stopped cluster retries
+        its connection for ~18 s before failing; this asks once (~15 ms)."""
+        return self._call(["--list-registered", "--output-as=xml"], timeout)
+
+    def fence(self, target: str, action: str, *, timeout: float,
+              tolerance: float | None = None, delay: float | None = None) -> FenceResult:
+        """Ask the cluster to ``reboot``, ``off`` (fence) or ``on`` (unfence) ``target``.
+
+        ``tolerance``: succeed without acting when an equivalent request
+        succeeded that many seconds ago (so a node is not shot twice).
+        """
+        args = [FENCE_VERBS[action], target]
+        if tolerance:
+            args += ["--tolerance", f"{seconds_arg(tolerance)}s"]
+        if delay:
+            args += ["--delay", seconds_arg(delay)]
+        return self._call(args, timeout)
+
+    def devices_for(self, target: str, *, timeout: float) -> tuple[FenceResult, list[str]]:
+        """The registered devices able to fence ``target`` (``--list``)."""
+        return self._items(["--list", target, "--output-as=xml"], timeout)
+
+    def registered(self, *, timeout: float) -> tuple[FenceResult, list[str]]:
+        """Every registered fence device (``--list-registered``)."""
+        return self._items(["--list-registered", "--output-as=xml"], timeout)
+
+    def targets(self, device: str, *, timeout: float) -> tuple[FenceResult, list[str]]:
+        """The nodes ``device`` can fence (``--list-targets``)."""
+        return self._items(["--list-targets", device, "--output-as=xml"], timeout)
+
+    def _items(self, args: list[str], timeout: float) -> tuple[FenceResult, list[str]]:
+        res = self._call(args, timeout)
+        return res, _xml_texts(res.out, "item") if res.ok else []
+
+
+def _xml_texts(text: str, tag: str) -> list[str]:
+    """The texts of ``<tag>`` elements in stonith_admin's ``--output-as=xml`` output."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return []
+    return [(el.text or "").strip() for el in root.iter(tag) if (el.text or "").strip()]
