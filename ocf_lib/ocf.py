@@ -296,7 +296,10 @@ class Context:
             self.log.debug(_traceback_text())
             return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
                                 f"internal error in {self.action}: {type(exc).__name__}: {exc}")
-        rc = int(rc)
+        if not isinstance(rc, int):  # a handler that forgot to return: never a traceback
+            return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
+                                f"internal error in {self.action}: returned {rc!r}, not an "
+                                "exit code")
         if self.action == "stop" and rc == codes.NOT_RUNNING:
             rc = codes.SUCCESS  # 7 from stop is a stop failure to Pacemaker; stopped is success
         self.log.debug(f"{self.action} returns {rc}")
