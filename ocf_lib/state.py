@@ -75,7 +75,11 @@ def write_atomic(path: str, text: str | bytes, mode: int = 0o600) -> None:
         os.unlink(tmp)
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:  # e.g. path is a directory: leave no temporary file behind
+        os.unlink(tmp)
+        raise
 
 
 class LockTimeout(OSError):
