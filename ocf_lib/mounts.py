@@ -1,0 +1,213 @@
+"""The mount-table seam: what is mounted where, and who holds it.
+
+* :func:`read_mountinfo` reads ``/proc/self/mountinfo`` with ONE ``read()``
+  (the kernel's seq_file then renders the whole table in one pass, so the
+  snapshot is consistent; upstream re-reads ``/proc/mounts`` until two reads
+  agree, issue #1337) and decodes the octal escapes (``\\040`` space,
+  ``\\011`` tab, ``\\012`` newline, ``\\134`` backslash), so mount points with
+  spaces work.  It also gives device numbers and the bind root, which
+  ``/proc/mounts`` does not.
+* :func:`holders` finds the processes that keep a mount busy, from ``/proc``
+  alone: cwd, root, exe, open files and memory maps.  ``by_device`` adds a
+  ``stat()`` of each link to catch paths reached through another bind mount
+  of the same filesystem (that stat may block on a dead NFS server, which is
+  why ``force_unmount=safe`` does paths only).
+"""
+
+from __future__ import annotations
+
+import os
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+class Mount:
+    __slots__ = ("mount_id", "parent_id", "major", "minor", "root", "mountpoint", "options",
+                 "fstype", "source", "super_options")
+
+    def __init__(self, fields: list[str], tail: list[str]) -> None:
+        self.mount_id = int(fields[0])
+        self.parent_id = int(fields[1])
+        major, _, minor = fields[2].partition(":")
+        self.major = int(major)
+        self.minor = int(minor)
+        self.root = unescape(fields[3])
+        self.mountpoint = unescape(fields[4])
+        self.options = fields[5]
+        self.fstype = tail[0] if tail else ""
+        self.source = unescape(tail[1]) if len(tail) > 1 else ""
+        self.super_options = tail[2] if len(tail) > 2 else ""
+
+    @property
+    def dev(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options.split(",")
+
+    def __repr__(self) -> str:
+        return f"Mount({self.source!r} on {self.mountpoint!r} type {self.fstype})"
+
+
+def unescape(text: str) -> str:
+    """Undo the kernel's octal escapes (``\\040`` -> space); other text is untouched."""
+    if "\\" not in text:
+        return text
+    out = []
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 3 < n and all(ch in "01234567" for ch in text[i + 1:i + 4]):
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def escape(text: str) -> str:
+    """The kernel's escaping of a path in mountinfo (for messages and tests)."""
+    return (text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+            .replace("\n", "\\012"))
+
+
+def _read_once(path: str) -> bytes:
+    size = 1 << 18
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, size)
+        finally:
+            os.close(fd)
+        if len(data) < size:
+            return data
+        size *= 4  # the table did not fit: read it again, whole, into a bigger buffer
+
+
+def parse(data: str) -> list[Mount]:
+    mounts = []
+    for line in data.split("\n"):
+        if not line:
+            continue
+        words = line.split(" ")
+        try:
+            sep = words.index("-", 6)
+        except ValueError:
+            continue
+        mounts.append(Mount(words[:6], words[sep + 1:]))
+    return mounts
+
+
+def read_mountinfo(path: str = MOUNTINFO) -> list[Mount]:
+    return parse(_read_once(path).decode("utf-8", "surrogateescape"))
+
+
+def at(mounts: list[Mount], mountpoint: str) -> Mount | None:
+    """The mount visible at ``mountpoint`` (the last one stacked there), or None."""
+    found = None
+    for m in mounts:
+        if m.mountpoint == mountpoint:
+            found = m
+    return found
+
+
+def below(mounts: list[Mount], mountpoint: str) -> list[Mount]:
+    """Mounts strictly below ``mountpoint``, deepest first (the unmount order)."""
+    prefix = mountpoint.rstrip("/") + "/"
+    inner = [m for m in mounts if m.mountpoint.startswith(prefix)]
+    return sorted(inner, key=lambda m: (m.mountpoint.count("/"), m.mount_id), reverse=True)
+
+
+def block_dev(path: str) -> tuple[int, int] | None:
+    """(major, minor) of a block device node, or None when ``path`` is not one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if (st.st_mode & 0o170000) != 0o060000:
+        return None
+    return (os.major(st.st_rdev), os.minor(st.st_rdev))
+
+
+# -- who holds a mount -----------------------------------------------------------
+
+def _inside(target: str, mountpoint: str) -> bool:
+    if target.endswith(" (deleted)"):
+        target = target[: -len(" (deleted)")]
+    return target == mountpoint or target.startswith(mountpoint.rstrip("/") + "/")
+
+
+def holders(mountpoint: str, dev: tuple[int, int] | None = None,
+            by_device: bool = False) -> dict[int, str]:
+    """{pid: how} of every process using ``mountpoint``; never includes this process."""
+    me = os.getpid()
+    found: dict[int, str] = {}
+    want = os.makedev(*dev) if (by_device and dev is not None) else None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid == me:
+            continue
+        base = f"/proc/{pid}"
+        how = _holds(base, mountpoint, want)
+        if how:
+            found[pid] = how
+    return found
+
+
+def _link_hit(link: str, mountpoint: str, want: int | None) -> bool:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return False
+    if _inside(target, mountpoint):
+        return True
+    if want is not None and target.startswith("/"):
+        try:
+            return os.stat(link).st_dev == want
+        except OSError:
+            return False
+    return False
+
+
+def _holds(base: str, mountpoint: str, want: int | None) -> str:
+    for name in ("cwd", "root", "exe"):
+        if _link_hit(f"{base}/{name}", mountpoint, want):
+            return name
+    try:
+        fds = os.listdir(f"{base}/fd")
+    except OSError:
+        fds = []
+    for fd in fds:
+        if _link_hit(f"{base}/fd/{fd}", mountpoint, want):
+            return f"fd {fd}"
+    try:
+        with open(f"{base}/maps", "rb") as handle:
+            maps = handle.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        return ""
+    for line in maps.split("\n"):
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            if _inside(parts[5].replace("\\012", "\n"), mountpoint):
+                return "mmap " + parts[5]
+            if want is not None:
+                major, _, minor = parts[3].partition(":")
+                try:
+                    if os.makedev(int(major, 16), int(minor, 16)) == want:
+                        return "mmap " + parts[5]
+                except ValueError:
+                    pass
+    return ""
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "?"
