@@ -48,15 +48,19 @@ def base_env(tmp: Path | None = None) -> dict[str, str]:
 
 def run_ocf(agent: str | Path, action: str, params: Mapping[str, str] | None = None, *,
             env: Mapping[str, str] | None = None, instance: str = "test",
-            timeout: float = 120, extra_args: tuple[str, ...] = ()) -> Run:
-    """Run an OCF agent (a name in agents/ or a path) with OCF_RESKEY_ parameters."""
+            timeout: float = 120, extra_args: tuple[str, ...] = (),
+            wrap: tuple[str, ...] = ()) -> Run:
+    """Run an OCF agent (a name in agents/ or a path) with OCF_RESKEY_ parameters.
+
+    ``wrap`` prefixes the command, e.g. ``("ip", "netns", "exec", NS)``.
+    """
     path = Path(agent) if "/" in str(agent) else AGENTS / str(agent)
     full = dict(base_env() if env is None else env)
     full.setdefault("OCF_RESOURCE_INSTANCE", instance)
     full.setdefault("OCF_RESOURCE_TYPE", path.name)
     for key, value in (params or {}).items():
         full[key if key.startswith(("OCF_", "HA_", "PCMK_")) else f"OCF_RESKEY_{key}"] = value
-    proc = subprocess.run([str(path), action, *extra_args], env=full, capture_output=True,
+    proc = subprocess.run([*wrap, str(path), action, *extra_args], env=full, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
