@@ -96,11 +96,34 @@ def ocf_metadata(agent: ResourceAgent, variant: str = "ocf-1.1") -> str:
             if not modern and "role" in attrs:
                 attrs["role"] = LEGACY_ROLES.get(attrs["role"], attrs["role"])
             ET.SubElement(actions, "action", _ordered_action_attrs(attrs))
+    if variant == "rgmanager":
+        _rgmanager_actions(agent, actions)
     ET.SubElement(actions, "action", {"name": "meta-data", "timeout": "5s"})
     if variant == "rgmanager":
         ET.SubElement(root, "special", {"tag": "rgmanager"})
     return _serialise(root, doctype='<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">\n'
                       if not modern else "")
+
+
+def _rgmanager_actions(agent: ResourceAgent, actions: ET.Element) -> None:
+    """The entries rgmanager acts on, which the OCF ones do not give it.
+
+    rgmanager schedules only actions *named* ``status`` (one per depth, at
+    the advertised interval), calls ``recover`` only when advertised, and
+    runs ``migrate <target>``; the runtime maps all three (ocf.py).
+    """
+    have = agent.actions
+    monitor = have.get("monitor")
+    if monitor is not None and "status" not in have:
+        for entry in monitor.advertise:
+            attrs = {"name": "status", **{k: v for k, v in entry.items() if k != "role"}}
+            ET.SubElement(actions, "action", _ordered_action_attrs(attrs))
+    if "recover" not in have and "start" in have and "stop" in have:
+        ET.SubElement(actions, "action", {"name": "recover",
+                                          "timeout": have["start"].advertise[0]["timeout"]})
+    if "migrate_to" in have and "migrate" not in have:
+        ET.SubElement(actions, "action", {"name": "migrate",
+                                          "timeout": have["migrate_to"].advertise[0]["timeout"]})
 
 
 def _ordered_action_attrs(attrs: dict[str, str]) -> dict[str, str]:

@@ -154,6 +154,16 @@ def run(
     return result
 
 
+def _read_into(fd: int, bufs: dict[int, list[bytes]], poller: select.poll,
+               open_fds: set[int]) -> None:
+    chunk = os.read(fd, _CHUNK)
+    if chunk:
+        bufs[fd].append(chunk)
+    else:
+        poller.unregister(fd)
+        open_fds.discard(fd)
+
+
 def _spawn_and_collect(
     exe: str, argv: list[str], data: bytes | None, env: dict[str, str], limit: float | None
 ) -> tuple[int, bytes, bytes, bool]:
@@ -192,33 +202,46 @@ def _spawn_and_collect(
     open_fds = set(bufs)
     timed_out = False
     status: int | None = None
-    pidfd = -1
+    # Watch the child itself too (a pidfd): when it exits, a grandchild it left
+    # behind (a daemon) may hold the pipes open for ever; that must not hang us.
     try:
-        while open_fds:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    exited = False
+    try:
+        while open_fds and not exited:
             wait_ms = None if end is None else max(0, int((end - time.monotonic()) * 1000))
             events = poller.poll(wait_ms)
             if not events and end is not None and time.monotonic() >= end:
                 timed_out = True
                 break
             for fd, _ in events:
-                chunk = os.read(fd, _CHUNK)
-                if chunk:
-                    bufs[fd].append(chunk)
-                else:
-                    poller.unregister(fd)
-                    open_fds.discard(fd)
+                if fd == pidfd:
+                    exited = True
+                    continue
+                _read_into(fd, bufs, poller, open_fds)
+        if exited:
+            # Collect what the child wrote before it exited, without waiting for
+            # whoever else still holds the pipes (bounded: a grandchild may chatter on).
+            for _ in range(64):
+                ready = [fd for fd, _ in poller.poll(0) if fd in open_fds]
+                if not ready or not open_fds:
+                    break
+                for fd in ready:
+                    _read_into(fd, bufs, poller, open_fds)
+        elif not timed_out and pidfd >= 0:
+            # Output closed but the child may still run (it closed stdout): the
+            # limit still holds.
+            wait_ms = None if end is None else max(0, int((end - time.monotonic()) * 1000))
+            waiter = select.poll()
+            waiter.register(pidfd, select.POLLIN)
+            if not waiter.poll(wait_ms):
+                timed_out = True
         if not timed_out:
-            # Output closed; the child may still be running (it closed stdout, or
-            # a grandchild holds the pipe).  Wait on a pidfd so the limit holds.
-            pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else -1
-            if pidfd >= 0:
-                wait_ms = None if end is None else max(0, int((end - time.monotonic()) * 1000))
-                waiter = select.poll()
-                waiter.register(pidfd, select.POLLIN)
-                if not waiter.poll(wait_ms):
-                    timed_out = True
-            if not timed_out:
-                _, status = os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
     finally:
         if timed_out or status is None:
             try:
