@@ -32,6 +32,7 @@ agent = ResourceAgent(
               shortdesc="Delay in every action",
               longdesc="How long each action sleeps, to test timeouts (e.g. 500ms, 2s)."),
     ],
+    rgmanager_primary="state",
 )
 
 

@@ -33,8 +33,11 @@ def ocf(name: str, module: str) -> None:
     if len(argv) == 2 and argv[1] == "meta-data":
         minor = os.environ.get("OCF_RA_VERSION_MINOR", "0")
         suffix = ".xml" if minor not in ("", "0") else ".ocf-1.0.xml"
-        if os.path.basename(argv[0]).endswith(".sh") and "/usr/share/cluster" in argv[0]:
-            suffix = ".rgmanager.xml"  # rgmanager scans /usr/share/cluster/*.sh
+        if argv[0].endswith(".sh"):
+            # rgmanager runs every executable in /usr/share/cluster; pyha's links
+            # there are named <Type>.sh.  An agent without an rgmanager primary
+            # has no such file and falls through to the runtime.
+            suffix = ".rgmanager.xml"
         if _print_file(os.path.join(METADATA_DIR, name + suffix)):
             sys.exit(0)
     agent = __import__(module, fromlist=["agent"]).agent

@@ -140,6 +140,8 @@ class ResourceAgent:
     # -- running ------------------------------------------------------------
 
     def main(self, argv: Sequence[str] | None = None) -> NoReturn:
+        if "PATH" not in os.environ:  # rgmanager gives agents no PATH at all
+            os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
         rc = self.run(list(sys.argv if argv is None else argv), os.environ)
         try:
             sys.stdout.flush()
@@ -158,7 +160,10 @@ class ResourceAgent:
         requested = argv[1]
         if requested == "meta-data":
             minor = env.get("OCF_RA_VERSION_MINOR", "0")
-            sys.stdout.write(self.metadata("ocf-1.1" if minor not in ("", "0") else "ocf-1.0"))
+            variant = "ocf-1.1" if minor not in ("", "0") else "ocf-1.0"
+            if self.rgmanager_primary and is_rgmanager_call(argv, env):
+                variant = "rgmanager"
+            sys.stdout.write(self.metadata(variant))
             return codes.SUCCESS
         if requested in ("usage", "help"):
             sys.stdout.write(self.usage())
@@ -168,11 +173,37 @@ class ResourceAgent:
             return codes.SUCCESS
         name = requested if requested in self.actions else ACTION_ALIASES.get(requested, requested)
         action = self.actions.get(name)
+        if action is None and name == "recover" and "start" in self.actions \
+                and "stop" in self.actions:
+            return self._recover(argv, env)
         if action is None:
             return _exit_reason(env, None, codes.ERR_UNIMPLEMENTED,
                                 f"action '{requested}' is not supported by {self.name}")
         ctx = Context(self, name, argv, env)
         return ctx.execute(action)
+
+    def _recover(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """rgmanager's ``recover`` for agents without their own: stop, then start,
+        both within the one timeout rgmanager gave."""
+        stop = Context(self, "stop", argv, env)
+        rc = stop.execute(self.actions["stop"])
+        if rc != codes.SUCCESS:
+            return rc
+        start = Context(self, "start", argv, env)
+        start.deadline = stop.deadline
+        return start.execute(self.actions["start"])
+
+
+RGMANAGER_ROOT = "/usr/share/cluster"
+
+
+def is_rgmanager_call(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    """rgmanager runs ``/usr/share/cluster/<name>.sh`` with OCF_ROOT=/usr/share/cluster
+    and its own ``RGMANAGER_meta_*`` keys; Pacemaker does none of that."""
+    return (bool(argv) and argv[0].endswith(".sh")) \
+        or env.get("OCF_ROOT", "").rstrip("/") == RGMANAGER_ROOT \
+        or "OCF_RESKEY_RGMANAGER_meta_refcnt" in env \
+        or "OCF_RESKEY_RGMANAGER_meta_timeout" in env
 
 
 class Context:
@@ -185,6 +216,10 @@ class Context:
         self.argv = list(argv)
         self.env = env
         self.instance = env.get("OCF_RESOURCE_INSTANCE") or agent.name
+        if self.instance.startswith(agent.name + ":") and is_rgmanager_call(argv, env):
+            # rgmanager names an instance "<type>:<primary value>"; the value may
+            # be a path or an address, so make it safe inside state file names.
+            self.instance = self.instance[len(agent.name) + 1:].replace("/", "_") or agent.name
         self.log = Logger(f"{agent.name}({self.instance})", env)
         self.params, self.param_errors = parse(agent.params, self.reskey)
         for p in agent.params:
