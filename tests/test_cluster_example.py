@@ -89,6 +89,10 @@ def test_lifecycle_as_cluster_primitive(cluster1: Cluster) -> None:
     stop_and_delete(c, "ex-life")
     assert log_has(c, "Result of stop operation for ex-life on n1: ok")
     assert not state_file(c, "ex-life").exists()
+    # the controller (as hacluster) got usable meta-data; so does crm_resource
+    assert not log_has(c, "Unable to update metadata for ex-life")
+    shown = c.exec(1, ["crm_resource", "--show-metadata", "ocf:pyha:Example"], check=True)
+    assert ET.fromstring(shown.stdout).get("name") == "Example"
 
 
 def test_execd_calls_the_agent_with_the_expected_environment(
