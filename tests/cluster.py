@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import signal
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 OCF_PROVIDER_DIR = Path("/usr/lib/ocf/resource.d")
 LOCK_DIR = Path("/tmp/pyha-cluster-locks")
+_USES = itertools.count()
 T = TypeVar("T")
 
 
@@ -658,39 +660,60 @@ def agent_executables(directory: Path = ROOT / "agents") -> list[Path]:
 def ocf_provider(provider: str, agents: Mapping[str, Path]) -> Iterator[Path]:
     """Symlink ``agents`` ({type: file}) into /usr/lib/ocf/resource.d/<provider>/.
 
-    Several test runs may share the directory: each registers its PID under
-    /tmp/pyha-cluster-locks/ocf-<provider>.users/, and only the last one out
-    removes the links (those that point into this checkout).  A link to another
-    checkout is replaced; agents resolve their library through realpath.
+    Test runs in parallel share the directory.  Each registers its PID under
+    /tmp/pyha-cluster-locks/ocf-<provider>.users/; the links a run creates are
+    listed in ocf-<provider>.created, and the last run out removes those (never
+    a link or file that was there before any of us).  A symlink elsewhere is
+    replaced and restored at the end; a regular file (an installed package) is
+    an error, never clobbered.
+    Agents find their library through realpath, so a symlink is enough.
     """
     target = OCF_PROVIDER_DIR / provider
     users = LOCK_DIR / f"ocf-{provider}.users"
+    created = LOCK_DIR / f"ocf-{provider}.created"
     LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
     guard = LOCK_DIR / f"ocf-{provider}.lock"
+    me = users / f"{os.getpid()}.{next(_USES)}"
     with open(guard, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         users.mkdir(exist_ok=True)
-        (users / str(os.getpid())).touch()
         target.mkdir(parents=True, exist_ok=True)
+        made = []
         for name, src in agents.items():
             link = target / name
-            if link.is_symlink() and os.readlink(link) == str(src):
-                continue
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(src)
+            before = ""
+            if link.is_symlink():
+                before = os.readlink(link)
+                if before == str(src):
+                    continue
+            elif link.exists():
+                raise ClusterError(f"{link} is an installed file; not replacing it with {src}")
+            tmp = target / f".{name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(src)
+            tmp.rename(link)  # atomic: a running cluster never sees the agent missing
+            made.append(f"{name}\t{src}\t{before}\n")
+        with open(created, "a") as listing:
+            listing.write("".join(made))
+        me.touch()
     try:
         yield target
     finally:
         with open(guard, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            (users / str(os.getpid())).unlink(missing_ok=True)
-            others = [p for p in users.iterdir() if p.name.isdigit() and alive(int(p.name))]
-            if not others:
-                for name, src in agents.items():
+            me.unlink(missing_ok=True)
+            others = [p for p in users.iterdir()
+                      if p.name.split(".")[0].isdigit() and alive(int(p.name.split(".")[0]))]
+            if not others and created.exists():
+                # newest first, so a chain of replacements unwinds to the original
+                for line in reversed(created.read_text().splitlines()):
+                    name, src, before = (line.split("\t") + ["", ""])[:3]
                     link = target / name
-                    if link.is_symlink() and os.readlink(link) == str(src):
+                    if link.is_symlink() and os.readlink(link) == src:
                         link.unlink()
+                        if before:
+                            link.symlink_to(before)
+                created.unlink()
                 with contextlib.suppress(OSError):
                     target.rmdir()  # only when empty
 
