@@ -260,6 +260,9 @@ class FenceAgent:
             raw = parse_argv(params, argv[1:]) if len(argv) > 1 else parse_stdin(params, stdin)
         except FenceError as exc:
             return _failed(str(exc), quiet=False)
+        if "action" in raw and not raw["action"].strip():
+            return _failed("Unrecognised action '' (an empty action is not the default)",
+                           quiet=False)
         action = raw.get("action", "").strip().lower() or _default(params, "action")
         action = ACTION_ALIASES.get(action, action)
         if action == "metadata" or _truthy(raw.get("help")):
@@ -289,7 +292,9 @@ class FenceAgent:
 
 
 def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("1", "yes", "true", "on", "")
+    # An empty value is not "true": a stray ``version=`` line must not turn a
+    # fence request into a version print that exits 0.
+    return value is not None and value.strip().lower() in ("1", "yes", "true", "on")
 
 
 def _default(params: Sequence[Param], name: str) -> str:
@@ -420,6 +425,7 @@ class FenceContext:
         self.plug: str | None = plug
         if self.options.get("port_as_ip") and plug and not self.options.given("ip"):
             self.options.set("ip", plug)
+        self.errors = [e for e in self.errors if not self._supplied(e)]
         verbose = bool(self.options.get("verbose")) or (self.options.get("verbose_level") or 0) > 0
         quiet = bool(self.options.get("quiet"))
         log_env = {"HA_debug": "1" if verbose else "0"}
@@ -432,6 +438,17 @@ class FenceContext:
             if p.secret and p.name in self.options.raw:
                 self.log.add_secret(self.options.raw[p.name])
         self.deadline = Deadline(self._budget())
+
+    def _supplied(self, err: ParamError) -> bool:
+        """A "required" option the runtime filled in (plug from nodename, ip from
+        port_as_ip) or that this action never uses (plug for list or monitor)."""
+        if err.value is not None or not err.problem.startswith("is required"):
+            return False
+        if err.param == "plug":
+            return bool(self.plug) or self.action not in ("on", "off", "reboot", "status")
+        if err.param == "ip":
+            return self.options.get("ip") is not None
+        return False
 
     def _budget(self) -> float:
         """Seconds this action may take: the sum of its configured steps, capped under Pacemaker."""
@@ -520,7 +537,7 @@ class FenceContext:
         result = self.run(argv, timeout=self.limit(10.0), quiet=True)
         if result.rc != 0:
             raise FenceError(f"password script {argv[0]} failed with exit code {result.rc}")
-        password = result.out.rstrip("\r\n")
+        password = (result.out.splitlines() or [""])[0]  # the first line, as fencing.py
         if not password:
             raise FenceError(f"password script {argv[0]} printed no password")
         self.options.set("password", password)
@@ -574,7 +591,7 @@ class FenceContext:
             sys.stdout.write("Success: Powered OFF\n")
             return codes.FENCE_OK
         if action == "on":
-            attempts = 1 + (self.options.get("retry_on", 1) or 0)
+            attempts = self.options.get("retry_on", 1) or 1  # as fencing.py: total tries
             self._power_on(session, attempts)
             sys.stdout.write("Success: Powered ON\n")
             return codes.FENCE_OK

@@ -1,0 +1,426 @@
+"""The fence runtime, driven against a power switch model behind the real Session seam.
+
+Most tests call ``FenceAgent.run`` in-process (fast); the ``exec`` tests run the
+real executable ``tests/data/fence_pyhatest`` the way pacemaker-fenced does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, run_fence
+
+from ocf_lib import codes
+from ocf_lib.fence import FenceAgent, FenceContext, FenceError, parse_argv, parse_stdin
+from ocf_lib.params import Param
+
+DATA = ROOT / "tests" / "data"
+sys.path.insert(0, str(DATA))
+import fencedev  # noqa: E402
+
+AGENT = DATA / "fence_pyhatest"
+
+
+class Switch:
+    """The device file plus helpers to read what the model saw."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.write(user="admin", password="pw", plugs={"1": "on", "2": "on", "3": "off"})
+
+    def write(self, **state: Any) -> None:
+        self.path.write_text(json.dumps(state))
+
+    def update(self, **changes: Any) -> None:
+        state = self.state()
+        state.update(changes)
+        self.path.write_text(json.dumps(state))
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text())
+
+    def plug(self, name: str) -> str:
+        state = self.state()
+        pending = state.get("pending", {}).get(name)
+        return str(pending[0] if pending else state["plugs"][name])
+
+    def sets(self) -> list[str]:
+        return [line for line in self.state().get("log", []) if line.startswith("SET")]
+
+
+@pytest.fixture
+def switch(tmp_path: Path) -> Iterator[Switch]:
+    yield Switch(tmp_path / "switch.json")
+
+
+def stdin_lines(switch: Switch, **extra: str) -> str:
+    base = {"device": str(switch.path), "login": "admin", "passwd": "pw"}
+    base.update(extra)
+    return "".join(f"{k}={v}\n" for k, v in base.items())
+
+
+def fence(text: str, argv: list[str] | None = None,
+          env: dict[str, str] | None = None) -> int:
+    return fencedev.agent.run(["fence_pyhatest", *(argv or [])], env or {}, io.StringIO(text))
+
+
+# -- input parsing -----------------------------------------------------------------------
+
+PARAMS = fencedev.agent.params
+
+
+def test_argv_short_and_long_options() -> None:
+    raw = parse_argv(PARAMS, ["-l", "root", "-p", "pw", "-n", "4", "-o", "off", "-S", "/bin/pw"])
+    assert raw == {"username": "root", "password": "pw", "plug": "4", "action": "off",
+                   "password_script": "/bin/pw"}
+    raw = parse_argv(PARAMS, ["--username=root", "--password", "pw", "--plug=4", "--action",
+                              "status", "--password-script=/bin/pw", "--power-timeout", "5"])
+    assert raw["username"] == "root" and raw["password"] == "pw" and raw["plug"] == "4"
+    assert raw["action"] == "status" and raw["password_script"] == "/bin/pw"
+    assert raw["power_timeout"] == "5"
+    raw = parse_argv(PARAMS, ["-qv", "-n4", "-vv"])
+    assert raw["quiet"] == "1" and raw["plug"] == "4" and raw["verbose_level"] == "3"
+
+
+def test_argv_ip_option_when_declared() -> None:
+    from ocf_lib.fence import opt_ip
+
+    raw = parse_argv([opt_ip()], ["-a", "10.0.0.1"])
+    assert raw == {"ip": "10.0.0.1"}
+    assert parse_argv([opt_ip()], ["--ip=h"]) == {"ip": "h"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--bogus"], "--bogus is not recognised"),
+    (["-Z"], "-Z is not recognised"),
+    (["--plug"], "--plug requires a value"),
+    (["-n"], "-n requires a value"),
+    (["stray"], "unexpected argument 'stray'"),
+])
+def test_argv_errors(args: list[str], message: str) -> None:
+    with pytest.raises(FenceError, match=message):
+        parse_argv(PARAMS, args)
+
+
+def test_stdin_any_order_comments_quotes_and_legacy_names() -> None:
+    text = """
+# a comment
+port=7
+passwd="quoted pw"
+login = admin
+passwd_script=/bin/pw
+option=off
+nodename=node7
+unknown_key=whatever
+power-timeout=9
+"""
+    raw = parse_stdin(PARAMS, io.StringIO(text))
+    assert raw == {"plug": "7", "password": "quoted pw", "username": "admin",
+                   "password_script": "/bin/pw", "action": "off", "__nodename": "node7",
+                   "power_timeout": "9"}
+
+
+def test_stdin_new_names_win_over_legacy_ones_and_last_duplicate_wins() -> None:
+    raw = parse_stdin(PARAMS, io.StringIO("option=off\naction=status\nport=1\nport=2\n"))
+    assert raw["action"] == "status" and raw["plug"] == "2"
+    raw = parse_stdin(PARAMS, io.StringIO("name=olduser\n"))
+    assert raw["username"] == "olduser"  # fence_na's legacy name for login
+    raw = parse_stdin(PARAMS, io.StringIO("name=olduser\nlogin=admin\n"))
+    assert raw["username"] == "admin"
+    raw = parse_stdin(PARAMS, io.StringIO("fm=3\n"))
+    assert raw["plug"] == "3"
+    raw = parse_stdin(PARAMS, io.StringIO("fm=3\nport=4\n"))
+    assert raw["plug"] == "4"
+
+
+def test_stdin_ipaddr_alias() -> None:
+    from ocf_lib.fence import opt_ip
+
+    assert parse_stdin([opt_ip()], io.StringIO("ipaddr=192.0.2.1\n")) == {"ip": "192.0.2.1"}
+    assert parse_stdin([opt_ip()], io.StringIO("hostname=h\n")) == {"ip": "h"}
+
+
+def test_name_is_not_a_login_for_agents_without_one() -> None:
+    from ocf_lib.fence import opt_ip
+
+    assert parse_stdin([opt_ip()], io.StringIO("name=device1\n")) == {}
+
+
+# -- actions against the device model ----------------------------------------------------
+
+
+def test_status_on_and_off_exit_codes(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="status", port="1")) == codes.FENCE_OK
+    assert capsys.readouterr().out == "Status: ON\n"
+    assert fence(stdin_lines(switch, action="status", port="3")) == codes.FENCE_STATUS_OFF
+    assert capsys.readouterr().out == "Status: OFF\n"
+
+
+def test_off_returns_0_only_once_off_is_verified(switch: Switch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(lag=2)  # the switch reports the change only after two more polls
+    assert fence(stdin_lines(switch, action="off", port="1", power_timeout="5")) == 0
+    assert switch.state()["plugs"]["1"] == "off"
+    assert "Success: Powered OFF" in capsys.readouterr().out
+
+
+def test_off_never_verified_is_a_failure(switch: Switch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(ignore_off=True)
+    started = time.monotonic()
+    rc = fence(stdin_lines(switch, action="off", port="1", power_timeout="1"))
+    assert rc == codes.FENCE_FAIL
+    assert time.monotonic() - started < 3
+    err = capsys.readouterr().err
+    assert "timed out" in err and err.startswith("Failed:")
+
+
+def test_already_in_the_requested_state(switch: Switch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="off", port="3")) == 0
+    assert fence(stdin_lines(switch, action="on", port="1")) == 0
+    assert switch.sets() == []
+    assert capsys.readouterr().out == "Success: Already OFF\nSuccess: Already ON\n"
+
+
+def test_reboot_is_off_verify_on(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(lag=1)
+    assert fence(stdin_lines(switch, action="reboot", port="2")) == 0
+    assert switch.sets() == ["SET 2 off", "SET 2 on"]
+    assert switch.plug("2") == "on"
+
+
+def test_reboot_succeeds_when_off_is_verified_even_if_on_fails(
+        switch: Switch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(on_fails=True)
+    log = tmp_path / "debug.log"
+    rc = fence(stdin_lines(switch, action="reboot", port="2", debug_file=str(log)))
+    assert rc == codes.FENCE_OK
+    assert switch.plug("2") == "off"
+    assert "powering it on failed" in log.read_text()
+
+
+def test_reboot_of_an_off_target_just_powers_it_on(switch: Switch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="reboot", port="3")) == 0
+    assert switch.sets() == ["SET 3 on"]
+
+
+def test_reboot_fails_when_off_fails(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(ignore_off=True)
+    assert fence(stdin_lines(switch, action="reboot", port="1", power_timeout="0.5")) == 1
+    assert "SET 1 on" not in switch.sets()
+
+
+def test_on_retries_and_fails_cleanly(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(on_fails=True)
+    assert fence(stdin_lines(switch, action="on", port="3", retry_on="3")) == 1
+    assert switch.sets() == ["SET 3 on"] * 3
+    assert "power on failed" in capsys.readouterr().err
+
+
+def test_unknown_action_is_an_error_never_a_reboot(switch: Switch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for text in (stdin_lines(switch, action="frobnicate", port="1"),
+                 stdin_lines(switch, option="bogus", port="1"),
+                 stdin_lines(switch, action="", port="1")):
+        assert fence(text) == codes.FENCE_FAIL
+        assert "Unrecognised action" in capsys.readouterr().err
+    assert switch.state().get("log") is None  # the device was never even contacted
+
+
+def test_without_any_action_the_default_is_reboot(switch: Switch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, port="1")) == 0
+    assert switch.sets() == ["SET 1 off", "SET 1 on"]
+
+
+def test_empty_help_or_version_lines_do_not_skip_the_fence(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="off", port="1", help="", version="")) == 0
+    assert switch.plug("1") == "off"
+    assert capsys.readouterr().out == "Success: Powered OFF\n"
+
+
+def test_list_and_list_status(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="list")) == 0
+    assert capsys.readouterr().out == "1,1-alias\n2,2-alias\n3,3-alias\n"
+    assert fence(stdin_lines(switch, action="list-status")) == 0
+    assert capsys.readouterr().out == "1,1-alias,ON\n2,2-alias,ON\n3,3-alias,OFF\n"
+
+
+def test_monitor_and_unreachable_device(switch: Switch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="monitor")) == 0  # needs no plug
+    switch.update(unreachable=True)
+    for action in ("monitor", "status", "off"):
+        assert fence(stdin_lines(switch, action=action, port="1")) == 1
+        assert "Unable to connect" in capsys.readouterr().err
+
+
+def test_wrong_password_fails(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="status", port="1", passwd="nope")) == 1
+    assert "login denied" in capsys.readouterr().err
+
+
+def test_no_such_plug(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="status", port="99")) == 1
+    assert "no such plug" in capsys.readouterr().err
+
+
+def test_plug_comes_from_nodename_and_port_wins(switch: Switch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    text = stdin_lines(switch, action="off", nodename="2")
+    assert fence(text) == 0 and switch.plug("2") == "off"
+    assert fence(stdin_lines(switch, action="off", nodename="2", port="1")) == 0
+    assert switch.plug("1") == "off"
+
+
+def test_missing_plug_is_a_clear_error(switch: Switch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="off")) == 1
+    assert "parameter 'plug' is required" in capsys.readouterr().err
+
+
+def test_validate_all_reports_every_problem(switch: Switch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="validate-all")) == 0
+    rc = fence("action=validate-all\ndevice=relative\npower_timeout=soon\n")
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "is not an absolute path" in err and "'soon'" in err
+    assert "password or password script" in err
+
+
+def test_booleans_by_value(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    fence(stdin_lines(switch, action="status", port="99", quiet="0"))
+    assert "Failed:" in capsys.readouterr().err
+    fence(stdin_lines(switch, action="status", port="99", quiet="1"))
+    assert capsys.readouterr().err == ""
+    assert fence(stdin_lines(switch, action="status", port="1", quiet="maybe")) == 1
+    assert "'quiet': value 'maybe' is not a boolean" in capsys.readouterr().err
+
+
+def test_password_script_runs_without_a_shell(switch: Switch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "pwned"
+    script = tmp_path / "pw.sh"
+    script.write_text("#!/bin/sh\necho \"$1\"\necho second line\n")
+    script.chmod(0o755)
+    text = stdin_lines(switch, action="status", port="1").replace("passwd=pw\n", "")
+    password = f"x;touch${{IFS}}{marker}"  # what a shell would run, were there one
+    switch.update(password=password)
+    rc = fence(text + f"passwd_script={script} '{password}'\n")
+    assert rc == 0, capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_password_script_failures(switch: Switch, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    text = stdin_lines(switch, action="status", port="1").replace("passwd=pw\n", "")
+    assert fence(text + "passwd_script=/bin/false\n") == 1
+    assert "failed with exit code 1" in capsys.readouterr().err
+    assert fence(text + "passwd_script=/bin/true\n") == 1
+    assert "printed no password" in capsys.readouterr().err
+    assert fence(text + "passwd_script=/no/such/script\n") == 1
+    assert "/no/such/script" in capsys.readouterr().err
+
+
+def test_password_script_runs_under_a_time_limit(switch: Switch, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    text = stdin_lines(switch, action="status", port="1", login_timeout="0.1",
+                       shell_timeout="0.1", power_timeout="0.1").replace("passwd=pw\n", "")
+    started = time.monotonic()
+    assert fence(text + "passwd_script=/bin/sleep 60\n") == 1
+    assert time.monotonic() - started < 12
+    assert "timed out" in capsys.readouterr().err
+
+
+def test_secrets_never_reach_the_log(switch: Switch, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(password="Very$ecret")
+    log = tmp_path / "debug.log"
+    script = tmp_path / "pw"
+    script.write_text("#!/bin/sh\necho 'Very$ecret'\n")
+    script.chmod(0o755)
+    base = stdin_lines(switch, action="status", port="1", verbose="1", debug_file=str(log))
+    fence(base.replace("passwd=pw", "passwd=Very$ecret"))
+    fence(base.replace("passwd=pw", f"passwd_script={script}"))
+    fence(base.replace("passwd=pw", "passwd=Very$ecret").replace("port=1", "port=99"))
+    out = capsys.readouterr()
+    assert "Very$ecret" not in log.read_text() + out.out + out.err
+    assert log.read_text()  # something was logged, so the check above means something
+
+
+def test_metadata_manpage_help_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence("action=metadata\n") == 0
+    assert capsys.readouterr().out.startswith('<?xml version="1.0" ?>\n<resource-agent '
+                                              'name="fence_pyhatest"')
+    assert fence("", ["-o", "manpage"]) == 0
+    assert capsys.readouterr().out.startswith(".TH FENCE_PYHATEST 8")
+    assert fence("", ["-h"]) == 0
+    assert "--plug=[plug]" in capsys.readouterr().out
+    assert fence("", ["-V"]) == 0
+    assert capsys.readouterr().out == "pyha 0.1.0\n"
+
+
+def test_deadline_is_finite_and_below_pacemakers_timeout(switch: Switch) -> None:
+    def budget(env: dict[str, str], **opts: str) -> float:
+        raw = {"action": "reboot", "device": str(switch.path), "plug": "1", **opts}
+        ctx = FenceContext(fencedev.agent, "fence_pyhatest", PARAMS, raw, env)
+        return ctx.deadline.remaining()
+
+    small = budget({})
+    assert 15 < small < 30
+    assert budget({"PCMK_service": "pacemaker-fenced"}, power_timeout="600") <= 55.0
+    assert budget({}, power_timeout="600") > 1200  # a hand run honours what was asked
+    assert budget({"PCMK_service": "pacemaker-fenced"}, disable_timeout="1") <= 55.0
+
+
+def test_agent_refuses_ambiguous_declarations() -> None:
+    with pytest.raises(ValueError):
+        FenceAgent("fence_x", shortdesc="x", longdesc="x", params=[Param("a"), Param("a")],
+                   connect=lambda ctx: fencedev.SwitchSession(ctx))
+
+
+# -- through the real executable --------------------------------------------------------
+
+
+def test_exec_stdin_like_pacemaker_fenced(switch: Switch) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PCMK_service": "pacemaker-fenced", "LC_ALL": "C"}
+    text = f"nodename=2\nlogin=admin\naction=off\ndevice={switch.path}\npasswd=pw\nport=2\n"
+    res = run_fence(AGENT, stdin=text, env=env)
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n")
+    res = run_fence(AGENT, stdin=text.replace("action=off", "action=status"), env=env)
+    assert (res.rc, res.out) == (2, "Status: OFF\n")
+
+
+def test_exec_argv_ignores_stdin(switch: Switch) -> None:
+    args = ["--device", str(switch.path), "-l", "admin", "-p", "pw", "-n", "1", "-o", "status"]
+    res = run_fence(AGENT, args=args, stdin="action=off\n")
+    assert (res.rc, res.out) == (0, "Status: ON\n")
+    assert switch.sets() == []
+
+
+def test_exec_unknown_action_and_bad_option(switch: Switch) -> None:
+    res = run_fence(AGENT, args=["-o", "explode"])
+    assert res.rc == 1 and "Unrecognised action 'explode'" in res.err
+    res = run_fence(AGENT, args=["--frobnicate"])
+    assert res.rc == 1 and "not recognised" in res.err
+    assert "Traceback" not in res.err
+
+
+def test_exec_metadata_as_nobody() -> None:
+    import subprocess
+
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "env", "-i", str(AGENT)], input="action=metadata\n",
+                          capture_output=True, text=True, cwd="/", timeout=30)
+    assert proc.returncode == 0 and "<resource-agent" in proc.stdout
