@@ -1,0 +1,306 @@
+"""agents/Filesystem on real kernels: ext4 and xfs images on loop devices.
+
+Every mount happens inside a private mount namespace held open by a
+``sleep`` process for the module (agents are run in it with ``nsenter``), so
+nothing is ever mounted in the host's namespace.  Images and mount points
+live under /tmp/pyha-fs-<pid>; every loop device is detached at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from conftest import Run, base_env, run_ocf
+
+BASE = Path(f"/tmp/pyha-fs-{os.getpid()}")
+UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/Filesystem"
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)}: {proc.stderr}")
+    return proc
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.holder = subprocess.Popen(["unshare", "-m", "--propagation", "private",
+                                        "sleep", "infinity"])
+        self.loops: dict[str, str] = {}
+        for _ in range(50):  # wait until the sleep runs in its own namespace
+            if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+                break
+            time.sleep(0.02)
+
+    def ns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("nsenter", "-t", str(self.holder.pid), "-m", *argv, check=check)
+
+    def wrap(self) -> tuple[str, ...]:
+        return ("nsenter", "-t", str(self.holder.pid), "-m")
+
+    def mountinfo(self) -> list[list[str]]:
+        """(source, mountpoint, fstype, options) of the namespace's mounts, unescaped."""
+        from ocf_lib.mounts import read_mountinfo
+
+        return [[m.source, m.mountpoint, m.fstype, m.options]
+                for m in read_mountinfo(f"/proc/{self.holder.pid}/mountinfo")]
+
+    def mounted(self, directory: str | Path) -> list[str] | None:
+        found = [m for m in self.mountinfo() if m[1] == str(directory)]
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        self.holder.kill()
+        self.holder.wait()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    BASE.mkdir(mode=0o755)
+    lab = Lab()
+    try:
+        for fs, size, mkfs in (("ext4", "64M", ["mkfs.ext4", "-q", "-F", "-L", "pyhafs4"]),
+                               ("xfs", "320M", ["mkfs.xfs", "-q", "-f"])):
+            img = BASE / f"{fs}.img"
+            sh("truncate", "-s", size, str(img))
+            sh(*mkfs, str(img))
+            lab.loops[fs] = sh("losetup", "-f", "--show", str(img)).stdout.strip()
+        yield lab
+    finally:
+        lab.close()  # the namespace and its mounts die with the holder
+        for loop in lab.loops.values():
+            sh("losetup", "-d", loop, check=False)
+        shutil.rmtree(BASE, ignore_errors=True)
+
+
+def agent(lab: Lab, action: str, params: Mapping[str, str], rsctmp: Path, *,
+          path: str = "Filesystem", timeout_ms: str = "20000", **env: str) -> Run:
+    full = base_env(rsctmp)
+    full["OCF_RESKEY_CRM_meta_timeout"] = timeout_ms
+    full.update(env)
+    return run_ocf(path, action, params, env=full, wrap=lab.wrap(), timeout=90)
+
+
+def holder(lab: Lab, script: str) -> subprocess.Popen[bytes]:
+    """A real process in the namespace that keeps the mount busy."""
+    proc = subprocess.Popen([*lab.wrap(), "sh", "-c", script])
+    time.sleep(0.3)
+    assert proc.poll() is None
+    return proc
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_lifecycle_and_depths(lab: Lab, rsctmp: Path, fs: str) -> None:
+    mnt = BASE / f"mnt {fs}"  # a space: mountinfo escapes it as \040
+    params = {"device": lab.loops[fs], "directory": str(mnt), "fstype": fs}
+    assert agent(lab, "monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="0").rc == 7
+    res = agent(lab, "start", params, rsctmp)
+    assert res.rc == 0, res.err
+    assert lab.mounted(mnt)[:3] == [lab.loops[fs], str(mnt), fs]  # type: ignore[index]
+    for level in ("0", "10", "20", "15"):  # 15 falls back to 10, as the OCF spec says
+        res = agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL=level)
+        assert res.rc == 0, (level, res.err)
+    status = lab.ns("ls", "-A", str(mnt / ".Filesystem_status")).stdout.split()
+    assert status == [f"test_{os.uname().nodename}"]
+    assert agent(lab, "start", params, rsctmp).rc == 0  # double start
+    assert len([m for m in lab.mountinfo() if m[1] == str(mnt)]) == 1
+    res = agent(lab, "stop", params, rsctmp)
+    assert res.rc == 0, res.err
+    assert lab.mounted(mnt) is None
+    assert agent(lab, "stop", params, rsctmp).rc == 0  # double stop
+    assert agent(lab, "monitor", params, rsctmp).rc == 7
+    # The status file went with the stop (upstream leaves it on the filesystem).
+    lab.ns("mount", lab.loops[fs], str(mnt))
+    try:
+        assert lab.ns("ls", "-A", str(mnt / ".Filesystem_status")).stdout.split() == []
+    finally:
+        lab.ns("umount", str(mnt))
+
+
+def test_busy_mount_is_freed_by_killing_its_holders(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "busy"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4",
+              "signal_delay": "0.3"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    in_cwd = holder(lab, f"cd '{mnt}' && exec sleep 300")
+    # ignores TERM (dispositions survive exec): only the KILL phase frees it
+    stubborn = holder(lab, f"trap '' TERM; exec sleep 300 3>'{mnt}/held'")
+    started = time.monotonic()
+    res = agent(lab, "stop", params, rsctmp, timeout_ms="10000")
+    took = time.monotonic() - started
+    assert res.rc == 0, res.err
+    assert took < 10
+    assert lab.mounted(mnt) is None
+    assert in_cwd.wait(5) == -signal.SIGTERM
+    assert stubborn.wait(5) == -signal.SIGKILL
+
+
+def test_force_unmount_false_fails_within_the_deadline(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "busy-nokill"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4",
+              "force_unmount": "false"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    proc = holder(lab, f"cd '{mnt}' && exec sleep 300")
+    try:
+        started = time.monotonic()
+        res = agent(lab, "stop", params, rsctmp, timeout_ms="4000")
+        assert res.rc == 1 and res.reason and "couldn't unmount" in res.reason
+        assert str(proc.pid) in res.reason or "sleep" in res.reason
+        assert time.monotonic() - started < 4
+        assert lab.mounted(mnt) is not None and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+
+
+def test_read_only_remount_fails_depth_20(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "ro"
+    params = {"device": lab.loops["xfs"], "directory": str(mnt), "fstype": "xfs"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    lab.ns("mount", "-o", "remount,ro", str(mnt))
+    assert agent(lab, "monitor", params, rsctmp).rc == 0
+    assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="10").rc == 0
+    res = agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20")
+    assert res.rc == 1 and res.reason and "Read-only" in res.reason
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+
+
+def test_uuid_label_and_probe_of_another_device(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "bylabel"
+    params = {"device": "LABEL=pyhafs4", "directory": str(mnt), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    assert lab.mounted(mnt)[0] == lab.loops["ext4"]  # type: ignore[index]
+    assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="10").rc == 0
+    # A different device on the mount point: ours is verifiably not there.
+    other = {"device": lab.loops["xfs"], "directory": str(mnt), "fstype": "xfs"}
+    assert agent(lab, "monitor", other, rsctmp, OCF_RESKEY_CRM_meta_interval="0").rc == 7
+    assert agent(lab, "monitor", other, rsctmp, OCF_RESKEY_CRM_meta_interval="20000").rc == 1
+    res = agent(lab, "start", other, rsctmp)  # never stack a mount over another filesystem
+    assert res.rc == 1 and res.reason and "another device" in res.reason
+    assert agent(lab, "stop", other, rsctmp).rc == 0  # not ours: left alone
+    assert lab.mounted(mnt) is not None
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+
+
+def test_bind_mount(lab: Lab, rsctmp: Path) -> None:
+    src, mnt = BASE / "bind src", BASE / "bind dst"
+    src.mkdir()
+    (src / "marker").write_text("x")
+    params = {"device": str(src), "directory": str(mnt), "fstype": "none", "options": "bind,ro"}
+    res = agent(lab, "start", params, rsctmp)
+    assert res.rc == 0, res.err
+    found = lab.mounted(mnt)
+    assert found is not None and "ro" in found[3].split(",")
+    assert lab.ns("cat", str(mnt / "marker")).stdout == "x"
+    assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="10").rc == 0
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+
+
+def test_move_mode_with_a_leftover_directory(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "moving"
+    leftover = BASE / ".moving"
+    leftover.mkdir()
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4",
+              "force_unmount": "safe,move"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    assert agent(lab, "monitor", params, rsctmp).rc == 0  # upstream: 7 (unset rc)
+    proc = holder(lab, f"cd '{mnt}' && exec sleep 300")
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert proc.wait(5) == -signal.SIGTERM
+    assert lab.mounted(mnt) is None and lab.mounted(leftover) is None
+    assert not leftover.exists()  # upstream never removes it
+
+
+def test_submounts_share_one_deadline(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "outer"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    lab.ns("mkdir", "-p", str(mnt / "inner"))
+    lab.ns("mount", "-t", "tmpfs", "none", str(mnt / "inner"))
+    proc = holder(lab, f"cd '{mnt}/inner' && exec sleep 300")
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert proc.wait(5) == -signal.SIGTERM
+    assert lab.mounted(mnt) is None and lab.mounted(mnt / "inner") is None
+
+
+# -- refusals: a clear reason and nothing changed -------------------------------------
+
+def bad_cases(lab: Lab) -> list[tuple[dict[str, str], int, str]]:
+    loop = lab.loops["ext4"]
+    return [
+        ({"device": "/dev/pyha-no-such", "directory": str(BASE / "b1"), "fstype": "ext4"},
+         5, "couldn't find device"),
+        ({"directory": str(BASE / "b2"), "fstype": "ext4"}, 6, "device"),
+        ({"device": loop, "directory": "relative/dir", "fstype": "ext4"}, 6, "absolute"),
+        ({"device": str(BASE), "directory": str(BASE / "b3"), "fstype": "ext4"}, 6,
+         "is a directory"),
+        ({"device": loop, "directory": str(BASE / "b4"), "fstype": "pyhafs"}, 5,
+         "not supported"),
+        ({"device": loop, "directory": str(BASE / "b5"), "fstype": "ext4",
+          "options": "rw,helper=evil"}, 6, "not allowed"),
+        ({"device": loop, "directory": str(BASE / "b6"), "fstype": "ext4",
+          "options": "ro,remount"}, 6, "not allowed"),
+        ({"device": loop, "directory": str(BASE / "b7"), "fstype": "ext4",
+          "options": "ro, exec"}, 6, "malformed"),
+        ({"device": loop, "directory": str(BASE / "b8"), "fstype": "ocfs2"}, 6,
+         "cluster filesystem"),
+        ({"device": loop, "directory": str(BASE / "b9"), "fstype": "gfs2"}, 6,
+         "cluster filesystem"),
+        ({"device": loop, "directory": "/", "fstype": "ext4"}, 6, "root directory"),
+    ]
+
+
+def test_bad_input_changes_nothing(lab: Lab, rsctmp: Path) -> None:
+    for params, rc, reason in bad_cases(lab):
+        before = lab.mountinfo()
+        res = agent(lab, "start", params, rsctmp)
+        assert res.rc == rc, (params, res.err)
+        assert res.reason and reason in res.reason, (params, res.reason)
+        assert "Traceback" not in res.err
+        assert lab.mountinfo() == before
+        directory = params.get("directory", "")
+        if directory.startswith(str(BASE)):
+            assert not Path(directory).exists(), params
+        assert agent(lab, "stop", params, rsctmp).rc == 0, params
+
+
+def test_cluster_filesystems_and_clones(lab: Lab, rsctmp: Path) -> None:
+    loop = lab.loops["ext4"]
+    clone = {"OCF_RESKEY_CRM_meta_clone_max": "2", "OCF_RESKEY_CRM_meta_clone": "0"}
+    res = agent(lab, "validate-all", {"device": loop, "directory": str(BASE / "c1"),
+                                      "fstype": "ext4"}, rsctmp, **clone)
+    assert res.rc == 6 and res.reason and "NOT cluster-aware" in res.reason
+    res = agent(lab, "start", {"device": loop, "directory": str(BASE / "c2"),
+                               "fstype": "gfs2"}, rsctmp, **clone)
+    assert res.rc == 5 and res.reason and "not supported" in res.reason  # no gfs2 here
+
+
+# -- parity with upstream ------------------------------------------------------------
+
+def test_same_mount_as_upstream_and_mutual_monitor(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "parity"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4",
+              "options": "noatime,nodev"}
+    seen = []
+    for path, other in ((UPSTREAM, "Filesystem"), ("Filesystem", UPSTREAM)):
+        assert agent(lab, "start", params, rsctmp, path=path).rc == 0
+        seen.append(lab.mounted(mnt))
+        assert agent(lab, "monitor", params, rsctmp, path=other).rc == 0
+        assert agent(lab, "monitor", params, rsctmp, path=other, OCF_CHECK_LEVEL="20").rc == 0
+        assert agent(lab, "stop", params, rsctmp, path=other).rc == 0
+        assert lab.mounted(mnt) is None
+        assert agent(lab, "monitor", params, rsctmp, path=path).rc == 7
+    assert seen[0] == seen[1] and seen[0] is not None
