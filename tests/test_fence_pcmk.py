@@ -161,6 +161,25 @@ def test_cluster_down_fails_at_once(lab):
     assert cluster.online_nodes(1) == ["n1", "n2"]
 
 
+def test_pyha_fence_node_runs_the_seeds_pcmk_redirect(lab, tmp_path):
+    """The magma seed's cluster.conf (fence_pcmk redirect), node names made ours."""
+    cluster, switch = lab
+    cluster.kill_node(3)  # clean up after the power cut, then boot n3 again
+    cluster.start_node(3)
+    seed = (ROOT / "tests" / "data" / "cluster-conf" / "magma-pcmk.conf").read_text()
+    conf = tmp_path / "cluster.conf"
+    conf.write_text(seed.replace("magma1-hb", "n1").replace("magma2-hb", "n2"))
+    victim = cluster.node(2)
+    pids = [victim.pacemakerd.pid, victim.corosync.pid]
+    proc = cluster.exec(1, ["/usr/bin/python3", "-m", "ocf_lib.fencenode", "-c", str(conf),
+                            "n2"], env={"PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert proc.stdout == "fence n2 success\n"
+    assert switch_log(switch)[-2:] == ["off n2", "on n2"]
+    assert all(_state(p) in ("Z", "X") for p in pids)
+    cluster.wait_for(lambda: cluster.online_nodes(1) == ["n1", "n3"], 20, what="n2 lost")
+
+
 def _state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
