@@ -147,6 +147,12 @@ CASES: list[Case] = [
     Case("floor/Example-monitor",
          ocf_side("pyha Example", EXAMPLE, ["monitor"], EX_PARAMS), FLOOR,
          setup=_ex_up, teardown=_ex_down, target_ratio=1.5, tags=("floor",)),
+    # What any agent pays before its first line: -S skips site, but "import os"
+    # (and _collections_abc with it) still runs; no agent can avoid it.
+    Case("floor/import-os",
+         Side("python3 -I -S -c 'import os'",
+              [["/usr/bin/python3", "-I", "-S", "-c", "import os"]], {"PATH": OCF_ENV["PATH"]}),
+         FLOOR, tags=("floor",)),
 ]
 
 
