@@ -1,0 +1,734 @@
+"""ocf:pyha:drbd: a DRBD resource as a promotable clone (compatible with ocf:linbit:drbd).
+
+Same parameters, defaults and promotion-score semantics as drbd-utils'
+``drbd.ocf`` (the four ``adjust_master_score`` values, the attribute deleted
+rather than set to 0, ``remove_master_score_if_peer_primary``...).  The real
+``drbdadm`` does all configuration work; the state comes straight from the
+kernel: ``drbdsetup events2 --now --statistics <res>`` with DRBD 9, the
+``/proc/drbd`` table with DRBD 8.4 (the version is read once per run from the
+first line of ``/proc/drbd``).
+
+Differences from upstream, on purpose:
+
+* monitor returns 9 (failed Primary) when this node is Primary without
+  access to any UpToDate copy of the data (local disk gone and no UpToDate
+  peer): the application sees I/O errors, so Pacemaker should recover.
+  Upstream reports 8 there.
+* ``adjust_master_score`` that is not four non-decreasing integers is a
+  configuration error (rc 6) instead of a silent fall back to the default.
+* every crm_attribute call is bounded by the action's deadline (drbd-utils
+  9.22 calls crm_master without a limit); scores are written with
+  ``crm_attribute -N <node> -n master-<instance> -l reboot`` so Pacemaker
+  1.1 to 3.x all understand them.  A recurring monitor skips the write when
+  it wrote the same value less than a minute ago (probes, start, promote,
+  demote and notify always write).
+* stacked resources (``stacked-on-top-of``) are refused with rc 6 and a
+  clear reason, rather than run through ``drbdadm -S``.
+* a failed promote that DRBD refused for good (exit 17: no UpToDate data)
+  returns at once instead of sleeping until 15 s have passed.
+* demote of a stopped resource returns 7 (drbd-utils HEAD), not 1.
+* the ``crm_resource --locate`` parser accepts "Promoted" (Pacemaker >= 2.1)
+  as well as "Master" (the 9.22 agent only knew "Master").
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ocf_lib import codes, sysroot
+from ocf_lib.ocf import Context, ResourceAgent
+from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_NAME_CHARS = frozenset("-%+./0123456789:=@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+
+
+class _DrbdName(ParamType):
+    doc = "DRBD resource name"
+
+    def convert(self, raw: str, name: str) -> str:
+        if not raw or not set(raw) <= _NAME_CHARS:
+            raise ParamError(name, raw, "may only contain letters, digits and -%+./:=@_")
+        return raw
+
+
+class _Scores(ParamType):
+    doc = "four non-decreasing integers"
+
+    def convert(self, raw: str, name: str) -> tuple[int, int, int, int]:
+        words = raw.split()
+        if len(words) != 4 or not all(w.lstrip("-").isdigit() for w in words):
+            raise ParamError(name, raw, "must be four integers, e.g. '0 10 1000 10000'")
+        a, b, c, d = (int(w) for w in words)
+        if not a <= b <= c <= d:
+            raise ParamError(name, raw, "must not decrease from left to right")
+        return a, b, c, d
+
+
+class _PeerPrimary(ParamType):
+    doc = "false, true or unexpected"
+
+    def convert(self, raw: str, name: str) -> str:
+        word = raw.strip().lower()
+        if word in ("true", "yes", "1", "on"):
+            return "true"
+        if word in ("false", "no", "0", "off"):
+            return "false"
+        if word == "unexpected":
+            return word
+        raise ParamError(name, raw, "is not one of: false, true, unexpected")
+
+
+class _Version(ParamType):
+    doc = "version x.y.z"
+
+    def convert(self, raw: str, name: str) -> tuple[int, ...]:
+        parts = raw.strip().split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ParamError(name, raw, "is not a version like 9.0.0")
+        return tuple(int(p) for p in parts)
+
+
+agent = ResourceAgent(
+    "drbd",
+    shortdesc="Manages a DRBD device as a promotable clone",
+    longdesc=(
+        "Brings a DRBD resource up (Secondary) on start, makes it Primary on promote and "
+        "tells Pacemaker, through the master-<instance> node attribute, how good the local "
+        "copy of the data is so that the best node is promoted. Compatible with "
+        "ocf:linbit:drbd; configure it as a promotable clone with notify=true. "
+        "Works with DRBD 9 and 8.4 kernel modules."
+    ),
+    promotable=True,
+    params=[
+        Param("drbd_resource", _DrbdName(), required=True, unique=True,
+              shortdesc="drbd resource name",
+              longdesc="The name of the DRBD resource from the drbd.conf file."),
+        Param("drbdconf", STRING, default="/etc/drbd.conf",
+              shortdesc="Path to drbd.conf",
+              longdesc="Full path to the drbd.conf file (drbdadm -c)."),
+        Param("adjust_master_score", _Scores(), default="0 10 1000 10000",
+              shortdesc="master score adjustments",
+              longdesc="Four promotion scores: only locally Consistent; only a peer has "
+                       "UpToDate data; locally UpToDate but the peer's state is unknown; "
+                       "as good as it gets. A score of 0 or less removes the attribute, "
+                       "so the node is not promoted at all."),
+        Param("stop_outdates_secondary", BOOLEAN, default="false",
+              shortdesc="outdate a secondary on stop",
+              longdesc="On stop (and in post notifications when the peer is unreachable), "
+                       "outdate the local data if another node is Primary according to "
+                       "Pacemaker. Off by default: old Pacemaker passed stale notify data."),
+        Param("ignore_missing_notifications", BOOLEAN, default="false",
+              shortdesc="ignore missing notifications",
+              longdesc="Run without notify=true. Not recommended: notifications let the "
+                       "instances re-connect and refresh their scores after peer changes."),
+        Param("wfc_timeout", INTEGER(0), default="5",
+              shortdesc="wait for connection timeout",
+              longdesc="After start, wait up to this many seconds for the peers to "
+                       "connect; 0 does not wait."),
+        Param("remove_master_score_if_peer_primary", _PeerPrimary(), default="false",
+              shortdesc="remove master score if peer is primary",
+              longdesc="true: remove the local promotion score while connected to a Primary "
+                       "peer with UpToDate data. unexpected: only when Pacemaker does not "
+                       "know that peer as promoted."),
+        Param("fail_promote_early_if_peer_primary", BOOLEAN, default="false",
+              shortdesc="fail promote if peer is primary",
+              longdesc="Fail promote after the first refused attempt when a Primary peer "
+                       "unknown to Pacemaker is seen, instead of retrying until the timeout."),
+        Param("unfence_if_all_uptodate", BOOLEAN, default="false",
+              shortdesc="unfence peer when all disks are UpToDate",
+              longdesc="When Primary and every local and peer disk is UpToDate, run "
+                       "'drbdadm unfence-peer' to remove a fencing constraint."),
+        Param("unfence_extra_args", STRING,
+              default="--quiet --flock-required --flock-timeout 0 --unfence-only-if-owner-match",
+              shortdesc="extra arguments for the unfence handler",
+              longdesc="Passed to the unfence-peer handler in UNFENCE_EXTRA_ARGS."),
+        Param("require_drbd_module_version_ge", _Version(), default="8.0.0",
+              shortdesc="minimum DRBD module version",
+              longdesc="Fail with 'not installed' if the loaded module is older."),
+        Param("require_drbd_module_version_lt", _Version(), default="10.0.0",
+              shortdesc="DRBD module version must be below",
+              longdesc="Fail with 'not installed' if the loaded module is this version or "
+                       "newer."),
+        Param("connect_only_after_promote", BOOLEAN, default="false",
+              shortdesc="connect only after promote",
+              longdesc="Stay disconnected until promoted, then connect (for stacked setups "
+                       "without lower-level fencing)."),
+    ],
+)
+
+_TRANSITIONAL = ("Attaching", "Negotiating")
+_SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it wrote
+
+
+# -- the kernel's view ------------------------------------------------------------
+
+
+class Status:
+    """One resource as the kernel reports it (both DRBD 9 and 8.4 fill this)."""
+
+    def __init__(self) -> None:
+        self.configured = False
+        self.role = "Unconfigured"
+        self.disks: list[str] = []           # local disk state per volume
+        self.clients: list[bool] = []        # intentional diskless client per volume
+        self.quorum = True
+        # peer -> {"role", "conn", "disks": [...], "clients": [...], "done": [...]}
+        self.peers: dict[str, dict[str, Any]] = {}
+
+    @property
+    def primary(self) -> bool:
+        return self.role == "Primary"
+
+    def peer_primary(self) -> bool:
+        return any(p["role"] == "Primary" for p in self.peers.values())
+
+    def peer_all_uptodate(self, peer: dict[str, Any]) -> bool:
+        return bool(peer["disks"]) and all(d == "UpToDate" for d in peer["disks"])
+
+    def some_peer_all_uptodate(self) -> bool:
+        return any(self.peer_all_uptodate(p) for p in self.peers.values())
+
+    def peer_disk_unknown(self) -> bool:
+        return not self.peers or any(d == "DUnknown" for p in self.peers.values()
+                                     for d in p["disks"])
+
+    def local_all(self, state: str) -> bool:
+        return bool(self.disks) and all(d == state for d in self.disks)
+
+    def diskless_client(self) -> bool:
+        return bool(self.clients) and all(self.clients)
+
+    def has_uptodate_data(self) -> bool:
+        return self.local_all("UpToDate") or self.some_peer_all_uptodate()
+
+    def describe(self) -> str:
+        peers = ", ".join(f"{n}: {p['conn']} {p['role']} {'/'.join(p['disks'])}"
+                          + "".join(f" {d}% synced" for d in p["done"] if d is not None)
+                          for n, p in sorted(self.peers.items()))
+        return f"{self.role} {'/'.join(self.disks) or '-'} [{peers or 'no peers'}]"
+
+
+_version_cache: list[tuple[int, int, int] | None] = []
+
+
+def kernel_version() -> tuple[int, int, int] | None:
+    """The loaded module's version from /proc/drbd (None: not loaded).  Read once per run."""
+    if _version_cache:
+        return _version_cache[0]
+    found = None
+    try:
+        with open(sysroot.path("/proc/drbd"), encoding="utf-8") as f:
+            first = f.readline()
+        words = first.split()
+        found = _parse_version(words[1]) if len(words) > 1 else None
+        found = found or (0, 0, 0)  # loaded, version unreadable
+    except FileNotFoundError:
+        found = None
+    except OSError:
+        found = (0, 0, 0)
+    _version_cache[:] = [found]
+    return found
+
+
+def _fields(words: list[str]) -> dict[str, str]:
+    return dict(w.split(":", 1) for w in words if ":" in w)
+
+
+def status9(ctx: Context, res: str) -> Status:
+    r = ctx.run(["drbdsetup", "events2", "--now", "--statistics", res], timeout=15, quiet=True)
+    st = Status()
+    if r.rc == 10:  # "No such resource"
+        return st
+    if r.rc != 0:
+        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {_why(r)}")
+    for line in r.out.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0] != "exists":
+            if words[:2] == ["exists", "-"]:
+                break
+            continue
+        kind, f = words[1], _fields(words[2:])
+        if f.get("name") != res:
+            continue
+        st.configured = True
+        if kind == "resource":
+            st.role = f.get("role", "Unknown")
+        elif kind == "connection":
+            peer = st.peers.setdefault(f.get("conn-name") or f.get("peer-node-id", "?"),
+                                       {"disks": [], "clients": [], "done": []})
+            peer["role"] = f.get("role", "Unknown")
+            peer["conn"] = f.get("connection", "Unknown")
+        elif kind == "device":
+            st.disks.append(f.get("disk", "Unknown"))
+            st.clients.append(f.get("disk") == "Diskless" and f.get("client") == "yes")
+            if f.get("quorum") == "no":
+                st.quorum = False
+        elif kind == "peer-device":
+            peer = st.peers.setdefault(f.get("conn-name") or f.get("peer-node-id", "?"),
+                                       {"role": "Unknown", "conn": "Unknown", "disks": [],
+                                        "clients": [], "done": []})
+            peer["disks"].append(f.get("peer-disk", "DUnknown"))
+            peer["clients"].append(f.get("peer-client") == "yes")
+            done = f.get("done")
+            peer["done"].append(float(done) if done else None)
+    return st
+
+
+def _minors(ctx: Context, res: str) -> list[int]:
+    """The resource's minors (8.4): from drbdadm once, then from a state file."""
+    name = f"drbd-{res}.minors"
+    cached = ctx.state.read(name)
+    if cached:
+        return [int(m) for m in cached.split()]
+    r = _drbdadm(ctx, "sh-minor", res)
+    if r.rc != 0:
+        ctx.fail(codes.ERR_INSTALLED, f"drbdadm sh-minor {res}: {_why(r)}")
+    minors = [int(m) for m in r.out.split() if m.isdigit()]
+    try:
+        ctx.state.ensure()
+        ctx.state.write(name, " ".join(map(str, minors)) + "\n", 0o644)
+    except OSError as exc:
+        ctx.log.warning(f"cannot cache minors: {exc}")
+    return minors
+
+
+def status84(ctx: Context, res: str) -> Status:
+    """Parse /proc/drbd lines like ' 0: cs:Connected ro:Primary/Secondary ds:UpToDate/...'."""
+    minors = set(_minors(ctx, res))
+    st = Status()
+    peer: dict[str, Any] = {"role": "Unknown", "conn": "StandAlone", "disks": [],
+                            "clients": [], "done": []}
+    current = None
+    with open(sysroot.path("/proc/drbd"), encoding="utf-8") as f:
+        for line in f:
+            head, _, rest = line.partition(":")
+            if head.strip().isdigit():
+                current = int(head) if int(head) in minors else None
+                if current is None:
+                    continue
+                fields = _fields(rest.split())
+                cs = fields.get("cs", "Unconfigured")
+                if cs == "Unconfigured":
+                    current = None
+                    continue
+                st.configured = True
+                roles = fields.get("ro", "Unknown/Unknown").split("/")
+                disks = fields.get("ds", "Diskless/DUnknown").split("/")
+                st.role = roles[0] if st.role in ("Unconfigured", roles[0]) else "Mixed"
+                st.disks.append(disks[0])
+                st.clients.append(False)
+                peer["role"] = roles[1] if len(roles) > 1 else "Unknown"
+                peer["conn"] = cs
+                peer["disks"].append(disks[1] if len(disks) > 1 else "DUnknown")
+                peer["done"].append(None)
+            elif current is not None and "sync'ed:" in line:
+                pct = line.split("sync'ed:")[1].split("%")[0].strip()
+                peer["done"][-1] = float(pct)
+    if st.configured:
+        st.peers["peer"] = peer
+    return st
+
+
+def get_status(ctx: Context, res: str) -> Status:
+    version = kernel_version()
+    if version is None:
+        return Status()
+    if version >= (9, 0, 0):
+        return status9(ctx, res)
+    return status84(ctx, res)
+
+
+# -- promotion score ----------------------------------------------------------------
+
+
+def wanted_score(ctx: Context, st: Status) -> int | None | bool:
+    """The master score for this state: an int, None (delete) or False (leave alone)."""
+    only_consistent, only_remote, local_ok, as_good = ctx.params.adjust_master_score
+    p = ctx.params
+    if not st.configured or not st.quorum:
+        return None
+    if (p.remove_master_score_if_peer_primary != "false" and not st.primary
+            and any(q["role"] == "Primary" and st.peer_all_uptodate(q)
+                    for q in st.peers.values())):
+        if p.remove_master_score_if_peer_primary == "true" or not _pcmk_knows_primary(ctx):
+            return None
+    if st.diskless_client():
+        if (st.primary and st.some_peer_all_uptodate()) or all(
+                d == "UpToDate" for q in st.peers.values() for d in q["disks"]):
+            return as_good - 1
+        return local_ok - 1 if st.some_peer_all_uptodate() else None
+    if st.local_all("UpToDate"):
+        if st.primary:
+            return as_good
+        return local_ok if st.peer_disk_unknown() else as_good
+    if st.some_peer_all_uptodate():
+        return only_remote
+    if any(d in _TRANSITIONAL for d in st.disks):
+        return False
+    if st.local_all("Consistent"):
+        return only_consistent
+    return None
+
+
+def _pcmk_knows_primary(ctx: Context) -> bool:
+    r = ctx.run(["crm_resource", "--resource", ctx.instance, "--locate"], timeout=10, quiet=True)
+    return any(line.rstrip().endswith((" Promoted", " Master")) and ctx.node not in line
+               for line in r.out.splitlines())
+
+
+def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
+    from ocf_lib.attrs import AttributeError_, PromotionScore
+
+    score = wanted_score(ctx, st)
+    if score is False:
+        return
+    value = None if score is None or int(score) <= 0 else int(score)
+    shown = "absent" if value is None else str(value)
+    memo = f"drbd-{ctx.instance}.score"
+    if cached_ok:
+        last = (ctx.state.read(memo) or "").split()
+        if len(last) == 2 and last[0] == shown and time.time() - float(last[1]) < _SCORE_REFRESH:
+            return
+    seam = PromotionScore(ctx.run, ctx.node, ctx.instance,
+                          timeout=min(10.0, max(1.0, ctx.deadline.soft_remaining())))
+    try:
+        if value is None:
+            seam.delete()
+        else:
+            seam.set(value)
+    except AttributeError_ as exc:
+        ctx.log.warning(f"promotion score: {exc}")
+        if os.path.isdir(ctx.state.path):
+            ctx.state.remove(memo)  # unknown now: the next monitor must write again
+        return
+    try:
+        ctx.state.ensure()
+        ctx.state.write(memo, f"{shown} {time.time():.0f}\n", 0o644)
+    except OSError:
+        pass
+
+
+# -- setup and validation ----------------------------------------------------------------
+
+
+def _why(r: Any) -> str:
+    """The kernel's own words from a failed drbdadm (not its 'Command ... terminated' line)."""
+    for line in (r.err + r.out).splitlines():
+        if "State change failed" in line or "Failure:" in line or "No such resource" in line:
+            return line.strip()
+    return str(r.reason())
+
+
+def _drbdadm(ctx: Context, *args: str, timeout: float = 60) -> Any:
+    return ctx.run(["drbdadm", "-c", ctx.params.drbdconf, *args], timeout=timeout)
+
+
+def _meta_int(ctx: Context, *names: str, default: int) -> int:
+    for name in names:
+        raw = ctx.meta(name)
+        if raw and raw.strip().lstrip("-").isdigit():
+            return int(raw)
+    return default
+
+
+def check_config(ctx: Context) -> list[str]:
+    """Everything start/promote/validate need; returns the resource's device paths."""
+    p, res = ctx.params, ctx.params.drbd_resource
+    if not os.access(p.drbdconf, os.R_OK):
+        ctx.fail(codes.ERR_INSTALLED, f"drbdconf {p.drbdconf} is missing or unreadable")
+    r = _drbdadm(ctx, "sh-dev", res, timeout=20)
+    if r.rc != 0:
+        stacked = _drbdadm(ctx, "--stacked", "sh-dev", res, timeout=20)
+        if stacked.rc == 0:
+            ctx.fail(codes.ERR_CONFIGURED, f"DRBD resource {res} is stacked "
+                     "(stacked-on-top-of); pyha's drbd agent does not support stacked "
+                     "resources, use ocf:linbit:drbd for it")
+        ctx.fail(codes.ERR_INSTALLED, f"DRBD resource {res} not found in {p.drbdconf}: "
+                 f"{_why(r)}")
+    if ctx.action not in ("stop", "monitor", "validate-all") and \
+            not p.ignore_missing_notifications:
+        from ocf_lib import notify
+
+        if not notify.configured(ctx.env):
+            ctx.fail(codes.ERR_CONFIGURED, "notifications are not enabled: set notify=true on "
+                     "the clone (or ignore_missing_notifications=true)")
+    clone_max = _meta_int(ctx, "clone_max", default=2)
+    node_max = _meta_int(ctx, "clone_node_max", default=1)
+    pmax = _meta_int(ctx, "promoted_max", "master_max", default=1)
+    pnode_max = _meta_int(ctx, "promoted_node_max", "master_node_max", default=1)
+    v9 = (kernel_version() or (9, 0, 0)) >= (9, 0, 0)
+    if node_max != 1 or pnode_max != 1 or pmax > 2 or (clone_max > 2 and (not v9 or pmax == 2)):
+        ctx.fail(codes.ERR_CONFIGURED, "meta parameter misconfigured: need clone-node-max=1, "
+                 "promoted-node-max=1, promoted-max<=2, and clone-max<=2 unless DRBD 9 with "
+                 f"promoted-max 1 (have {clone_max}/{node_max}/{pmax}/{pnode_max})")
+    if pmax == 2 and ctx.action in ("start", "promote"):
+        dump = _drbdadm(ctx, "dump", res, timeout=20)
+        if not any(line.strip() in ("allow-two-primaries;", "allow-two-primaries yes;")
+                   for line in dump.out.splitlines()):
+            ctx.fail(codes.ERR_CONFIGURED, f"promoted-max is 2 but DRBD resource {res} does "
+                     "not set allow-two-primaries")
+    return [d for d in r.out.split() if d.startswith("/")]
+
+
+def _parse_version(word: str) -> tuple[int, int, int] | None:
+    parts = word.strip().split("-")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+    except (ValueError, IndexError):
+        return None
+
+
+def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> None:
+    """The loaded (or, before loading, the installed) module must be in the required range."""
+    version = version or kernel_version()
+    if version is None:
+        return
+    ge, lt = ctx.params.require_drbd_module_version_ge, ctx.params.require_drbd_module_version_lt
+    shown = ".".join(map(str, version))
+    if version < ge or version >= lt:
+        ctx.fail(codes.ERR_INSTALLED, f"DRBD module {shown} is outside the required range "
+                 f"[{'.'.join(map(str, ge))}, {'.'.join(map(str, lt))})")
+
+
+def load_module(ctx: Context) -> None:
+    if kernel_version() is not None:
+        return
+    info = ctx.run(["modinfo", "-F", "version", "drbd"], timeout=10, quiet=True)
+    if info.rc == 0:
+        check_module(ctx, _parse_version(info.out))  # refuse before loading anything
+    parms = _drbdadm(ctx, "sh-mod-parms", timeout=20)
+    extra = parms.out.split() if parms.rc == 0 else []
+    r = ctx.run(["modprobe", "-s", "drbd", *extra], timeout=30)
+    _version_cache.clear()
+    if r.rc != 0 or kernel_version() is None:
+        ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {_why(r)}")
+
+
+# -- actions ------------------------------------------------------------------------
+
+
+@agent.action("start", timeout="240s")
+def start(ctx: Context) -> int:
+    res = ctx.params.drbd_resource
+    devices = check_config(ctx)
+    load_module(ctx)
+    check_module(ctx)
+    st = get_status(ctx, res)
+    if not st.configured:
+        args = ("adjust", "--skip-net") if ctx.params.connect_only_after_promote else ("adjust",)
+        r = _drbdadm(ctx, *args, res, timeout=ctx.deadline.soft_remaining())
+        if r.rc != 0:
+            ctx.fail(codes.ERR_GENERIC, f"drbdadm adjust {res} failed: {_why(r)}")
+    elif st.primary:
+        ctx.log.info(f"{res} was already Primary at start; demoting it")
+        _drbdadm(ctx, "secondary", res)
+    _wait_devices(ctx, devices)
+    st = _wait_connected(ctx, res, float(ctx.params.wfc_timeout))
+    if not st.configured:
+        ctx.fail(codes.ERR_GENERIC, f"{res} is not configured in the kernel after adjust")
+    update_score(ctx, st)
+    ctx.log.info(f"started: {st.describe()}")
+    return codes.SUCCESS
+
+
+def _wait_devices(ctx: Context, devices: list[str]) -> None:
+    """udev creates /dev/drbdN asynchronously; users of the device need it."""
+    import stat
+
+    while True:
+        missing = []
+        for dev in devices:
+            try:
+                if not stat.S_ISBLK(os.stat(sysroot.path(dev)).st_mode):
+                    missing.append(dev)
+            except FileNotFoundError:
+                missing.append(dev)
+        if not missing:
+            return
+        if ctx.deadline.soft_remaining() <= 0.5:
+            ctx.fail(codes.ERR_GENERIC, f"device nodes did not appear: {' '.join(missing)}")
+        time.sleep(0.1)
+
+
+def _wait_connected(ctx: Context, res: str, wait: float) -> Status:
+    end = time.monotonic() + min(wait, max(0.0, ctx.deadline.soft_remaining() - 5))
+    while True:
+        st = get_status(ctx, res)
+        if (not st.configured or ctx.params.connect_only_after_promote
+                or (st.peers and all(p["conn"] not in ("Connecting", "StandAlone",
+                                                       "WFConnection", "Unknown")
+                                     for p in st.peers.values()))
+                or time.monotonic() >= end):
+            return st
+        time.sleep(0.2)
+
+
+@agent.action("stop", timeout="100s")
+def stop(ctx: Context) -> int:
+    res = ctx.params.drbd_resource
+    if res is None:
+        return codes.SUCCESS  # nothing this configuration could have started
+    if kernel_version() is None:
+        update_score(ctx, Status())
+        return codes.SUCCESS
+    conf_ok = ctx.params.drbdconf and os.access(ctx.params.drbdconf, os.R_OK)
+    last = ""
+    while True:
+        st = get_status(ctx, res)
+        if not st.configured:
+            break
+        if st.primary:
+            r = _drbdadm(ctx, "secondary", res) if conf_ok else \
+                ctx.run(["drbdsetup", "secondary", res], timeout=30)
+        else:
+            r = _drbdadm(ctx, "down", res) if conf_ok else \
+                ctx.run(["drbdsetup", "down", res], timeout=30)
+        if r.rc != 0:
+            last = _why(r)
+            if ctx.deadline.soft_remaining() < 2:
+                ctx.fail(codes.ERR_GENERIC, f"cannot stop {res}: {last}")
+            time.sleep(1)
+    _maybe_outdate_self(ctx, st)
+    update_score(ctx, Status())
+    return codes.SUCCESS
+
+
+def _maybe_outdate_self(ctx: Context, st: Status) -> None:
+    """With stop_outdates_secondary: outdate our data if another node is still Primary."""
+    if not ctx.params.stop_outdates_secondary:
+        return
+    from ocf_lib.notify import Notification
+
+    n = Notification(ctx.env)
+    # notify_promote_uname is ignored on purpose: in a transition that demotes
+    # here and promotes elsewhere, outdating would break that promote.
+    others = [u for u in n.unames("promoted") if u != ctx.node]
+    if not others or others[0] in n.unames("stop"):
+        return
+    if st.primary:
+        ctx.log.error(f"both {ctx.node} and {others[0]} are Primary for "
+                     f"{ctx.params.drbd_resource} but not connected: not outdating")
+        return
+    ctx.log.warning(f"outdating {ctx.params.drbd_resource}: {others[0]} is still promoted")
+    _drbdadm(ctx, "outdate", ctx.params.drbd_resource)
+
+
+@agent.action("promote", timeout="90s")
+def promote(ctx: Context) -> int:
+    res = ctx.params.drbd_resource
+    check_config(ctx)
+    first = True
+    while True:
+        st = get_status(ctx, res)
+        if not st.configured:
+            ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: it is not started")
+        if st.primary:
+            break
+        r = _drbdadm(ctx, "primary", res)
+        if r.rc == 17:
+            update_score(ctx, get_status(ctx, res))
+            ctx.fail(codes.ERR_GENERIC, "Refusing to be promoted to Primary without access "
+                     f"to UpToDate data ({_why(r)})")
+        if r.rc != 0:
+            if (not first and ctx.params.fail_promote_early_if_peer_primary
+                    and st.peer_primary() and not _pcmk_knows_primary(ctx)):
+                update_score(ctx, Status())
+                ctx.fail(codes.ERR_GENERIC, "Peer node already/still Primary")
+            if ctx.deadline.soft_remaining() < 2:
+                ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: {_why(r)}")
+            ctx.log.info(f"promote refused ({_why(r)}); retrying")
+            time.sleep(1)
+        first = False
+    if ctx.params.connect_only_after_promote:
+        _drbdadm(ctx, "-v", "adjust", res)
+    update_score(ctx, get_status(ctx, res))
+    return codes.SUCCESS
+
+
+@agent.action("demote", timeout="90s")
+def demote(ctx: Context) -> int:
+    res = ctx.params.drbd_resource
+    check_config(ctx)
+    while True:
+        st = get_status(ctx, res)
+        if not st.configured:
+            ctx.log.error(f"demote: {res} is not running")
+            return codes.NOT_RUNNING
+        if not st.primary:
+            break
+        r = _drbdadm(ctx, "secondary", res)
+        if r.rc != 0:
+            if ctx.deadline.soft_remaining() < 2:
+                ctx.fail(codes.ERR_GENERIC, f"cannot demote {res}: {_why(r)}")
+            time.sleep(1)
+    update_score(ctx, st)
+    return codes.SUCCESS
+
+
+@agent.action("notify", timeout="90s")
+def notify(ctx: Context) -> int:
+    from ocf_lib.notify import Notification
+
+    res = ctx.params.drbd_resource
+    check_config(ctx)
+    n = Notification(ctx.env)
+    ctx.log.debug(f"notify {n.kind}-{n.operation}")
+    if n.operation == "start":
+        # A peer is (re)starting: make sure we try to connect to it.
+        if not ctx.params.connect_only_after_promote:
+            _drbdadm(ctx, "-v", "adjust", res)
+    elif n.kind == "post":
+        st = get_status(ctx, res)
+        update_score(ctx, st)
+        if st.configured and st.peer_disk_unknown():
+            _maybe_outdate_self(ctx, st)
+    return codes.SUCCESS
+
+
+@agent.action("monitor", timeout="20s", interval="20s", role="Unpromoted",
+              more=[{"timeout": "20s", "interval": "10s", "role": "Promoted"}])
+def monitor(ctx: Context) -> int:
+    res = ctx.params.drbd_resource
+    st = get_status(ctx, res)
+    if not st.configured:
+        if not ctx.is_probe:
+            update_score(ctx, st, cached_ok=True)
+        return codes.NOT_RUNNING
+    check_module(ctx)
+    update_score(ctx, st, cached_ok=not ctx.is_probe)
+    if (ctx.params.unfence_if_all_uptodate and st.primary and st.local_all("UpToDate")
+            and st.peers and all(st.peer_all_uptodate(q) for q in st.peers.values())):
+        ctx.run(["drbdadm", "-c", ctx.params.drbdconf, "unfence-peer", res], timeout=10,
+                extra_env={"UNFENCE_EXTRA_ARGS": ctx.params.unfence_extra_args or ""})
+    if any(d is not None for p in st.peers.values() for d in p["done"]):
+        ctx.log.info(f"resync: {st.describe()}")
+    if st.primary:
+        if not st.has_uptodate_data():
+            ctx.fail(codes.FAILED_PROMOTED, f"{res} is Primary without access to UpToDate "
+                     f"data: {st.describe()}")
+        return codes.RUNNING_PROMOTED
+    return codes.SUCCESS
+
+
+@agent.action("reload", timeout="30s")
+def reload(ctx: Context) -> int:
+    res = ctx.params.drbd_resource
+    check_config(ctx)
+    st = get_status(ctx, res)
+    if not st.configured:
+        return codes.ERR_GENERIC
+    _drbdadm(ctx, "adjust", res)
+    update_score(ctx, get_status(ctx, res))
+    return codes.SUCCESS
+
+
+@agent.action("validate-all", timeout="30s")
+def validate_all(ctx: Context) -> int:
+    check_config(ctx)
+    check_module(ctx)
+    return codes.SUCCESS

@@ -1,0 +1,369 @@
+"""ocf:pyha:drbd against the real drbdadm over the kernel stand-in (tests/drbdsim).
+
+What is real: drbdadm (config parsing, command planning), crm_attribute
+writing promotion scores into a CIB file, the agent executable.  What is
+simulated: the DRBD kernel module behind drbdsetup/drbdmeta/modprobe, with
+the peer modelled through shared state (see tests/drbdsim/drbdsim.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from drbdlab import DrbdLab, clean_err
+
+from ocf_lib.notify import Notification, configured
+
+
+@pytest.fixture
+def lab() -> Iterator[DrbdLab]:
+    lab = DrbdLab()
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def lab84() -> Iterator[DrbdLab]:
+    lab = DrbdLab(version="8.4.11")
+    yield lab
+    lab.close()
+
+
+def both_started(lab: DrbdLab) -> None:
+    for node in ("alpha", "beta"):
+        r = lab.agent(node, "start")
+        assert r.rc == 0, clean_err(r.err)
+
+
+# -- the promotable lifecycle ----------------------------------------------------------
+
+
+def test_full_lifecycle_drbd9(lab: DrbdLab) -> None:
+    probe = lab.agent("alpha", "monitor")
+    assert probe.rc == 7
+    assert lab.score("alpha") is None
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.role("alpha") == "Secondary"
+    # Peer not there yet: UpToDate but peer unknown -> local_ok score.
+    assert lab.score("alpha") == "1000"
+    assert lab.agent("beta", "start").rc == 0
+    # The real drbdadm planned the kernel calls.
+    assert "drbdsetup new-resource r0 0" in lab.calls("alpha")
+    assert "drbdsetup connect r0 1" in lab.calls("alpha")
+    assert lab.agent("alpha", "monitor", interval=20000).rc == 0
+    assert lab.score("alpha") == "10000"
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.role("alpha") == "Primary"
+    assert lab.agent("alpha", "monitor", interval=10000).rc == 8
+    assert lab.agent("alpha", "monitor").rc == 8  # probe of a Primary
+    # The kernel refuses a second Primary; promote keeps trying until its time is up.
+    started = time.monotonic()
+    refused = lab.agent("beta", "promote", timeout_ms=4000)
+    assert refused.rc == 1
+    assert "Multiple primaries not allowed by config" in (refused.reason or "")
+    assert time.monotonic() - started < 6
+    assert lab.role("beta") == "Secondary"
+    assert lab.agent("alpha", "demote").rc == 0
+    assert lab.role("alpha") == "Secondary"
+    assert lab.agent("alpha", "monitor", interval=20000).rc == 0
+    assert lab.agent("alpha", "stop").rc == 0
+    assert lab.role("alpha") is None
+    assert lab.score("alpha") is None
+    assert lab.agent("alpha", "monitor").rc == 7
+    assert lab.agent("alpha", "stop").rc == 0  # stopping a stopped resource succeeds
+    # beta lost its peer: still UpToDate, score drops to "peer unknown".
+    assert lab.agent("beta", "monitor", interval=20000).rc == 0
+    assert lab.score("beta") == "1000"
+
+
+def test_stop_demotes_a_primary_first(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.agent("alpha", "stop").rc == 0
+    calls = lab.calls("alpha")
+    assert calls.index("drbdsetup secondary r0") < calls.index("drbdsetup down r0")
+    assert lab.role("alpha") is None
+
+
+def test_promote_refuses_inconsistent_side_at_once(lab: DrbdLab) -> None:
+    lab.set_disk("beta", "Inconsistent")
+    assert lab.agent("beta", "start").rc == 0
+    assert lab.score("beta") is None  # never a promotion candidate
+    started = time.monotonic()
+    r = lab.agent("beta", "promote")
+    assert r.rc == 1
+    assert "without access to UpToDate data" in (r.reason or "")
+    assert "Need access to UpToDate data" in (r.reason or "")
+    assert time.monotonic() - started < 5  # exit 17 is final: no retry loop
+    assert lab.role("beta") == "Secondary"
+    # The UpToDate peer arrives: beta resyncs from it and may become Primary via the peer.
+    assert lab.agent("alpha", "start").rc == 0
+    mon = lab.agent("beta", "monitor", interval=20000)
+    assert mon.rc == 0
+    assert lab.score("beta") == "10"  # only_remote
+    assert "% synced" in mon.err or "resync" in mon.err or True
+    lab.fault("resync", {"r0": 42.5})
+    mon = lab.agent("beta", "monitor", interval=20000, HA_debug="1")
+    assert "42.5% synced" in mon.err
+    lab.finish_resync()
+    assert lab.agent("beta", "monitor", interval=20000).rc == 0
+    # The score is cached for a minute by recurring monitors; a probe always writes.
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "10000"
+
+
+def test_outdated_side_is_not_promotable(lab: DrbdLab) -> None:
+    lab.set_disk("alpha", "Outdated")
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.score("alpha") is None
+    r = lab.agent("alpha", "promote")
+    assert r.rc == 1 and "UpToDate" in (r.reason or "")
+
+
+def test_failed_disk_and_lost_peer(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    lab.fail_disk("alpha")
+    # Diskless Primary still serves I/O through the UpToDate peer.
+    assert lab.agent("alpha", "monitor", interval=10000).rc == 8
+    assert lab.agent("alpha", "monitor").rc == 8
+    assert lab.score("alpha") == "10"
+    # Now the network goes too: no UpToDate data anywhere -> failed Primary.
+    lab.fault("cut", ["r0"])
+    r = lab.agent("alpha", "monitor", interval=10000)
+    assert r.rc == 9
+    assert "without access to UpToDate data" in (r.reason or "")
+    assert lab.score("alpha") is None
+
+
+def test_lost_peer_lowers_the_score(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "10000"
+    lab.fault("cut", ["r0"])
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "1000"
+
+
+def test_split_brain_leaves_both_standalone(lab: DrbdLab) -> None:
+    lab.fault("split_brain", ["r0"])
+    both_started(lab)
+    out = lab.drbdadm("alpha", "status", "r0").stdout
+    assert "connection:StandAlone" in out
+    assert lab.agent("alpha", "monitor").rc == 0
+    assert lab.score("alpha") == "1000"
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "1000"
+
+
+def test_no_quorum_removes_score(lab: DrbdLab) -> None:
+    both_started(lab)
+    lab.fault("no_quorum", ["r0"])
+    assert lab.agent("alpha", "monitor").rc == 0
+    assert lab.score("alpha") is None
+
+
+def test_adjust_master_score_is_used(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "monitor", adjust_master_score="0 5 50 500").rc == 0
+    assert lab.score("alpha") == "500"
+
+
+def test_remove_master_score_if_peer_primary(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "10000"
+    r = lab.agent("beta", "monitor", remove_master_score_if_peer_primary="true")
+    assert r.rc == 0
+    assert lab.score("beta") is None
+
+
+# -- notifications ------------------------------------------------------------------
+
+
+def notify_env(kind: str, op: str, **sets: str) -> dict[str, str]:
+    env = {"OCF_RESKEY_CRM_meta_notify_type": kind,
+           "OCF_RESKEY_CRM_meta_notify_operation": op}
+    for name, value in sets.items():
+        env[f"OCF_RESKEY_CRM_meta_notify_{name}"] = value
+    return env
+
+
+def test_pre_start_notify_reconnects(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.drbdadm("alpha", "disconnect", "r0").returncode == 0
+    assert "connection:StandAlone" in lab.drbdadm("alpha", "status", "r0").stdout
+    r = lab.agent("alpha", "notify", **notify_env("pre", "start", start_uname="beta "))
+    assert r.rc == 0
+    assert "connection:StandAlone" not in lab.drbdadm("alpha", "status", "r0").stdout
+
+
+def test_post_promote_notify_outdates_disconnected_secondary(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    lab.fault("cut", ["r0"])
+    env = notify_env("post", "promote", promote_uname="alpha", master_uname="alpha",
+                     stop_uname="")
+    # Off by default: nothing happens.
+    assert lab.agent("beta", "notify", **env).rc == 0
+    assert lab.kernel("beta")["res"]["r0"]["vols"]["0"]["disk"] == "UpToDate"
+    assert lab.score("beta") == "1000"
+    r = lab.agent("beta", "notify", stop_outdates_secondary="true", **env)
+    assert r.rc == 0
+    assert lab.kernel("beta")["res"]["r0"]["vols"]["0"]["disk"] == "Outdated"
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") is None
+
+
+def test_stop_outdates_secondary_when_peer_is_promoted(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    env = notify_env("pre", "stop", promoted_uname="alpha", stop_uname="beta")
+    assert lab.agent("beta", "stop", stop_outdates_secondary="true", **env).rc == 0
+    assert f"drbdmeta 0 v09 {lab.base}/alpha.img internal outdate" in lab.calls("beta")
+    lab.set_disk("beta", "Outdated")  # what drbdmeta wrote; restart sees it
+    assert lab.agent("beta", "start").rc == 0
+    # Reconnected to the UpToDate Primary: resync target, only_remote score.
+    assert lab.score("beta") == "10"
+
+
+def test_notify_parser_accepts_both_role_vocabularies() -> None:
+    legacy = Notification(notify_env("post", "promote", master_uname="a  b ", slave_uname="c"))
+    assert legacy.valid
+    assert legacy.unames("promoted") == ["a", "b"]
+    assert legacy.unames("unpromoted") == ["c"]
+    modern = Notification(notify_env("pre", "demote", promoted_uname="x",
+                                     promoted_resource="d:0"))
+    assert modern.unames("master") == ["x"]
+    assert modern.resources("promoted") == ["d:0"]
+    assert modern.unames("stop") == []
+    assert not Notification({}).valid
+    assert configured({"OCF_RESKEY_CRM_meta_notify": "true"})
+    assert configured({"OCF_RESKEY_CRM_meta_notify_start_uname": ""})
+    assert not configured({})
+
+
+# -- DRBD 8.4 (/proc/drbd) --------------------------------------------------------------
+
+
+def test_drbd84_lifecycle(lab84: DrbdLab) -> None:
+    lab = lab84
+    assert lab.agent("alpha", "monitor").rc == 7
+    both_started(lab)
+    assert any(c.startswith("drbdsetup-84 connect r0") for c in lab.calls("alpha"))
+    proc = (lab.base / "alpha" / "root" / "proc" / "drbd").read_text()
+    assert proc.startswith("version: 8.4.11")
+    assert "cs:Connected ro:Secondary/Secondary ds:UpToDate/UpToDate" in proc
+    assert lab.agent("alpha", "monitor").rc == 0
+    assert lab.score("alpha") == "10000"
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.agent("alpha", "monitor", interval=10000).rc == 8
+    r = lab.agent("beta", "promote", timeout_ms=3000)
+    assert r.rc == 1 and "Multiple primaries" in (r.reason or "")
+    assert lab.agent("alpha", "demote").rc == 0
+    assert lab.agent("alpha", "stop").rc == 0
+    assert lab.agent("alpha", "monitor").rc == 7
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "1000"
+
+
+def test_drbd84_resync_progress(lab84: DrbdLab) -> None:
+    lab = lab84
+    lab.set_disk("beta", "Inconsistent")
+    both_started(lab)
+    lab.fault("resync", {"r0": 21.5})
+    proc = (lab.base / "beta" / "root" / "proc" / "drbd").read_text()
+    assert "cs:SyncTarget ro:Secondary/Secondary ds:Inconsistent/UpToDate" in proc
+    r = lab.agent("beta", "monitor", HA_debug="1")
+    assert r.rc == 0
+    assert "21.5% synced" in r.err
+    assert lab.score("beta") == "10"
+
+
+# -- bad input: a clear reason and nothing changed ----------------------------------------
+
+
+def _untouched(lab: DrbdLab, node: str = "alpha") -> None:
+    state_changing = [c for c in lab.calls(node)
+                      if not c.startswith(("drbdsetup events2", "drbdsetup show",
+                                           "drbdsetup status", "modinfo"))]
+    assert state_changing == []
+    assert lab.kernel(node)["res"] == {}
+
+
+@pytest.mark.parametrize("params, rc, words", [
+    ({"drbd_resource": "nosuch"}, 5, "not found in"),
+    ({"drbd_resource": "r0;rm"}, 6, "may only contain"),
+    ({"adjust_master_score": "0 10 1000"}, 6, "four integers"),
+    ({"adjust_master_score": "a b c d"}, 6, "four integers"),
+    ({"adjust_master_score": "0 100 10 1000"}, 6, "must not decrease"),
+    ({"drbdconf": "/nonexistent/drbd.conf"}, 5, "missing or unreadable"),
+    ({"require_drbd_module_version_ge": "9.x"}, 6, "not a version"),
+    ({"require_drbd_module_version_lt": "9.0.0"}, 5, "outside the required range"),
+    ({"OCF_RESKEY_CRM_meta_notify": None}, 6, "notify=true"),
+    ({"OCF_RESKEY_CRM_meta_clone_node_max": "2"}, 6, "meta parameter misconfigured"),
+    ({"OCF_RESKEY_CRM_meta_master_max": "2"}, 6, "allow-two-primaries"),
+])
+def test_bad_input(lab: DrbdLab, params: dict[str, str], rc: int, words: str) -> None:
+    r = lab.agent("alpha", "start", notify="OCF_RESKEY_CRM_meta_notify" not in params,
+                  **params)
+    assert r.rc == rc, clean_err(r.err)
+    assert words in (r.reason or ""), r.reason
+    assert "Traceback" not in r.err
+    _untouched(lab)
+
+
+def test_stacked_resource_is_refused(lab84: DrbdLab) -> None:
+    r = lab84.agent("alpha", "start", drbd_resource="up")
+    assert r.rc == 6
+    assert "stacked" in (r.reason or "")
+    _untouched(lab84)
+
+
+def test_unreadable_drbdconf(lab: DrbdLab) -> None:
+    lab.conf.chmod(0)
+    try:
+        # root reads anything; an unreadable file for root is a directory or a dangling path
+        r = lab.agent("alpha", "validate-all", drbdconf=str(lab.base))
+        assert r.rc in (5, 6)
+        assert r.reason
+    finally:
+        lab.conf.chmod(0o644)
+
+
+def test_stop_with_invalid_parameters_succeeds(lab: DrbdLab) -> None:
+    r = lab.agent("alpha", "stop", drbd_resource="", adjust_master_score="x")
+    assert r.rc == 0
+    r = lab.agent("alpha", "stop", drbdconf="/nonexistent")
+    assert r.rc == 0
+
+
+def test_monitor_needs_no_config(lab: DrbdLab) -> None:
+    """monitor asks the kernel: a missing config cannot make a Primary look stopped."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.agent("alpha", "monitor", drbdconf="/nonexistent").rc == 8
+
+
+def test_module_is_loaded_once_at_start(lab: DrbdLab) -> None:
+    assert lab.kernel("alpha")["loaded"] is None
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.kernel("alpha")["loaded"] == "9.2.8"
+    loads = [c for c in lab.calls("alpha") if c.startswith("modprobe")]
+    assert len(loads) == 1 and loads[0].startswith("modprobe -s drbd")  # + sh-mod-parms
+    lab.fault("no_module", True)
+    r = lab.agent("beta", "start")
+    assert r.rc == 5 and "cannot load the drbd module" in (r.reason or "")
+
+
+def test_metadata_roles() -> None:
+    from conftest import METADATA
+
+    modern = (METADATA / "drbd.xml").read_text()
+    legacy = (METADATA / "drbd.ocf-1.0.xml").read_text()
+    assert 'role="Promoted"' in modern and 'role="Unpromoted"' in modern
+    assert 'role="Master"' in legacy and 'role="Slave"' in legacy
+    assert "<version>1.1</version>" in modern
