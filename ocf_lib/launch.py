@@ -6,8 +6,9 @@ as ``hacluster``, with no parameters, and pcs/crmsh ask often.  Everything
 else imports the agent module and hands over to its runtime.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations" here: on the meta-data fast path this
+# is the only module loaded, and that import alone costs ~0.2 ms (a lookup in
+# the stdlib directory).  Keep the annotations plain builtins.
 import os
 import sys
 
