@@ -1,0 +1,618 @@
+"""ocf:pyha:VirtualDomain -- a libvirt domain, with graceful stop and live migration.
+
+Compatible with ocf:heartbeat:VirtualDomain (same parameters and defaults).
+Differences from upstream, each deliberate:
+
+* The domain's identity (name and UUID) is recorded in ``$HA_RSCTMP`` at
+  start.  When the XML config is unreadable (shared storage gone), stop and
+  monitor ask libvirt by that identity; upstream answered "stopped" without
+  asking (a double-start risk).
+* ``shutdown_mode`` is honoured (upstream read a misspelt variable).
+* Every libvirt call is time-bounded (ocf_lib.virt): a hung libvirtd is a
+  clear failure, not a stop timeout and fencing (upstream #546, #385).  When
+  libvirt cannot be reached, a local domain counts as stopped only if no
+  QEMU process with its UUID exists; stop kills that process as destroy would.
+* Graceful stop escalates to destroy before the deadline; stop returns 0
+  only when the domain is verifiably inactive.
+* monitor makes one libvirt call (state, vCPUs and memory together) and
+  writes utilization through crm_resource only when a value changed.
+* save_config_on_stop writes atomically, mode 0600, and never dumps secure
+  information (upstream used ``--security-info``).  It is not repeated on
+  every monitor unless the running definition changed.
+* backingfile overlays are created with an explicit backing format, next to
+  the config with its extension replaced (upstream cut the path at the first dot).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ocf_lib import codes
+from ocf_lib.ocf import Context, ResourceAgent
+from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param
+from ocf_lib.virt import ERR_NO_CONNECT, MIGRATE_FLAGS, SHUTDOWN_MODES, Identity, VirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocf_lib.virt import Libvirt, Status
+
+TRANSPORTS = ("ssh", "tcp", "tls", "unix", "ext", "libssh", "libssh2")
+UTILIZATION = ("cpu", "host_memory", "hv_memory")
+
+
+def _util_params() -> list[Param]:
+    out = []
+    for attr in UTILIZATION:
+        out.append(Param(f"autoset_utilization_{attr}", BOOLEAN, default="true",
+                         shortdesc=f"Set {attr} utilization",
+                         longdesc=f"Keep the resource's '{attr}' utilization equal to the "
+                                  "domain's (vCPUs, or maximum memory in MiB); written only "
+                                  "when it changes."))
+    for attr in UTILIZATION:
+        out.append(Param(f"unset_utilization_{attr}", BOOLEAN, default="false",
+                         shortdesc=f"Remove {attr} utilization",
+                         longdesc=f"Delete the '{attr}' utilization attribute when "
+                                  f"autoset_utilization_{attr} is false."))
+    return out
+
+
+agent = ResourceAgent(
+    "VirtualDomain",
+    version="1.1",
+    shortdesc="Manages virtual domains through libvirt",
+    longdesc="Starts a libvirt domain from its XML definition, stops it gracefully (then by "
+             "force), monitors it with one libvirt call, and migrates it live. The domain's "
+             "name and UUID are remembered from start, so a lost config file never makes a "
+             "running domain look stopped.",
+    params=[
+        Param("config", STRING, required=True, unique=True, shortdesc="Domain XML file",
+              longdesc="Absolute path to the libvirt XML file describing the domain."),
+        Param("hypervisor", STRING, shortdesc="Hypervisor URI",
+              longdesc="libvirt connection URI (e.g. qemu:///system). Default: libvirt's."),
+        Param("force_stop", BOOLEAN, default="0", shortdesc="Always force stop",
+              longdesc="Destroy the domain on stop instead of shutting it down gracefully."),
+        Param("migration_transport", STRING, default="", shortdesc="Migration transport",
+              longdesc="Transport inserted into the remote URI: ssh, tcp, tls, unix, ext, "
+                       "libssh or libssh2."),
+        Param("migration_user", STRING, shortdesc="Migration user",
+              longdesc="User name put into the generated remote URI."),
+        Param("migration_downtime", INTEGER(0), default="0", shortdesc="Maximum downtime (ms)",
+              longdesc="Maximum tolerable downtime of a live migration, in milliseconds."),
+        Param("migration_speed", INTEGER(0), default="0", shortdesc="Migration speed (MiB/s)",
+              longdesc="Maximum migration bandwidth in MiB/s; 0 leaves libvirt's default."),
+        Param("migration_network_suffix", STRING, default="",
+              shortdesc="Migration network host name suffix",
+              longdesc="Appended to the first label of the target node name to reach its "
+                       "migration network (node1 -> node1-mig). Also generates a tcp: "
+                       "migrate URI for QEMU."),
+        Param("migrateuri", STRING, shortdesc="Migration URI",
+              longdesc="Explicit migrate URI (data connection); %n is the target node."),
+        Param("migrate_options", STRING, shortdesc="Extra migrate options",
+              longdesc="virsh-style migrate options: --p2p, --tunnelled, --persistent, "
+                       "--undefinesource, --compressed, --auto-converge, --migrateuri=... "
+                       "(and other flags of virsh migrate)."),
+        Param("monitor_scripts", STRING, default="", shortdesc="Monitor scripts",
+              longdesc="Space-separated commands run after a successful status check; "
+                       "any failure fails the monitor with its output."),
+        *_util_params(),
+        Param("migrateport", INTEGER(1, 65535), shortdesc="Migration port",
+              longdesc="Port of the generated tcp: migrate URI (default: random 49152-49215)."),
+        Param("remoteuri", STRING, shortdesc="Remote hypervisor URI",
+              longdesc="Destination connection URI for migration; %n is the target node."),
+        Param("save_config_on_stop", BOOLEAN, shortdesc="Save config on stop",
+              longdesc="Write the running definition back to config on stop and migration "
+                       "(atomically, mode 0600, without secure information)."),
+        Param("sync_config_on_stop", BOOLEAN, shortdesc="Sync config with csync2",
+              longdesc="Implies save_config_on_stop; then runs 'csync2 -x' on the config."),
+        Param("snapshot", STRING, default="", shortdesc="Snapshot directory",
+              longdesc="Stop saves the domain's memory to <dir>/<name>.state; start restores "
+                       "it. Cannot be combined with force_stop."),
+        Param("backingfile", STRING, default="", shortdesc="Backing image",
+              longdesc="qcow2 backing file; the domain runs on an overlay next to config."),
+        Param("stateless", BOOLEAN, default="false", shortdesc="Stateless overlay",
+              longdesc="Recreate the overlay on every start (needs backingfile)."),
+        Param("copyindirs", STRING, default="", shortdesc="Directories copied in",
+              longdesc="Stateless mode: directories copied into the image with virt-copy-in."),
+        Param("shutdown_mode", STRING, default="", shortdesc="Shutdown mode",
+              longdesc="Comma-separated virsh shutdown modes: acpi, agent, initctl, signal, "
+                       "paravirt. Empty: the hypervisor's default."),
+        Param("start_resources", BOOLEAN, default="false", shortdesc="Start pools and networks",
+              longdesc="Start (or refresh) storage pools and networks the domain uses."),
+    ],
+)
+
+
+class DomainConfig:
+    """What the agent needs from the XML file, parsed once."""
+
+    def __init__(self, path: str, xml: str) -> None:
+        import xml.etree.ElementTree as ET
+
+        self.path = path
+        self.xml = xml
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as exc:
+            raise ValueError(f"config {path} is not valid XML: {exc}") from None
+        if root.tag != "domain":
+            raise ValueError(f"config {path} is not a libvirt domain (root <{root.tag}>)")
+        self.name = (root.findtext("name") or "").strip()
+        if not self.name:
+            raise ValueError(f"config {path} has no domain <name>")
+        self.uuid = (root.findtext("uuid") or "").strip() or None
+        self.emulator = (root.findtext("devices/emulator") or "").strip() or None
+        sources = root.findall("devices/*/source")
+        self.pools = sorted({s.get("pool", "") for s in sources} - {""})
+        self.networks = sorted({s.get("network", "") for s in sources} - {""})
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.name, self.uuid)
+
+
+def read_config(ctx: Context) -> DomainConfig:
+    path = ctx.params.config
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        ctx.fail(codes.ERR_INSTALLED, f"cannot read config {path}: {exc.strerror}")
+    if not text.strip():
+        ctx.fail(codes.ERR_CONFIGURED, f"config {path} is empty")
+    try:
+        return DomainConfig(path, text)
+    except ValueError as exc:
+        ctx.fail(codes.ERR_CONFIGURED, str(exc))
+
+
+def _id_file(ctx: Context) -> str:
+    return f"VirtualDomain-{ctx.instance}.identity"
+
+
+def remember(ctx: Context, ident: Identity) -> None:
+    ctx.state.ensure()
+    ctx.state.write(_id_file(ctx), ident.text())
+
+
+def forget(ctx: Context) -> None:
+    ctx.state.remove(_id_file(ctx))
+    ctx.state.remove(f"VirtualDomain-{ctx.instance}.util")
+
+
+def known_identity(ctx: Context) -> Identity | None:
+    """The recorded identity, else the config's; None when neither can be read."""
+    ident = Identity.parse(ctx.state.read(_id_file(ctx)))
+    if ident is not None:
+        return ident
+    if not ctx.params.config:
+        return None
+    try:
+        return read_config(ctx).identity
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        ctx.log.warning(f"no recorded identity and {exc}")
+        return None
+
+
+def connect(ctx: Context) -> Libvirt:
+    from ocf_lib.virt import Libvirt
+
+    return Libvirt(ctx.params.hypervisor, ctx.deadline, ctx.log)
+
+
+def shutdown_modes(ctx: Context) -> list[str]:
+    modes = [m.strip() for m in (ctx.params.shutdown_mode or "").split(",") if m.strip()]
+    for mode in modes:
+        if mode not in SHUTDOWN_MODES:
+            ctx.fail(codes.ERR_CONFIGURED, f"shutdown_mode '{mode}' is not one of "
+                                           f"{', '.join(SHUTDOWN_MODES)}")
+    return modes
+
+
+def migrate_options(ctx: Context) -> tuple[int, str | None]:
+    """virsh-style migrate_options -> (libvirt flags, --migrateuri value)."""
+    import shlex
+
+    flags, uri = MIGRATE_FLAGS["--live"], None
+    words = shlex.split(ctx.params.migrate_options or "")
+    while words:
+        word = words.pop(0)
+        if word.startswith("--migrateuri="):
+            uri = word.split("=", 1)[1]
+        elif word == "--migrateuri" and words:
+            uri = words.pop(0)
+        elif word in MIGRATE_FLAGS:
+            flags |= MIGRATE_FLAGS[word]
+        elif word != "--verbose":
+            ctx.fail(codes.ERR_CONFIGURED, f"migrate_options: unsupported option '{word}'")
+    return flags, uri
+
+
+def validate(ctx: Context) -> DomainConfig:
+    """Everything start and validate-all check; raises with the right code."""
+    p = ctx.params
+    if p.sync_config_on_stop:
+        p.set("save_config_on_stop", True)
+    if p.force_stop and p.snapshot:
+        ctx.fail(codes.ERR_CONFIGURED, "force_stop and snapshot cannot be used together")
+    if p.stateless and not p.backingfile:
+        ctx.fail(codes.ERR_CONFIGURED, "stateless needs backingfile")
+    if p.migration_transport and p.migration_transport not in TRANSPORTS:
+        ctx.fail(codes.ERR_CONFIGURED, f"migration_transport '{p.migration_transport}' is "
+                                       f"not one of {', '.join(TRANSPORTS)}")
+    shutdown_modes(ctx)
+    migrate_options(ctx)
+    from ocf_lib.proc import which
+
+    for tool, needed in (("csync2", p.sync_config_on_stop), ("qemu-img", p.backingfile),
+                         ("virt-copy-in", p.copyindirs)):
+        if needed and which(tool) is None:
+            ctx.fail(codes.ERR_INSTALLED, f"{tool} is needed but not installed")
+    cfg = read_config(ctx)
+    if cfg.emulator and not os.access(cfg.emulator, os.X_OK):
+        ctx.fail(codes.ERR_INSTALLED, f"emulator {cfg.emulator} (from {cfg.path}) is not "
+                                      "installed or not executable")
+    if p.snapshot and not os.path.isdir(p.snapshot):
+        ctx.fail(codes.ERR_INSTALLED, f"snapshot directory {p.snapshot} does not exist")
+    return cfg
+
+
+def virt_failure(ctx: Context, exc: VirtError, what: str) -> None:
+    rc = codes.ERR_INSTALLED if exc.code == ERR_NO_CONNECT else codes.ERR_GENERIC
+    ctx.fail(rc, f"{what}: {exc}")
+
+
+def query(ctx: Context, lv: Libvirt, ident: Identity) -> Status | None:
+    """libvirt's answer, or None when libvirt cannot be asked and no QEMU runs it here.
+
+    Raises (rc 1) when libvirt cannot be asked and the answer is not provable.
+    """
+    from ocf_lib.virt import qemu_processes, uri_is_local
+
+    try:
+        return lv.status(ident, soft=True)
+    except VirtError as exc:
+        if exc.code == ERR_NO_CONNECT or not uri_is_local(ctx.params.hypervisor):
+            virt_failure(ctx, exc, f"cannot query domain {ident.name}")
+        pids = qemu_processes(ident)
+        if pids:
+            ctx.fail(codes.ERR_GENERIC, f"{exc}; QEMU process {pids[0]} of domain "
+                                        f"{ident.name} is still running")
+        ctx.log.warning(f"{exc}; no QEMU process runs domain {ident.name}: not running")
+        return None
+
+
+# -- actions ------------------------------------------------------------------
+
+@agent.action("start", timeout="90s")
+def start(ctx: Context) -> int:
+    p = ctx.params
+    cfg = validate(ctx)
+    lv = connect(ctx)
+    ident = Identity.parse(ctx.state.read(_id_file(ctx))) or cfg.identity
+    status = query(ctx, lv, ident)
+    if status is not None and status.active:
+        remember(ctx, Identity(ident.name, status.uuid))
+        ctx.log.info(f"domain {ident.name} is already running")
+        return codes.SUCCESS
+    remember(ctx, cfg.identity)  # before creating: a stop after a failed start finds it
+    saved = os.path.join(p.snapshot, f"{cfg.name}.state") if p.snapshot else ""
+    try:
+        if p.start_resources:
+            lv.ensure_resources(cfg.pools, cfg.networks)
+        if saved and os.path.exists(saved):
+            ctx.log.info(f"restoring domain {cfg.name} from {saved}")
+            lv.restore(saved)
+            os.unlink(saved)
+        elif p.backingfile:
+            overlay(ctx, cfg)
+            remember(ctx, lv.define_and_start(cfg.xml))
+        else:
+            if lv.is_defined(cfg.name):
+                undefine_keeping_config(ctx, lv, cfg)
+            remember(ctx, lv.create(cfg.xml))
+    except VirtError as exc:
+        virt_failure(ctx, exc, f"failed to start domain {cfg.name}")
+    while True:
+        rc = monitor(ctx)
+        if rc == codes.SUCCESS:
+            return rc
+        if ctx.deadline.soft_expired():
+            ctx.fail(codes.ERR_GENERIC, f"domain {cfg.name} did not come up in time")
+        ctx.deadline.sleep(0.5)
+
+
+def undefine_keeping_config(ctx: Context, lv: Libvirt, cfg: DomainConfig) -> None:
+    """Upstream's rule: the domain runs transient, so drop a persistent definition
+    of the same name; libvirt deletes files it manages, so put the config back."""
+    from ocf_lib.state import write_atomic
+
+    ctx.log.info(f"undefining persistent domain {cfg.name} to run it from {cfg.path}")
+    lv.undefine(cfg.name)
+    if not os.path.exists(cfg.path):
+        write_atomic(cfg.path, cfg.xml, 0o600)
+
+
+def overlay(ctx: Context, cfg: DomainConfig) -> None:
+    image = os.path.splitext(cfg.path)[0] + ".qcow2"
+    if ctx.params.stateless or not os.path.exists(image) or os.path.getsize(image) == 0:
+        res = ctx.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                       "-b", ctx.params.backingfile, image])
+        if not res.ok:
+            ctx.fail(codes.ERR_GENERIC, f"qemu-img create {image} failed: {res.reason()}")
+    for directory in (ctx.params.copyindirs or "").split():
+        res = ctx.run(["virt-copy-in", "-a", image, directory, "/"])
+        if not res.ok:
+            ctx.fail(codes.ERR_GENERIC, f"virt-copy-in {directory} failed: {res.reason()}")
+
+
+@agent.action("stop", timeout="90s")
+def stop(ctx: Context) -> int:
+    p = ctx.params
+    ident = known_identity(ctx)
+    if ident is None:
+        ctx.log.warning("no domain identity recorded on this node and config unreadable: "
+                        "this agent has not started it here")
+        return codes.SUCCESS
+    lv = connect(ctx)
+    from ocf_lib.virt import uri_is_local
+
+    try:  # a healthy libvirtd answers in milliseconds; keep time to act without it
+        status = lv.status(ident, want=max(2.0, ctx.deadline.remaining() / 4))
+    except VirtError as exc:
+        if not uri_is_local(p.hypervisor):
+            virt_failure(ctx, exc, f"cannot stop domain {ident.name}")
+        ctx.log.warning(f"{exc}: stopping {ident.name} without libvirt")
+        return stop_without_libvirt(ctx, ident)
+    if not status.active:
+        forget(ctx)
+        return codes.SUCCESS
+    ident.uuid = status.uuid or ident.uuid
+    total = ctx.deadline.remaining()
+    graceful_end = time.monotonic() + total - max(ctx.deadline.reserve, min(8.0, total / 3))
+    if p.save_config_on_stop or p.sync_config_on_stop:
+        save_config(ctx, lv, ident)
+    if not p.force_stop:
+        if p.snapshot and save_snapshot(ctx, lv, ident):
+            forget(ctx)
+            return codes.SUCCESS
+        try:
+            lv.shutdown(ident, shutdown_modes(ctx))
+            while time.monotonic() < graceful_end:
+                ctx.deadline.sleep(min(0.5, max(0.05, graceful_end - time.monotonic())))
+                status = lv.status(ident, soft=True)
+                if not status.active:
+                    ctx.log.info(f"domain {ident.name} shut down gracefully")
+                    forget(ctx)
+                    return codes.SUCCESS
+        except VirtError as exc:
+            ctx.log.warning(f"graceful shutdown of {ident.name}: {exc}")
+        ctx.log.warning(f"domain {ident.name} still running: destroying it")
+    try:
+        lv.destroy(ident)
+        while lv.status(ident).active:
+            if ctx.deadline.expired():
+                ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} still active after destroy")
+            ctx.deadline.sleep(0.2)
+    except VirtError as exc:
+        ctx.fail(codes.ERR_GENERIC, f"forced stop of {ident.name} failed: {exc}")
+    forget(ctx)
+    return codes.SUCCESS
+
+
+def stop_without_libvirt(ctx: Context, ident: Identity) -> int:
+    """libvirt is unreachable: end the domain's QEMU as destroy would, then verify."""
+    import signal
+
+    from ocf_lib.virt import qemu_processes
+
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
+        pids = qemu_processes(ident)
+        if not pids:
+            break
+        ctx.log.warning(f"libvirt unreachable: sending {sig.name} to QEMU {pids}")
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + min(wait, ctx.deadline.remaining())
+        while qemu_processes(ident) and time.monotonic() < end:
+            time.sleep(0.1)
+    if qemu_processes(ident):
+        ctx.fail(codes.ERR_GENERIC, f"libvirt unreachable and QEMU of {ident.name} survives")
+    forget(ctx)
+    return codes.SUCCESS
+
+
+def save_snapshot(ctx: Context, lv: Libvirt, ident: Identity) -> bool:
+    path = os.path.join(ctx.params.snapshot, f"{ident.name}.state")
+    try:
+        lv.save(ident, path)
+        os.chmod(path, 0o600)
+        return not lv.status(ident).active
+    except (VirtError, OSError) as exc:
+        ctx.log.warning(f"saving {ident.name} to {path} failed ({exc}); shutting down instead")
+        return False
+
+
+def save_config(ctx: Context, lv: Libvirt, ident: Identity) -> None:
+    """Write the definition back to config, only when it changed; never with secrets."""
+    from ocf_lib.state import write_atomic
+
+    path = ctx.params.config
+    try:
+        xml = lv.xml(ident, inactive=True)
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == xml:
+                return
+    except FileNotFoundError:
+        pass
+    except (VirtError, OSError) as exc:
+        ctx.log.warning(f"not saving config of {ident.name}: {exc}")
+        return
+    if not xml.strip():
+        return
+    write_atomic(path, xml, 0o600)
+    ctx.log.info(f"saved the definition of {ident.name} to {path}")
+    if ctx.params.sync_config_on_stop:
+        res = ctx.run(["csync2", "-x", path])
+        if not res.ok:
+            ctx.log.warning(f"csync2 -x {path} failed: {res.reason()}")
+
+
+@agent.action("monitor", timeout="30s", interval="10s", depth=0)
+def monitor(ctx: Context) -> int:
+    ident = known_identity(ctx)
+    if ident is None:
+        ctx.fail(codes.ERR_INSTALLED if ctx.is_probe else codes.ERR_GENERIC,
+                 f"config {ctx.params.config} unreadable and no domain identity recorded "
+                 "on this node: cannot tell whether it runs")
+    status = query(ctx, connect(ctx), ident)
+    if status is None or status.state in (None, "shutoff"):
+        return codes.NOT_RUNNING
+    if status.state in ("crashed", "nostate"):
+        ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} is in state '{status.state}'")
+    for script in (ctx.params.monitor_scripts or "").split():
+        res = ctx.run([script], timeout=ctx.deadline.limit(soft=True))
+        if not res.ok:
+            out = " ".join((res.out + res.err).split())[:300]
+            ctx.fail(codes.ERR_GENERIC, f"monitor script {script} failed ({res.rc}): {out}")
+    if ctx.action == "monitor":
+        update_utilization(ctx, status)
+    return codes.SUCCESS
+
+
+def update_utilization(ctx: Context, status: Status) -> None:
+    """crm_resource only when a value differs from what was last written."""
+    p = ctx.params
+    values = {"cpu": str(status.vcpus), "host_memory": str(status.max_mem_kib // 1024),
+              "hv_memory": str(status.max_mem_kib // 1024)}
+    wanted = {a: v for a, v in values.items() if p[f"autoset_utilization_{a}"]}
+    unset = [a for a in UTILIZATION if not p[f"autoset_utilization_{a}"]
+             and p[f"unset_utilization_{a}"]]
+    summary = " ".join(f"{a}={v}" for a, v in sorted(wanted.items())) + " -" + " -".join(unset)
+    cache = f"VirtualDomain-{ctx.instance}.util"
+    cached = (ctx.state.read(cache) or "").split("\n")
+    if cached[0] == summary:
+        # Written already; after a failed write, retry at most once a minute.
+        if len(cached) < 2 or not cached[1] or time.time() - float(cached[1]) < 60:
+            return
+    from ocf_lib.cluster import ClusterTools
+
+    tools = ClusterTools(ctx.run)
+    ok = True
+    for attr, value in wanted.items():
+        if tools.utilization_get(ctx.instance, attr) != value:
+            ok = tools.utilization_set(ctx.instance, attr, value) and ok
+    for attr in unset:
+        if tools.utilization_get(ctx.instance, attr) is not None:
+            ok = tools.utilization_delete(ctx.instance, attr) and ok
+    if not ok:
+        ctx.log.debug("utilization not updated (CIB unreachable?); will retry")
+    ctx.state.write(cache, summary if ok else f"{summary}\n{time.time():.0f}")
+
+
+# -- migration ------------------------------------------------------------------
+
+def target_host(ctx: Context, target: str) -> str:
+    suffix = ctx.params.migration_network_suffix or ""
+    first, dot, rest = target.partition(".")
+    return f"{first}{suffix}{dot}{rest}"
+
+
+def remote_uri(ctx: Context, target: str) -> str:
+    p = ctx.params
+    if p.remoteuri:
+        return str(p.remoteuri).replace("%n", target)
+    hv = p.hypervisor or "qemu:///system"
+    scheme, _, rest = hv.partition("://")
+    hostport, _, path = rest.partition("/")
+    port = hostport.rsplit(":", 1)[1] if ":" in hostport.split("@")[-1] else ""
+    if p.migration_transport:
+        scheme = scheme.split("+")[0] + "+" + p.migration_transport
+    user = p.migration_user or ""
+    user = f"{user}@" if user[:1].isalpha() and user.replace("-", "").isalnum() else ""
+    return f"{scheme}://{user}{target_host(ctx, target)}{':' + port if port else ''}/{path}"
+
+
+def migrate_uri(ctx: Context, target: str, from_options: str | None) -> str | None:
+    p = ctx.params
+    given = p.migrateuri or from_options
+    if given:
+        return str(given).replace("%n", target)
+    if not p.migration_network_suffix:
+        return None
+    hv = (p.hypervisor or "qemu").lower()
+    if hv.startswith("qemu"):
+        import random
+
+        port = p.migrateport or random.randint(49152, 49215)  # noqa: S311 - not security
+        return f"tcp:{target_host(ctx, target)}:{port}"
+    if hv.startswith("xen"):
+        return target_host(ctx, target)
+    ctx.log.warning(f"no migrate URI generated for hypervisor {hv}")
+    return None
+
+
+@agent.action("migrate_to", timeout="120s")
+def migrate_to(ctx: Context) -> int:
+    p = ctx.params
+    target = ctx.migrate_target
+    if not target:
+        ctx.fail(codes.ERR_CONFIGURED, "migrate_to needs the target node "
+                                       "(OCF_RESKEY_CRM_meta_migrate_target)")
+    ident = known_identity(ctx)
+    if ident is None:
+        ctx.fail(codes.ERR_GENERIC, "domain unknown: config unreadable, nothing recorded")
+    flags, option_uri = migrate_options(ctx)
+    lv = connect(ctx)
+    status = query(ctx, lv, ident)
+    if status is None or not status.active:
+        ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} is not active locally")
+    ident.uuid = status.uuid or ident.uuid
+    dest, data = remote_uri(ctx, target), migrate_uri(ctx, target, option_uri)
+    if p.save_config_on_stop or p.sync_config_on_stop:
+        save_config(ctx, lv, ident)
+    ctx.log.info(f"migrating {ident.name} to {target} ({dest}, data {data or 'default'})")
+    try:
+        if p.start_resources:
+            cfg = read_config(ctx)
+            connect_to(ctx, dest).ensure_resources(cfg.pools, cfg.networks)
+        lv.migrate(ident, dest, data, flags, p.migration_speed, p.migration_downtime)
+    except VirtError as exc:
+        ctx.fail(codes.ERR_GENERIC, f"live migration of {ident.name} to {target} failed: {exc}")
+    forget(ctx)
+    return codes.SUCCESS
+
+
+def connect_to(ctx: Context, uri: str) -> Libvirt:
+    from ocf_lib.virt import Libvirt
+
+    return Libvirt(uri, ctx.deadline, ctx.log)
+
+
+@agent.action("migrate_from", timeout="60s")
+def migrate_from(ctx: Context) -> int:
+    ident = known_identity(ctx)
+    if ident is None:
+        ctx.fail(codes.ERR_GENERIC, "domain unknown: config unreadable")
+    lv = connect(ctx)
+    while True:
+        status = query(ctx, lv, ident)
+        if status is not None and status.state == "running":
+            break
+        if ctx.deadline.soft_expired():
+            state = status.state if status else "absent"
+            ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} did not arrive (state {state})")
+        ctx.deadline.sleep(0.5)
+    remember(ctx, Identity(ident.name, status.uuid))
+    if ctx.params.save_config_on_stop or ctx.params.sync_config_on_stop:
+        save_config(ctx, lv, ident)
+    return codes.SUCCESS
+
+
+@agent.action("validate-all", timeout="5s")
+def validate_all(ctx: Context) -> int:
+    validate(ctx)
+    return codes.SUCCESS

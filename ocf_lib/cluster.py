@@ -1,0 +1,187 @@
+"""The cluster-tools seam: Pacemaker's command-line tools, called one way.
+
+Agents that talk to the cluster (fence_pcmk asking the fencer, resource
+agents setting node attributes) go through the small classes here, so that
+the command lines, the time limits and the meaning of the tools' exit codes
+live in one place.  Each class takes a ``run`` callable with the signature of
+:func:`ocf_lib.proc.run` (an agent passes its context's ``run``, which is
+bounded by the action's deadline); the commands themselves are the real
+Pacemaker tools.
+
+Keep additions here generic and additive: other agents share this module.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from .proc import Result
+
+    Runner = Callable[..., Result]
+
+# Pacemaker's exit codes (crm_exit_t) that callers need to tell apart.
+CRM_EX_OK = 0
+CRM_EX_ERROR = 1
+CRM_EX_DISCONNECT = 102
+CRM_EX_NOSUCH = 105
+CRM_EX_TIMEOUT = 124
+# Older stonith_admin builds returned -ETIME (62) as an unsigned byte.
+_LEGACY_TIMEOUT = 194
+
+FENCE_VERBS = {"reboot": "--reboot", "off": "--fence", "on": "--unfence"}
+
+
+def _seconds_arg(seconds: float) -> str:
+    """stonith_admin takes whole seconds; never round a time limit down to 0."""
+    whole = int(seconds)
+    return str(whole + 1 if whole < seconds or whole < 1 else whole)
+
+
+class FenceResult:
+    """What the fencer said about one request, in words a caller can print."""
+
+    __slots__ = ("rc", "out", "err", "timed_out")
+
+    def __init__(self, rc: int, out: str, err: str, timed_out: bool = False) -> None:
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.timed_out = timed_out
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == CRM_EX_OK and not self.timed_out
+
+    def reason(self) -> str:
+        """stonith_admin's own error text (its last stderr line), else a description."""
+        for text in (self.err, self.out):
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+        return describe_rc(self.rc)
+
+
+def describe_rc(rc: int) -> str:
+    return {
+        CRM_EX_OK: "OK",
+        CRM_EX_ERROR: "fencing failed",
+        CRM_EX_DISCONNECT: "the fencer is not reachable (is the cluster running?)",
+        CRM_EX_NOSUCH: "no fence device can fence that node",
+        CRM_EX_TIMEOUT: "fencing timed out",
+        _LEGACY_TIMEOUT: "fencing timed out",
+    }.get(rc, f"stonith_admin exit code {rc}")
+
+
+class Fencer:
+    """Pacemaker's fencer, through ``stonith_admin``.
+
+    ``timeout`` values are seconds.  stonith_admin enforces its ``--timeout``
+    itself (the fencer adds a margin of its own); our process limit is set a
+    little beyond that so that its answer, not our kill, is what we report.
+    """
+
+    def __init__(self, run: Runner, *, tag: str | None = None,
+                 tool: str = "stonith_admin") -> None:
+        self._run = run
+        self.tag = tag
+        self.tool = tool
+
+    def _call(self, args: Sequence[str], timeout: float, **kwargs: Any) -> FenceResult:
+        from .proc import CommandTimeout
+
+        argv = [self.tool, *args, "--timeout", _seconds_arg(timeout)]
+        if self.tag:
+            argv += ["--tag", self.tag]
+        try:
+            res = self._run(argv, timeout=timeout * 1.2 + 5.0, **kwargs)
+        except CommandTimeout as exc:
+            return FenceResult(CRM_EX_TIMEOUT, "", f"{exc} (timed out)", timed_out=True)
+        timed_out = res.rc in (CRM_EX_TIMEOUT, _LEGACY_TIMEOUT)
+        return FenceResult(res.rc, res.out, res.err, timed_out)
+
+    def fence(self, target: str, action: str, timeout: float, *,
+              tolerance: float | None = None, delay: float | None = None) -> FenceResult:
+        """Ask the cluster to ``reboot``, ``off`` (fence) or ``on`` (unfence) ``target``.
+
+        ``tolerance``: succeed without acting when an equivalent request
+        succeeded that many seconds ago (avoids shooting a node twice).
+        """
+        verb = FENCE_VERBS[action]
+        args = [verb, target]
+        if tolerance:
+            args += ["--tolerance", f"{_seconds_arg(tolerance)}s"]
+        if delay:
+            args += ["--delay", _seconds_arg(delay)]
+        return self._call(args, timeout)
+
+    def devices_for(self, target: str, timeout: float) -> tuple[FenceResult, list[str]]:
+        """The registered devices able to fence ``target`` (``stonith_admin --list``)."""
+        res = self._call(["--list", target, "--output-as=xml"], timeout)
+        return res, (_xml_items(res) if res.ok else [])
+
+    def registered(self, timeout: float) -> tuple[FenceResult, list[str]]:
+        """All registered fence devices (``--list-registered``)."""
+        res = self._call(["--list-registered", "--output-as=xml"], timeout)
+        return res, (_xml_items(res) if res.ok else [])
+
+    def targets(self, device: str, timeout: float) -> tuple[FenceResult, list[str]]:
+        """The nodes ``device`` can fence (``--list-targets``)."""
+        res = self._call(["--list-targets", device, "--output-as=xml"], timeout)
+        return res, (_xml_items(res) if res.ok else [])
+
+
+def _xml_items(res: FenceResult) -> list[str]:
+    """The ``<item>`` texts of stonith_admin's ``--output-as=xml`` lists."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(res.out)
+    except ET.ParseError:
+        return []
+    return [(item.text or "").strip() for item in root.iter("item") if (item.text or "").strip()]
+
+
+class ClusterTools:
+    """Attributes through ``crm_resource`` / ``crm_attribute`` (argv only).
+
+    A value that cannot be read is None (absent, or the CIB unreachable); a
+    write that fails returns False.  Attributes are bookkeeping: the caller
+    decides whether a failure matters.  Tests point the tools at a file with
+    ``CIB_file=`` instead of a live cluster.
+    """
+
+    def __init__(self, run: Runner) -> None:
+        self._run = run
+
+    def _value(self, argv: list[str]) -> str | None:
+        try:
+            res = self._run(argv, quiet=True)
+        except Exception:  # noqa: BLE001 - tool missing or no time left: unknown
+            return None
+        return str(res.out).strip() if res.rc == 0 else None
+
+    def _ok(self, argv: list[str]) -> bool:
+        try:
+            return bool(self._run(argv, quiet=True).rc == 0)
+        except Exception:  # noqa: BLE001
+            return False
+
+    def utilization_get(self, resource: str, name: str) -> str | None:
+        return self._value(["crm_resource", "--quiet", "--resource", resource,
+                            "--utilization", "--get-parameter", name])
+
+    def utilization_set(self, resource: str, name: str, value: str) -> bool:
+        return self._ok(["crm_resource", "--resource", resource, "--utilization",
+                         "--set-parameter", name, "--parameter-value", value])
+
+    def utilization_delete(self, resource: str, name: str) -> bool:
+        return self._ok(["crm_resource", "--resource", resource, "--utilization",
+                         "--delete-parameter", name])
+
+    def node_attribute_get(self, node: str, name: str, lifetime: str = "forever") -> str | None:
+        value = self._value(["crm_attribute", "--type", "nodes", "--node", node, "--name", name,
+                             "--lifetime", lifetime, "--query", "--quiet"])
+        return None if value in (None, "", "(null)") else value

@@ -1,0 +1,361 @@
+"""VirtualDomain against real libvirtd + QEMU (TCG), in private namespaces.
+
+Two libvirtd instances (h1, h2) with distinct host UUIDs run for the whole
+module, joined by a veth pair for live migration.  Guests: ``noos`` (no OS,
+ignores ACPI: exercises escalation to destroy; boots instantly) and ``acpi``
+(Debian kernel + busybox initrd that powers off on the ACPI button; booted
+once, it costs ~15 s under TCG).  The agents always get a ``CIB_file`` so
+crm_resource never reaches a cluster that may run on this host.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import virtlab
+from conftest import base_env, run_ocf
+
+UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/VirtualDomain"
+IP1, IP2 = "10.213.77.1", "10.213.77.2"
+REMOTE = "qemu+unix:///system?socket=/tmp/pyha-virt-%n/run/libvirt-sock"
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    h1 = virtlab.Instance("h1", "5a1e0001-0000-4000-8000-00000000a101")
+    h2 = virtlab.Instance("h2", "5a1e0001-0000-4000-8000-00000000a102")
+    try:
+        h1.up()
+        h2.up()
+        virtlab.veth(h1, h2, IP1, IP2)
+        yield h1, h2
+    finally:
+        h1.down()
+        h2.down()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("vd")
+
+
+CIB_RESOURCE = """<primitive id="vm" class="ocf" provider="pyha" type="VirtualDomain"/>"""
+
+
+def make_cib(path: Path) -> None:
+    subprocess.run(["cibadmin", "--empty"], stdout=path.open("w"), check=True)
+    subprocess.run(["cibadmin", "--create", "-o", "resources", "-X", CIB_RESOURCE],
+                   env={**os.environ, "CIB_file": str(path)}, check=True)
+
+
+class Node:
+    """One host's view: its libvirt URI, its own HA_RSCTMP, a CIB file."""
+
+    def __init__(self, inst: virtlab.Instance, work: Path) -> None:
+        self.inst = inst
+        self.rsc = work / f"rsc-{inst.name}"
+        self.rsc.mkdir(exist_ok=True)
+        self.cib = work / f"cib-{inst.name}.xml"
+        if not self.cib.exists():
+            make_cib(self.cib)
+
+    def env(self, timeout_ms: int = 30000, **extra: str) -> dict[str, str]:
+        env = base_env(self.rsc)
+        env["CIB_file"] = str(self.cib)
+        env["OCF_RESKEY_CRM_meta_timeout"] = str(timeout_ms)
+        env["OCF_RESKEY_hypervisor"] = self.inst.uri
+        env.update(extra)
+        return env
+
+    def run(self, action: str, config: Path, timeout_ms: int = 30000, agent: str = "VirtualDomain",
+            **params: str):
+        env = self.env(timeout_ms)
+        params = {"config": str(config), "autoset_utilization_cpu": "false",
+                  "autoset_utilization_host_memory": "false",
+                  "autoset_utilization_hv_memory": "false", **params}
+        return run_ocf(agent, action, params, env=env, instance="vm",
+                       timeout=timeout_ms / 1000 + 30)
+
+
+def guest(work: Path, name: str, kind: str, extra_devices: str = "") -> tuple[Path, Path]:
+    console = work / f"{name}.console"
+    console.unlink(missing_ok=True)
+    xml = virtlab.domain_xml(f"pyha-{name}", kind, console)
+    if extra_devices:
+        xml = xml.replace("</devices>", extra_devices + "\n  </devices>")
+    config = work / f"{name}.xml"
+    config.write_text(xml)
+    return config, console
+
+
+def domstate(inst: virtlab.Instance, name: str) -> str:
+    res = inst.virsh("domstate", name, check=False)
+    return res.stdout.strip() if res.returncode == 0 else "absent"
+
+
+# -- without VMs ------------------------------------------------------------------
+
+def upstream_params(agent: str) -> dict[str, str | None]:
+    import xml.etree.ElementTree as ET
+
+    out = subprocess.run([agent, "meta-data"], capture_output=True, text=True, check=True,
+                         env={**base_env(), "OCF_ROOT": "/usr/lib/ocf"}).stdout
+    root = ET.fromstring(out)
+    return {p.get("name"): p.find("content").get("default")
+            for p in root.find("parameters")}
+
+
+def test_parameters_match_upstream():
+    ours = upstream_params(str(Path(__file__).parent.parent / "agents/VirtualDomain"))
+    theirs = upstream_params(UPSTREAM)
+    assert set(ours) == set(theirs)
+    for name, default in theirs.items():
+        assert (ours[name] or "") == (default or ""), name
+
+
+def test_bad_input(hosts, work):
+    h1 = Node(hosts[0], work)
+    missing = work / "missing.xml"
+    res = h1.run("start", missing)
+    assert res.rc == 5 and "cannot read config" in res.reason
+    assert h1.run("stop", missing).rc == 0
+    empty = work / "empty.xml"
+    empty.write_text("")
+    res = h1.run("start", empty)
+    assert res.rc == 6 and "empty" in res.reason
+    assert h1.run("stop", empty).rc == 0
+    broken = work / "broken.xml"
+    broken.write_text("<domain><name>pyha-x</name>")
+    res = h1.run("validate-all", broken)
+    assert res.rc == 6 and "not valid XML" in res.reason
+    config, _ = guest(work, "bad", "noos")
+    res = h1.run("start", config, migration_transport="carrier-pigeon")
+    assert res.rc == 6 and "migration_transport" in res.reason
+    res = h1.run("start", config, shutdown_mode="gently")
+    assert res.rc == 6 and "shutdown_mode" in res.reason
+    res = h1.run("start", config, force_stop="true", snapshot=str(work))
+    assert res.rc == 6
+    res = h1.run("validate-all", config, migrate_options="--frobnicate")
+    assert res.rc == 6 and "--frobnicate" in res.reason
+    res = h1.run("start", config, migration_speed="fast")
+    assert res.rc == 6 and "migration_speed" in res.reason
+    noemu = work / "noemu.xml"
+    noemu.write_text(config.read_text().replace("/usr/bin/qemu-system-x86_64",
+                                                "/usr/bin/qemu-system-none"))
+    res = h1.run("validate-all", noemu)
+    assert res.rc == 5 and "emulator" in res.reason
+    # A hypervisor URI that leads nowhere: a clear failure, and stop still succeeds
+    # because no QEMU runs that domain on this host.
+    env = h1.env(OCF_RESKEY_hypervisor="qemu+unix:///system?socket=/tmp/pyha-virt-none/sock")
+    res = run_ocf("VirtualDomain", "start", {"config": str(config)}, env=env, instance="bad")
+    assert res.rc == 1 and "cannot connect to libvirt" in res.reason
+    assert run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env,
+                   instance="bad").rc == 0
+    res = run_ocf("VirtualDomain", "start", {"config": str(config)}, instance="bad",
+                  env=h1.env(OCF_RESKEY_hypervisor="nosuchdriver:///x"))
+    assert res.rc in (1, 5) and "cannot connect to libvirt" in res.reason
+    assert domstate(hosts[0], "pyha-bad") == "absent"
+    for res in (h1.run("start", missing), h1.run("start", empty)):
+        assert "Traceback" not in res.err
+
+
+# -- lifecycle ----------------------------------------------------------------------
+
+def test_lifecycle_and_unreadable_config(hosts, work):
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "life", "noos")
+    assert h1.run("monitor", config).rc == 7  # probe
+    assert h1.run("start", config).rc == 0
+    assert domstate(hosts[0], "pyha-life") == "running"
+    assert h1.run("monitor", config, OCF_RESKEY_CRM_meta_interval="10000").rc == 0
+    assert h1.run("start", config).rc == 0  # already running: no second domain
+    ident = (h1.rsc / "VirtualDomain-vm.identity").read_text().split()
+    assert ident[0] == "pyha-life" and len(ident[1]) == 36
+    # Shared storage gone: the config cannot be read.
+    saved = config.read_text()
+    config.unlink()
+    assert h1.run("monitor", config).rc == 0  # probe still sees it: no double start
+    upstream = run_ocf(UPSTREAM, "monitor", {"config": str(config)}, instance="vm",
+                       env=h1.env(OCF_ROOT="/usr/lib/ocf", HA_RSCTMP=str(work / "up-rsc")))
+    assert upstream.rc == 7  # the upstream double-start risk this agent fixes
+    # Stop without the config: noos ignores ACPI, so stop escalates to destroy
+    # before the (short) deadline and returns 0 only once the domain is gone.
+    started = time.monotonic()
+    res = h1.run("stop", config, timeout_ms=9000)
+    took = time.monotonic() - started
+    assert res.rc == 0, res.err
+    assert took < 9.0
+    assert "destroying" in res.err
+    assert domstate(hosts[0], "pyha-life") == "absent"
+    assert not (h1.rsc / "VirtualDomain-vm.identity").exists()
+    config.write_text(saved)
+    assert h1.run("stop", config).rc == 0
+    assert h1.run("monitor", config).rc == 7
+
+
+def test_force_stop(hosts, work):
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "force", "noos")
+    assert h1.run("start", config).rc == 0
+    started = time.monotonic()
+    res = h1.run("stop", config, force_stop="true")
+    assert res.rc == 0 and time.monotonic() - started < 6
+    assert domstate(hosts[0], "pyha-force") == "absent"
+
+
+def test_acpi_guest_graceful_stop_with_shutdown_mode(hosts, work):
+    h1 = Node(hosts[0], work)
+    config, console = guest(work, "acpi", "acpi")
+    assert h1.run("start", config).rc == 0
+    virtlab.wait_console(console, timeout=90)
+    started = time.monotonic()
+    res = h1.run("stop", config, shutdown_mode="acpi")
+    assert res.rc == 0, res.err
+    assert time.monotonic() - started < 10
+    assert "destroying" not in res.err
+    assert "Power down" in console.read_text(errors="replace")  # the guest powered off
+    assert domstate(hosts[0], "pyha-acpi") == "absent"
+
+
+def test_hung_and_dead_libvirtd(hosts, work):
+    h1 = Node(hosts[0], work)
+    inst = hosts[0]
+    config, _ = guest(work, "hang", "noos")
+    assert h1.run("start", config).rc == 0
+    pid = inst.pid("libvirtd")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        res = h1.run("monitor", config, timeout_ms=5000, OCF_RESKEY_CRM_meta_interval="10000")
+        assert time.monotonic() - started < 5.0
+        assert res.rc == 1 and "did not answer" in res.reason
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # libvirtd killed: the guest keeps running, monitor must not say 7.
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        if not virtlab._alive(pid):
+            break
+        time.sleep(0.1)
+    res = h1.run("monitor", config, OCF_RESKEY_CRM_meta_interval="10000")
+    assert res.rc == 1 and "still running" in res.reason
+    inst.in_ns("libvirtd", "-d", "-p", str(inst.dir / "libvirtd.pid"))
+    for _ in range(100):
+        if inst.virsh("version", check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    assert h1.run("monitor", config).rc == 0  # libvirtd reattached to the guest
+    # Hung again during stop: the QEMU is ended without libvirt and stop succeeds.
+    pid = inst.pid("libvirtd")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        res = h1.run("stop", config, timeout_ms=10000)
+        assert res.rc == 0, res.err
+        assert "without libvirt" in res.err
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for _ in range(50):
+        if domstate(inst, "pyha-hang") == "absent":
+            break
+        time.sleep(0.1)
+    assert domstate(inst, "pyha-hang") == "absent"
+    assert h1.run("monitor", config).rc == 7
+
+
+def test_snapshot_save_restore_and_saved_config(hosts, work):
+    h1 = Node(hosts[0], work)
+    snaps = work / "snaps"
+    snaps.mkdir()
+    secret_vnc = "<graphics type='vnc' port='-1' listen='127.0.0.1' passwd='s3cretVN'/>"
+    config, _ = guest(work, "snap", "noos", secret_vnc)
+    config.chmod(0o644)
+    assert h1.run("start", config).rc == 0
+    res = h1.run("stop", config, snapshot=str(snaps), save_config_on_stop="true")
+    assert res.rc == 0, res.err
+    state = snaps / "pyha-snap.state"
+    assert state.exists() and (state.stat().st_mode & 0o077) == 0
+    assert domstate(hosts[0], "pyha-snap") == "absent"
+    assert h1.run("start", config, snapshot=str(snaps)).rc == 0
+    assert not state.exists()
+    assert domstate(hosts[0], "pyha-snap") == "running"
+    res = h1.run("stop", config, save_config_on_stop="true", force_stop="true")
+    assert res.rc == 0
+    text = config.read_text()
+    assert "<name>pyha-snap</name>" in text and "<uuid>" in text  # the live definition
+    assert "s3cretVN" not in text  # no secure information dumped
+    assert (config.stat().st_mode & 0o777) == 0o600
+
+
+def test_utilization_written_only_when_changed(hosts, work):
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "util", "noos")
+    assert h1.run("start", config).rc == 0
+    try:
+        params = {"autoset_utilization_cpu": "true", "autoset_utilization_hv_memory": "true",
+                  "autoset_utilization_host_memory": "true"}
+        env = h1.env(OCF_RESKEY_CRM_meta_interval="10000", HA_debug="1")
+        res = run_ocf("VirtualDomain", "monitor", {"config": str(config), **params}, env=env,
+                      instance="vm")
+        assert res.rc == 0 and "crm_resource" in res.err
+        cib = h1.cib.read_text()
+        for attr, value in (("cpu", "1"), ("hv_memory", "96"), ("host_memory", "96")):
+            assert f'name="{attr}" value="{value}"' in cib
+        res = run_ocf("VirtualDomain", "monitor", {"config": str(config), **params}, env=env,
+                      instance="vm")
+        assert res.rc == 0 and "crm_resource" not in res.err  # unchanged: no CIB traffic
+    finally:
+        assert h1.run("stop", config, force_stop="true").rc == 0
+
+
+def test_monitor_scripts(hosts, work):
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "scr", "noos")
+    bad = work / "check-bad.sh"
+    bad.write_text("#!/bin/sh\necho service down\nexit 3\n")
+    bad.chmod(0o755)
+    assert h1.run("start", config).rc == 0
+    try:
+        res = h1.run("monitor", config, monitor_scripts=f"/bin/true {bad}")
+        assert res.rc == 1 and "service down" in res.reason
+        assert h1.run("monitor", config, monitor_scripts="/bin/true").rc == 0
+    finally:
+        assert h1.run("stop", config, force_stop="true").rc == 0
+
+
+# -- live migration ---------------------------------------------------------------
+
+def test_live_migration_both_ways(hosts, work):
+    h1, h2 = Node(hosts[0], work), Node(hosts[1], work)
+    config, _ = guest(work, "mig", "noos")
+    assert h1.run("start", config).rc == 0
+    try:
+        common = {"remoteuri": REMOTE, "migration_speed": "200", "migration_downtime": "300"}
+        res = h1.run("migrate_to", config, migrateuri=f"tcp://{IP2}",
+                     OCF_RESKEY_CRM_meta_migrate_target="h2",
+                     OCF_RESKEY_CRM_meta_migrate_source="h1", **common)
+        assert res.rc == 0, res.err
+        res = h2.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_target="h2",
+                     OCF_RESKEY_CRM_meta_migrate_source="h1")
+        assert res.rc == 0, res.err
+        assert h1.run("stop", config).rc == 0  # Pacemaker stops the source afterwards
+        assert h2.run("monitor", config).rc == 0
+        assert h1.run("monitor", config).rc == 7
+        assert domstate(hosts[1], "pyha-mig") == "running"
+        # And back, peer to peer (the source libvirtd dials the destination).
+        res = h2.run("migrate_to", config, migrate_options=f"--p2p --migrateuri=tcp://{IP1}",
+                     OCF_RESKEY_CRM_meta_migrate_target="h1", **common)
+        assert res.rc == 0, res.err
+        assert h1.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source="h2").rc == 0
+        assert h1.run("monitor", config).rc == 0
+        assert h2.run("monitor", config).rc == 7
+        # Not running locally: migrate_to refuses with a reason.
+        res = h2.run("migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target="h1", **common)
+        assert res.rc == 1 and "not active locally" in res.reason
+    finally:
+        for node in (h1, h2):
+            assert node.run("stop", config, force_stop="true").rc == 0
