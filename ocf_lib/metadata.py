@@ -158,8 +158,7 @@ def fence_metadata(agent: FenceAgent, name: str | None = None) -> str:
         if alias != agent.name:
             ET.SubElement(root, "symlink", {"name": alias, "shortdesc": desc})
     _text(root, "longdesc", agent.longdesc.strip())
-    if agent.vendor_url:
-        _text(root, "vendor-url", agent.vendor_url)
+    _text(root, "vendor-url", agent.vendor_url)  # metadata.rng requires it, even empty
     params = ET.SubElement(root, "parameters")
     defaults = agent.alias_defaults.get(name, {})
     for p in sorted(agent.params, key=lambda q: (q.order, q.name)):
