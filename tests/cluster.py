@@ -19,7 +19,22 @@ Pacemaker sets, and with ``PCMK_logfile`` so agents get ``HA_LOGFILE``.  The
 seeded CIB sets ``dc-deadtime=2s`` (the 20 s default makes every start wait
 20 s) and ``stonith-enabled=false`` unless asked otherwise.
 
-Nodes are numbered from 1 (node 1 is ``n1``, nodeid 1, address ``.1``).
+Nodes are numbered from 1 (node 1 is ``n1``, nodeid 1, address ``.1``)::
+
+    with install_pyha_agents(), Cluster(nodes=2, subnet="10.231.7") as c:
+        c.cib_create('<primitive id="p" class="ocf" provider="pyha" type="Example">'
+                     '<operations><op id="p-m" name="monitor" interval="5s"/></operations>'
+                     '</primitive>')
+        where = c.wait_resource_started("p")            # "n1" or "n2"
+        print(c.exec(1, ["crm_mon", "-1"]).stdout)      # any client command: inside a node
+        c.kill_node(2)                                  # power cut (for fencing tests)
+        c.start_node(2)                                 # back online
+        c.node_path(1, "/run/resource-agents")          # a node's private /run, from the host
+        c.log_path(1)                                   # its pacemaker.log (HA_LOGFILE)
+
+In pytest use the fixtures of tests/conftest.py: ``cluster1`` (one node, per
+module), ``cluster_factory`` / ``module_cluster_factory`` (``make(nodes=3,
+subnet="10.231.8", stonith=True)``) and ``pyha_agents`` (the ocf:pyha links).
 Processes are only ever signalled by PID, and only those inside our own
 namespaces.  A name is held with an ``flock`` for the cluster's lifetime, so
 parallel test runs never share one; leftovers of a crashed run under a name we
@@ -152,8 +167,10 @@ class Cluster:
                  node_names: Sequence[str] | None = None, dc_deadtime: str = "2s",
                  stonith: bool = False, token_ms: int = 1000,
                  properties: Mapping[str, str] | None = None, timeout: float = 90) -> None:
-        if not prefix.startswith("pyhac") or len(prefix) > 9 or not prefix.isalnum():
-            raise ValueError("prefix must be 'pyhac' plus at most 4 letters/digits")
+        # "pyhad" is the README demo's cluster (tests/demo.py).
+        if (not prefix.startswith(("pyhac", "pyhad")) or len(prefix) > 9
+                or not prefix.isalnum()):
+            raise ValueError("prefix must be 'pyhac' (or 'pyhad') plus at most 4 letters/digits")
         if not 1 <= nodes <= 3:
             raise ValueError("nodes must be 1..3")
         if node_names is not None and len(node_names) != nodes:
@@ -718,6 +735,24 @@ def ocf_provider(provider: str, agents: Mapping[str, Path]) -> Iterator[Path]:
                     target.rmdir()  # only when empty
 
 
+def check_hacluster_can_run(agent: Path) -> None:
+    """Pacemaker's controller runs meta-data as hacluster: the checkout must allow it."""
+    try:
+        proc = subprocess.run([str(agent), "meta-data"], user="hacluster", group="haclient",
+                              extra_groups=[], capture_output=True, text=True, timeout=30,
+                              env={"PATH": CLEAN_PATH, "OCF_ROOT": "/usr/lib/ocf"},
+                              stdin=subprocess.DEVNULL, cwd="/")
+        problem = "" if proc.returncode == 0 and "<resource-agent" in proc.stdout else \
+            f"rc {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    except OSError as exc:
+        problem = str(exc)
+    if problem:
+        raise ClusterError(
+            f"hacluster cannot run {agent} meta-data ({problem}); Pacemaker runs meta-data "
+            f"as hacluster, so the checkout must be readable by it (not under a 0700 /root)")
+
+
 def install_pyha_agents() -> contextlib.AbstractContextManager[Path]:
     """Make every ``agents/<Type>`` executable reachable as ``ocf:pyha:<Type>``."""
+    check_hacluster_can_run(ROOT / "agents" / "Example")
     return ocf_provider("pyha", {p.name: p for p in agent_executables()})
