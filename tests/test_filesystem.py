@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from conftest import Run, base_env, run_ocf
+from conftest import ROOT, Run, base_env, run_ocf
 
 BASE = Path(f"/tmp/pyha-fs-{os.getpid()}")
 UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/Filesystem"
@@ -304,3 +304,16 @@ def test_same_mount_as_upstream_and_mutual_monitor(lab: Lab, rsctmp: Path) -> No
         assert lab.mounted(mnt) is None
         assert agent(lab, "monitor", params, rsctmp, path=path).rc == 7
     assert seen[0] == seen[1] and seen[0] is not None
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_pyha_tester_passes(lab: Lab, tmp_path: Path, fs: str) -> None:
+    mnt = BASE / f"tester {fs}"
+    proc = subprocess.run([*lab.wrap(), str(ROOT / ".venv/bin/pyha-tester"),
+                           "--agent", str(ROOT / "agents/Filesystem"),
+                           "-o", f"device={lab.loops[fs]}", "-o", f"directory={mnt}",
+                           "-o", f"fstype={fs}", "--rsctmp", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout and "OCF_CHECK_LEVEL=20" in proc.stdout
+    assert lab.mounted(mnt) is None

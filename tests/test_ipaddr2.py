@@ -357,3 +357,13 @@ def test_same_effect_as_upstream(net: None, rsctmp: Path, params: dict[str, str]
         assert ours.pop("broadcast") == ".".join(str(b) for b in brd.to_bytes(4, "big"))
         theirs.pop("broadcast")
     assert theirs == ours
+
+
+def test_pyha_tester_passes(net: None, tmp_path: Path) -> None:
+    proc = subprocess.run(["ip", "netns", "exec", NS_A, str(ROOT / ".venv/bin/pyha-tester"),
+                           "--agent", str(ROOT / "agents/IPaddr2"), "-o", "ip=10.210.1.99",
+                           "-o", "arp_count=1", "--rsctmp", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout
+    assert not find("10.210.1.99")
