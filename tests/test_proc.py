@@ -66,7 +66,7 @@ def test_timeout_kills_the_child(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match="did not finish within 0.5s"):
         run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], timeout=0.5)
-    assert 0.45 < time.monotonic() - started < 2.0
+    assert 0.45 < time.monotonic() - started < 5.0
     assert not alive(int(pidfile.read_text()))
 
 
@@ -75,7 +75,7 @@ def test_deadline_caps_the_per_call_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
         run(["sleep", "30"], timeout=20, deadline=deadline)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5.0
 
 
 def test_an_expired_deadline_runs_nothing(tmp_path: Path) -> None:
@@ -89,15 +89,20 @@ def test_child_that_closes_its_output_still_obeys_the_limit() -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
         run(["sh", "-c", "exec >&- 2>&-; sleep 30"], timeout=0.5)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0
 
 
 def test_a_daemonising_child_does_not_hang_the_caller() -> None:
     """The child exits but a grandchild keeps its stdout open: return when the child exits."""
     started = time.monotonic()
-    res = run(["sh", "-c", "sleep 5 & echo started"], timeout=10)
-    assert res.rc == 0 and res.out == "started\n"
-    assert time.monotonic() - started < 2.0
+    res = run(["sh", "-c", "sleep 30 & echo $!"], timeout=20)
+    daemon = int(res.out)
+    try:
+        assert res.rc == 0
+        assert time.monotonic() - started < 5.0
+        assert alive(daemon)  # it really was still holding the pipe
+    finally:
+        os.kill(daemon, 9)
 
 
 def test_killed_by_a_signal_reads_like_a_shell() -> None:
