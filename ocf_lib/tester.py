@@ -310,7 +310,9 @@ class OCFTester:
             env["OCF_CHECK_LEVEL"] = str(depth)
             env["OCF_RESKEY_OCF_CHECK_LEVEL"] = str(depth)
         env.update(extra or {})
-        result = execute([self.path, action], env, timeout + 5.0, cwd="/")
+        # Pacemaker kills the agent when the advertised timeout expires; allow only
+        # a little scheduling slack beyond it.
+        result = execute([self.path, action], env, timeout + 1.0, cwd="/")
         if self.verbose:
             sys.stderr.write(f"--- {action} rc={result.rc} ({result.duration:.2f}s)\n"
                              f"{result.out}{result.err}")
@@ -565,6 +567,13 @@ class FenceTester:
                 bad = [line for line in res.out.splitlines() if line and "," not in line]
                 if bad:
                     rep.add("list output is 'plug,alias' lines", FAIL, bad[0])
+        if "list-status" in self.actions:
+            res = self.call("list-status")
+            if self.expect("list-status", res, (codes.FENCE_OK,)):
+                bad = [line for line in res.out.splitlines()
+                       if line and line.rsplit(",", 1)[-1] not in ("ON", "OFF", "UNKNOWN")]
+                if bad:
+                    rep.add("list-status output is 'plug,alias,ON|OFF' lines", FAIL, bad[0])
         first = self.call("status")
         if not self.expect("status (initial)", first,
                            (codes.FENCE_OK, codes.FENCE_STATUS_OFF)):

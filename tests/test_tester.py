@@ -150,7 +150,8 @@ def test_fence_mode_passes_the_pyha_test_agent(tmp_path: Path) -> None:
                  "-o", "login=admin", "-o", "passwd=pw", "-o", "port=1", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     got = rows(res)
-    for row in ("metadata vs fence-agents metadata.rng", "list", "off", "status after off is off",
+    for row in ("metadata vs fence-agents metadata.rng", "list", "list-status", "off",
+                "status after off is off",
                 "on", "status after on is on", "reboot", "status after reboot is on",
                 "unknown action is an error", "restore initial state (off)"):
         assert got[row] == "PASS", row
