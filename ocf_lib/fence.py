@@ -258,6 +258,11 @@ class FenceAgent:
         params = self.params_for(name)
         try:
             raw = parse_argv(params, argv[1:]) if len(argv) > 1 else parse_stdin(params, stdin)
+            if len(argv) <= 1:
+                # --help/--version are for people at a terminal.  From stdin (the
+                # daemons' way) they would turn a fence request into exit 0.
+                raw.pop("help", None)
+                raw.pop("version", None)
         except FenceError as exc:
             return _failed(str(exc), quiet=False)
         if "action" in raw and not raw["action"].strip():

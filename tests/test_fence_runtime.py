@@ -242,6 +242,13 @@ def test_without_any_action_the_default_is_reboot(switch: Switch,
     assert switch.sets() == ["SET 1 off", "SET 1 on"]
 
 
+def test_help_or_version_on_stdin_never_replace_the_fence(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="off", port="1", help="1", version="yes")) == 0
+    assert switch.plug("1") == "off"
+    assert capsys.readouterr().out == "Success: Powered OFF\n"
+
+
 def test_empty_help_or_version_lines_do_not_skip_the_fence(
         switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
     assert fence(stdin_lines(switch, action="off", port="1", help="", version="")) == 0
