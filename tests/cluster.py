@@ -158,9 +158,10 @@ class Node:
 class Cluster:
     """``with Cluster(nodes=1) as c: c.exec(1, ["crm_mon", "-1"])``.
 
-    ``prefix`` "pyhac" (default) takes the first free name pyhaca, pyhacb, ...;
-    a longer prefix (e.g. "pyhac7") is used as it is, waiting while another
-    process holds it.  Names must stay short: interface names have 15 bytes.
+    ``prefix`` "pyhac" (default) takes the first free name pyhacq0, pyhacq1, ...
+    (the "pyhacq" names are reserved for this); any other prefix (e.g. "pyhac7",
+    "pyhacf") is used as it is, waiting while another process holds it.  Names
+    must stay short: interface names have 15 bytes.
     """
 
     def __init__(self, prefix: str = "pyhac", nodes: int = 1, subnet: str = "10.231.7", *,
@@ -171,6 +172,8 @@ class Cluster:
         if (not prefix.startswith(("pyhac", "pyhad")) or len(prefix) > 9
                 or not prefix.isalnum()):
             raise ValueError("prefix must be 'pyhac' (or 'pyhad') plus at most 4 letters/digits")
+        if prefix.startswith("pyhacq"):
+            raise ValueError("'pyhacq*' names are taken automatically; pass prefix='pyhac'")
         if not 1 <= nodes <= 3:
             raise ValueError("nodes must be 1..3")
         if node_names is not None and len(node_names) != nodes:
@@ -203,7 +206,7 @@ class Cluster:
         if self.requested_prefix != "pyhac":
             candidates = [self.requested_prefix]
         else:
-            candidates = ["pyhac" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+            candidates = ["pyhacq" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
         end = time.monotonic() + self.timeout
         while True:
             for name in candidates:

@@ -129,7 +129,7 @@ def cluster1(pyha_agents: Path) -> Iterator[Any]:
 @pytest.fixture
 def cluster_factory(pyha_agents: Path) -> Iterator[Callable[..., Any]]:
     """``make(nodes=2, subnet="10.231.8", stonith=True)`` -> a started Cluster,
-    stopped after the test.  Names are taken automatically (pyhaca, pyhacb, ...)."""
+    stopped after the test.  Names are taken automatically (pyhacq0, pyhacq1, ...)."""
     yield from _cluster_maker()
 
 
