@@ -103,6 +103,7 @@ def test_execd_calls_the_agent_with_the_expected_environment(
     out.chmod(0o1777)  # meta-data is run as hacluster
     c.cib_create(primitive("excap", provider="pyhatest", params={"fake": "hello world"}, ops=[
         {"name": "monitor", "interval": "2s", "timeout": "15s"},
+        {"name": "monitor", "interval": "3s", "timeout": "15s", "depth": "10"},
         {"name": "start", "timeout": "30s"}, {"name": "stop", "timeout": "25s"}]))
     c.wait_resource_started("excap")
 
@@ -110,8 +111,9 @@ def test_execd_calls_the_agent_with_the_expected_environment(
         return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
     def recurring_seen() -> bool:
-        return any(r["argv"] == ["monitor"] and "OCF_RESKEY_CRM_meta_interval" in r["env"]
-                   for r in captures())
+        seen = {r["env"].get("OCF_RESKEY_CRM_meta_interval") for r in captures()
+                if r["argv"] == ["monitor"]}
+        return {"2000", "3000"} <= seen
 
     c.wait_for(recurring_seen, 10, what="a recurring monitor")
     stop_and_delete(c, "excap")
@@ -127,6 +129,7 @@ def test_execd_calls_the_agent_with_the_expected_environment(
     hacluster = pwd.getpwnam("hacluster")
     for rec in by_kind["meta-data"]:
         assert (rec["uid"], rec["gid"]) == (hacluster.pw_uid, hacluster.pw_gid)
+        assert rec["parent"] == "pacemaker-contr"  # comm is cut to 15 characters
         assert rec["env"]["PCMK_service"] == "pacemaker-controld"
         assert not [k for k in rec["env"] if k.startswith("OCF_RESKEY_")]
 
@@ -148,8 +151,12 @@ def test_execd_calls_the_agent_with_the_expected_environment(
             assert not [k for k in env if k.startswith(("PYTEST", "VIRTUAL_ENV", "PIP_"))]
     for rec in by_kind["probe"]:
         assert "OCF_RESKEY_CRM_meta_interval" not in rec["env"]
+    intervals = {rec["env"]["OCF_RESKEY_CRM_meta_interval"] for rec in by_kind["recurring"]}
+    assert intervals == {"2000", "3000"}
     for rec in by_kind["recurring"]:
-        assert rec["env"]["OCF_RESKEY_CRM_meta_interval"] == "2000"
+        # the depth of an op arrives as a plain OCF_CHECK_LEVEL, only on that op
+        depth = rec["env"].get("OCF_CHECK_LEVEL")
+        assert depth == ("10" if rec["env"]["OCF_RESKEY_CRM_meta_interval"] == "3000" else None)
 
     # And the runtime reads those environments as intended.
     from agents.example import agent
@@ -159,8 +166,10 @@ def test_execd_calls_the_agent_with_the_expected_environment(
     assert probe.is_probe and probe.instance == "excap"
     assert 10 < probe.deadline.remaining() <= 15
     assert probe.params.fake == "hello world"
-    recurring = Context(agent, "monitor", ["Example", "monitor"], by_kind["recurring"][0]["env"])
-    assert not recurring.is_probe
+    for rec in by_kind["recurring"]:
+        recurring = Context(agent, "monitor", ["Example", "monitor"], rec["env"])
+        assert not recurring.is_probe
+        assert recurring.check_level == (10 if "OCF_CHECK_LEVEL" in rec["env"] else 0)
     assert log_has(c, "Result of probe operation for excap on n1: not running")
 
 
