@@ -65,6 +65,8 @@ class _Integer(ParamType):
 
     def convert(self, raw: str, name: str) -> int:
         try:
+            if "_" in raw:  # int() takes "1_000"; the shell library and Pacemaker do not
+                raise ValueError(raw)
             value = int(raw.strip(), 10)
         except ValueError:
             raise ParamError(name, raw, "is not an integer") from None
@@ -174,6 +176,8 @@ def _is_ipv4(text: str) -> bool:
     for part in parts:
         if not part.isdigit() or len(part) > 3 or int(part) > 255:
             return False
+        if len(part) > 1 and part[0] == "0":
+            return False  # 010: octal to inet_aton, decimal to others; refuse to guess
     return True
 
 

@@ -79,6 +79,7 @@ def test_integers_and_bounds() -> None:
     assert one(INTEGER, " -3 ") == (-3, [])
     assert "not an integer" in str(one(INTEGER, "4.2")[1][0])
     assert "not an integer" in str(one(INTEGER, "0x10")[1][0])
+    assert "not an integer" in str(one(INTEGER, "1_000")[1][0])
     bounded = INTEGER(1, 10)
     assert one(bounded, "1") == (1, []) and one(bounded, "10") == (10, [])
     assert "below the minimum 1" in str(one(bounded, "0")[1][0])
@@ -105,7 +106,8 @@ def test_ip_addresses(raw: str) -> None:
 
 
 @pytest.mark.parametrize("raw", ["256.1.1.1", "1.2.3", "1.2.3.4.5", "a.b.c.d", "01234.1.1.1",
-                                 "2001:db8:::1", "host.example", "1.2.3.4/24", "fe80::1%eth0"])
+                                 "2001:db8:::1", "host.example", "1.2.3.4/24", "fe80::1%eth0",
+                                 "192.168.001.010", "1.2.3.04", " "])
 def test_bad_ip_addresses(raw: str) -> None:
     value, errors = one(IPADDR, raw)
     assert value is None and "IPv4 or IPv6" in str(errors[0])
