@@ -1,0 +1,297 @@
+"""The deb and the rpm: build them, install the deb, use the installed paths.
+
+The .deb is built by packaging/build-deb.sh from a copy of the tree (under
+/tmp/pyha-pkg-*; nothing is written into the checkout).  It is installed
+with ``apt-get install ./pyha_*.deb`` next to Debian's resource-agents and
+fence-agents, exercised through the cluster tools that read the installed
+paths (crm_resource, stonith_admin, pcs, crmsh), then purged, after which
+Debian's own agents must still work.
+
+Isolation (decided here): everything that installs runs in a private mount
+namespace whose /usr, /etc and /var are overlays (writes land in a temp
+directory).  dpkg, apt, update-alternatives and dpkg-divert do their real
+work there with the real package database, but the host's files never
+change: other tests that link repo agents into /usr/lib/ocf/resource.d/pyha
+at the same time never collide with the package, and a crashed run leaves
+nothing behind.  The purge is still tested for what it restores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+             "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
+DEB_DEPENDS = {"python3-lxml", "python3-psutil", "python3-pyroute2", "python3-libvirt",
+               "python3-pexpect", "python3-pyghmi"}
+
+
+def tree_agents() -> list[str]:
+    return sorted(p.name for p in (ROOT / "agents").iterdir()
+                  if p.is_file() and os.access(p, os.X_OK) and "." not in p.name
+                  and not p.name.startswith("_"))
+
+
+def tree_fence_agents() -> list[str]:
+    return sorted(p.name for p in (ROOT / "fence").glob("fence_*")
+                  if p.is_file() and os.access(p, os.X_OK) and "." not in p.name)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="pyha-pkg-test-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deb(workdir: Path) -> Path:
+    proc = subprocess.run([str(ROOT / "packaging" / "build-deb.sh"), str(workdir)],
+                          capture_output=True, text=True, timeout=600, env=CLEAN_ENV)
+    assert proc.returncode == 0, proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path.name.startswith("pyha_") and path.name.endswith("_all.deb")
+    return path
+
+
+class Sandbox:
+    """A mount namespace whose /usr, /etc and /var are private overlays."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--",
+                                        "sleep", "infinity"], stdin=subprocess.DEVNULL)
+        try:
+            for top in ("usr", "etc", "var"):
+                upper, work = base / top / "upper", base / top / "work"
+                upper.mkdir(parents=True)
+                work.mkdir()
+                self.run(["mount", "-t", "overlay", f"pyha-pkg-{top}", "-o",
+                          f"lowerdir=/{top},upperdir={upper},workdir={work}", f"/{top}"],
+                         check=True)
+            # Skip the man-db trigger's index rebuild (seconds, and not what we test).
+            self.run(["debconf-set-selections"], check=True,
+                     input="man-db man-db/auto-update boolean false\n")
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, argv: list[str], *, check: bool = False, input: str | None = None,
+            env: dict[str, str] | None = None, timeout: float = 300,
+            ) -> subprocess.CompletedProcess[str]:
+        full = {**CLEAN_ENV, **(env or {})}
+        proc = subprocess.run(["nsenter", "-t", str(self.holder.pid), "-m", "--", "env", "-i",
+                               *[f"{k}={v}" for k, v in full.items()], *argv],
+                              capture_output=True, text=True, input=input, timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, f"{argv}: rc={proc.returncode}\n{proc.stdout}\n" \
+                                         f"{proc.stderr}"
+        return proc
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path]).returncode == 0
+
+    def realpath(self, path: str) -> str:
+        return self.run(["readlink", "-f", path], check=True).stdout.strip()
+
+    def close(self) -> None:
+        self.holder.kill()
+        self.holder.wait()
+
+
+@pytest.fixture(scope="module")
+def installed(deb: Path, workdir: Path):
+    box = Sandbox(workdir / "sandbox")
+    try:
+        # As the README says: apt install ./pyha_*.deb (from the directory of the .deb).
+        proc = box.run(["env", "-C", str(deb.parent), "apt-get", "install", "-y",
+                        f"./{deb.name}"], timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        yield box
+    finally:
+        box.close()
+
+
+# -- the package itself ---------------------------------------------------------------
+
+
+def test_deb_depends_only_on_debians_libraries(deb):
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends", "Architecture"],
+                            capture_output=True, text=True, check=True).stdout
+    depends = {d.strip().split()[0] for d in fields.split("\n")[0].split(":", 1)[1].split(",")}
+    assert depends == DEB_DEPENDS | {"python3:any"}, depends
+    assert "Architecture: all" in fields
+
+
+def test_deb_layout(deb):
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                             check=True).stdout
+    entries = {}
+    for line in listing.splitlines():
+        parts = line.split(None, 5)[5].split(" -> ")
+        path = parts[0].lstrip(".")
+        # symlink targets, resolved to absolute paths
+        entries[path] = (os.path.normpath(os.path.join(os.path.dirname(path), parts[1]))
+                         if len(parts) > 1 else None)
+    for name in tree_agents():
+        assert entries[f"/usr/lib/ocf/resource.d/pyha/{name}"] == \
+            f"/usr/share/pyha/agents/{name}"
+        assert f"/usr/share/pyha/agents/{name}" in entries
+        assert f"/usr/share/man/man7/ocf_pyha_{name}.7.gz" in entries
+    for name in ("fence_pcmk", "fence_na"):
+        if name in tree_fence_agents():
+            assert entries[f"/usr/sbin/{name}"] == f"/usr/share/pyha/fence/{name}"
+            assert f"/usr/share/man/man8/{name}.8.gz" in entries
+    for name in tree_fence_agents():
+        assert f"/usr/share/pyha/fence/{name}" in entries
+        if name not in ("fence_pcmk", "fence_na"):
+            assert f"/usr/sbin/{name}" not in entries  # update-alternatives owns that
+    assert entries["/usr/share/cluster/Example.sh"] == "/usr/share/pyha/agents/Example"
+    for cmd in ("pyha-tester", "pyha-metadata", "pyha-fence-node"):
+        assert f"/usr/bin/{cmd}" in entries
+    assert not any(p.startswith("/usr/lib/python3") for p in entries)
+
+
+def test_rpm_file_list(workdir):
+    src = workdir / "rpm-src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", "*.egg-info", ".*_cache"))
+    top = workdir / "rpm-top"
+    proc = subprocess.run(["rpmbuild", "-bb", "--build-in-place", "--define", f"_topdir {top}",
+                           "packaging/pyha.spec"], cwd=src, capture_output=True, text=True,
+                          env={**CLEAN_ENV, "HOME": str(workdir)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rpm = top / "RPMS" / "noarch" / "pyha-0.1.0-1.noarch.rpm"
+    files = set(subprocess.run(["rpm", "-qlp", str(rpm)], capture_output=True, text=True,
+                               check=True).stdout.split())
+    for name in tree_agents():
+        assert f"/usr/lib/ocf/resource.d/pyha/{name}" in files
+        assert f"/usr/share/pyha/agents/{name}" in files
+    for name in tree_fence_agents():
+        assert f"/usr/share/pyha/fence/{name}" in files
+    assert "/usr/sbin/fence_pcmk" in files and "/usr/share/cluster/Example.sh" in files
+    assert "/usr/share/pyha/ocf_lib/ocf.py" in files
+    assert any(f.startswith("/usr/share/pyha/ocf_lib/__pycache__/") for f in files)
+    requires = subprocess.run(["rpm", "-qp", "--requires", str(rpm)], capture_output=True,
+                              text=True, check=True).stdout.split("\n")
+    assert DEB_DEPENDS <= {r.strip() for r in requires}
+    arch = subprocess.run(["rpm", "-qp", "--qf", "%{ARCH}", str(rpm)], capture_output=True,
+                          text=True, check=True).stdout
+    assert arch == "noarch"
+
+
+# -- installed: the cluster tools find and read the agents -------------------------------
+
+
+def installed_types(box: Sandbox) -> list[str]:
+    out = box.run(["ls", "/usr/lib/ocf/resource.d/pyha"], check=True).stdout.split()
+    assert sorted(out) == tree_agents()
+    return out
+
+
+def test_crm_resource_reads_every_installed_agent(installed):
+    for name in installed_types(installed):
+        proc = installed.run(["crm_resource", "--show-metadata", f"ocf:pyha:{name}"])
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert ET.fromstring(proc.stdout).get("name") == name
+
+
+def test_stonith_admin_reads_the_fence_agents(installed):
+    names = [n for n in ("fence_na", "fence_pcmk") if n in tree_fence_agents()]
+    assert names
+    for name in names:
+        proc = installed.run(["stonith_admin", "--metadata", "--agent", name])
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert ET.fromstring(proc.stdout).get("name") == name
+    listed = installed.run(["stonith_admin", "--list-installed"], check=True).stdout
+    assert all(n in listed.split() for n in names)
+
+
+def test_pcs_describes_every_installed_agent(installed):
+    for name in installed_types(installed):
+        proc = installed.run(["pcs", "resource", "describe", f"ocf:pyha:{name}"], timeout=120)
+        assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
+        assert f"ocf:pyha:{name}" in proc.stdout
+
+
+def test_crmsh_ra_info_for_every_installed_agent(installed):
+    for name in installed_types(installed):
+        proc = installed.run(["crm", "ra", "info", f"ocf:pyha:{name}"], timeout=120)
+        assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
+        assert name in proc.stdout
+
+
+def test_installed_agents_run_and_are_byte_compiled(installed):
+    assert installed.exists("/usr/share/pyha/ocf_lib/__pycache__")
+    proc = installed.run(["/usr/lib/ocf/resource.d/pyha/Example", "monitor"],
+                         env={"HA_RSCTMP": "/var/tmp", "OCF_RESOURCE_INSTANCE": "pkgtest"})
+    assert proc.returncode == 7, proc.stderr
+    rg = installed.run(["/usr/share/cluster/Example.sh", "meta-data"], check=True).stdout
+    assert 'primary="1"' in rg and '<special tag="rgmanager"' in rg
+    proc = installed.run(["pyha-metadata", "--check", "--dir", "/usr/share/pyha/metadata"])
+    assert proc.returncode == 0, proc.stdout
+    dry = installed.run(["pyha-fence-node", "-c", "/dev/stdin", "--dry-run", "n1"],
+                        input='<cluster><clusternodes><clusternode name="n1"><fence>'
+                              '<method name="m"><device name="p" port="n1"/></method></fence>'
+                              '</clusternode></clusternodes><fencedevices>'
+                              '<fencedevice name="p" agent="fence_pcmk"/></fencedevices>'
+                              '</cluster>', check=True).stdout
+    assert "port=n1\nnodename=n1\nagent=fence_pcmk\n" in dry
+
+
+def alternatives(box: Sandbox) -> list[str]:
+    return box.run(["cat", "/usr/share/pyha/fence-alternatives"], check=True).stdout.split()
+
+
+def test_fence_agents_coexist_through_alternatives(installed):
+    names = alternatives(installed)
+    assert sorted(names) == sorted(n for n in tree_fence_agents()
+                                   if n not in ("fence_na", "fence_pcmk"))
+    for name in names:
+        diverted = f"/usr/share/pyha/diverted/{name}"
+        if installed.exists(diverted):
+            # Debian's agent keeps the higher priority: nothing changes by installing.
+            assert installed.realpath(f"/usr/sbin/{name}") == diverted
+            proc = installed.run([f"/usr/sbin/{name}", "-o", "metadata"])
+            assert proc.returncode == 0 and f'name="{name}"' in proc.stdout
+        else:
+            assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/fence/{name}"
+    if "fence_ipmilan" in names:
+        installed.run(["update-alternatives", "--set", "fence_ipmilan",
+                       "/usr/share/pyha/fence/fence_ipmilan"], check=True)
+        assert installed.realpath("/usr/sbin/fence_ipmilan") == \
+            "/usr/share/pyha/fence/fence_ipmilan"
+        proc = installed.run(["stonith_admin", "--metadata", "--agent", "fence_ipmilan"])
+        assert proc.returncode == 0, proc.stderr
+        installed.run(["update-alternatives", "--auto", "fence_ipmilan"], check=True)
+
+
+def test_purge_restores_debians_agents(installed):
+    """Last: remove the package and show Debian's own agents work as before."""
+    names = alternatives(installed)
+    proc = installed.run(["apt-get", "purge", "-y", "pyha"], timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    assert not installed.exists("/usr/lib/ocf/resource.d/pyha")
+    assert not installed.exists("/usr/share/pyha")
+    assert not installed.exists("/usr/share/cluster/Example.sh")
+    assert "pyha" not in installed.run(["dpkg-divert", "--list"], check=True).stdout
+    for name in names:
+        assert installed.run(["update-alternatives", "--query", name]).returncode != 0
+    meta = installed.run(["crm_resource", "--show-metadata", "ocf:heartbeat:IPaddr2"])
+    assert meta.returncode == 0 and 'name="IPaddr2"' in meta.stdout
+    if installed.run(["dpkg-query", "-W", "fence-agents"]).returncode == 0:
+        assert installed.run(["test", "-f", "/usr/sbin/fence_ipmilan", "-a", "!", "-L",
+                              "/usr/sbin/fence_ipmilan"]).returncode == 0
+        proc = installed.run(["/usr/sbin/fence_ipmilan", "-o", "metadata"])
+        assert proc.returncode == 0 and 'name="fence_ipmilan"' in proc.stdout
+        proc = installed.run(["stonith_admin", "--metadata", "--agent", "fence_ipmilan"])
+        assert proc.returncode == 0
