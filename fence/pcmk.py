@@ -27,6 +27,8 @@ Differences from Pacemaker 1.1's Perl agent, on purpose:
   even with no device); it never answers 2, because Pacemaker does not report
   a node's power state.  ``monitor`` fails when no device is registered;
   ``list`` prints the nodes the registered devices can fence;
+* it refuses to run as a Pacemaker fence device (PCMK_service set by the
+  fencer), where it would ask the fencer to wait on itself;
 * the metadata advertises the real actions (on, off, reboot, status, list,
   monitor), with reboot the default; the old names (reset, stat, enable,
   disable, poweron, poweroff) are still accepted.
@@ -57,6 +59,11 @@ def perform(ctx: FenceContext) -> int:
     from ocf_lib.deadline import Deadline
     from ocf_lib.fencer import Fencer
 
+    if ctx.env.get("PCMK_service") in ("pacemaker-fenced", "stonith-ng"):
+        # Configured as a Pacemaker fence device: the fencer would ask itself and
+        # wait on itself.  Fail every action, so the device never looks usable.
+        raise FenceError("fence_pcmk is for CMAN's cluster.conf; it must not be a "
+                         "Pacemaker fence device")
     timeout: float = ctx.options.get("timeout", 120.0)
     # The Session flow's budget does not fit a redirect: ours is stonith_admin's
     # timeout plus the fencer's own margin, so its answer arrives before our limit.

@@ -200,3 +200,9 @@ def test_bad_input_is_refused_without_calling_the_cluster(tmp_path):
     proc = subprocess.run([FENCE_PCMK], input="action=metadata\n", env=env,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and '<resource-agent name="fence_pcmk"' in proc.stdout
+    # Inside Pacemaker it would ask the fencer to run itself: refused, monitor included.
+    fenced_env = {**env, "PCMK_service": "pacemaker-fenced"}
+    for stdin in ("action=monitor\n", "action=reboot\nport=n1\n"):
+        proc = subprocess.run([FENCE_PCMK], input=stdin, env=fenced_env,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1 and "must not be a Pacemaker fence device" in proc.stderr
