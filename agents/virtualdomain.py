@@ -32,6 +32,7 @@ from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param
 from ocf_lib.virt import ERR_NO_CONNECT, MIGRATE_FLAGS, SHUTDOWN_MODES, Identity, VirtError
+from ocf_lib.vmtools import forget_utilization, run_monitor_scripts, sync_utilization
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def remember(ctx: Context, ident: Identity) -> None:
 
 def forget(ctx: Context) -> None:
     ctx.state.remove(_id_file(ctx))
-    ctx.state.remove(f"VirtualDomain-{ctx.instance}.util")
+    forget_utilization(ctx, "VirtualDomain")
 
 
 def known_identity(ctx: Context) -> Identity | None:
@@ -473,44 +474,20 @@ def monitor(ctx: Context) -> int:
         return codes.NOT_RUNNING
     if status.state in ("crashed", "nostate"):
         ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} is in state '{status.state}'")
-    for script in (ctx.params.monitor_scripts or "").split():
-        res = ctx.run([script], timeout=ctx.deadline.limit(soft=True))
-        if not res.ok:
-            out = " ".join((res.out + res.err).split())[:300]
-            ctx.fail(codes.ERR_GENERIC, f"monitor script {script} failed ({res.rc}): {out}")
+    run_monitor_scripts(ctx, ctx.params.monitor_scripts)
     if ctx.action == "monitor":
         update_utilization(ctx, status)
     return codes.SUCCESS
 
 
 def update_utilization(ctx: Context, status: Status) -> None:
-    """crm_resource only when a value differs from what was last written."""
     p = ctx.params
     values = {"cpu": str(status.vcpus), "host_memory": str(status.max_mem_kib // 1024),
               "hv_memory": str(status.max_mem_kib // 1024)}
-    wanted = {a: v for a, v in values.items() if p[f"autoset_utilization_{a}"]}
-    unset = [a for a in UTILIZATION if not p[f"autoset_utilization_{a}"]
-             and p[f"unset_utilization_{a}"]]
-    summary = " ".join(f"{a}={v}" for a, v in sorted(wanted.items())) + " -" + " -".join(unset)
-    cache = f"VirtualDomain-{ctx.instance}.util"
-    cached = (ctx.state.read(cache) or "").split("\n")
-    if cached[0] == summary:
-        # Written already; after a failed write, retry at most once a minute.
-        if len(cached) < 2 or not cached[1] or time.time() - float(cached[1]) < 60:
-            return
-    from ocf_lib.cluster import ClusterTools
-
-    tools = ClusterTools(ctx.run)
-    ok = True
-    for attr, value in wanted.items():
-        if tools.utilization_get(ctx.instance, attr) != value:
-            ok = tools.utilization_set(ctx.instance, attr, value) and ok
-    for attr in unset:
-        if tools.utilization_get(ctx.instance, attr) is not None:
-            ok = tools.utilization_delete(ctx.instance, attr) and ok
-    if not ok:
-        ctx.log.debug("utilization not updated (CIB unreachable?); will retry")
-    ctx.state.write(cache, summary if ok else f"{summary}\n{time.time():.0f}")
+    sync_utilization(ctx, "VirtualDomain",
+                     {a: v for a, v in values.items() if p[f"autoset_utilization_{a}"]},
+                     [a for a in UTILIZATION if not p[f"autoset_utilization_{a}"]
+                      and p[f"unset_utilization_{a}"]])
 
 
 # -- migration ------------------------------------------------------------------
