@@ -88,7 +88,7 @@ def test_lifecycle_and_calls_per_action(sim, tmp_path):
     assert h1.run("monitor", cfg).rc == 7
     assert h1.calls() == ["xl list pyha-x1"]  # one toolstack call per probe
     assert h1.run("start", cfg).rc == 0
-    assert 'xl create {} name="pyha-x1"'.format(cfg) in h1.calls()
+    assert f'xl create {cfg} name="pyha-x1"' in h1.calls()
     res = h1.run("monitor", cfg, OCF_RESKEY_CRM_meta_interval="10000")
     assert res.rc == 0 and h1.calls() == ["xl list pyha-x1"]
     assert h1.run("start", cfg).rc == 0  # already running
