@@ -219,6 +219,25 @@ def test_reboot_fails_when_off_fails(switch: Switch, capsys: pytest.CaptureFixtu
     assert "SET 1 on" not in switch.sets()
 
 
+def test_cycle_reboot_is_one_request(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="reboot", port="1", method="cycle")) == 0
+    state = switch.state()
+    assert state["cycles"] == 1 and switch.sets() == []
+    assert capsys.readouterr().out == "Success: Rebooted\n"
+
+
+def test_cycle_refused_is_a_failure(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    switch.update(no_cycle=True)
+    assert fence(stdin_lines(switch, action="reboot", port="1", method="cycle")) == 1
+    assert "refused the power cycle" in capsys.readouterr().err
+
+
+def test_cycle_of_an_off_target_powers_it_on(switch: Switch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="reboot", port="3", method="cycle")) == 0
+    assert switch.sets() == ["SET 3 on"] and "cycles" not in switch.state()
+
+
 def test_on_retries_and_fails_cleanly(switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
     switch.update(on_fails=True)
     assert fence(stdin_lines(switch, action="on", port="3", retry_on="3")) == 1

@@ -87,8 +87,10 @@ def test_ocf10_variant_validates_against_the_dtd(agent: ResourceAgent) -> None:
     text = agent.metadata("ocf-1.0")
     assert '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">' in text
     assert errors(etree.DTD(DTD_OCF), text) == ""
-    assert "reload-agent" not in text and "reloadable" not in text
-    assert "select" not in text and "<deprecated" not in text
+    doc = etree.fromstring(text.encode())
+    assert doc.find("actions/action[@name='reload-agent']") is None
+    assert not doc.xpath("//parameter[@reloadable] | //parameter/deprecated")
+    assert not doc.xpath("//content[@type='select']")
 
 
 def test_plain_metadata_with_xmllint_itself(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ switch that speaks a line protocol (``LOGIN user pass``, ``STATUS plug``,
 cluster makes them, see one device.  Like real switches it can be slow
 (``lag``: status polls before a change shows), refuse power-on
 (``on_fails``), accept a command and ignore it (``ignore_off``), or be
-unreachable.  The *agent* side is an ordinary :class:`Session` over a
-:class:`LoopbackTransport`: the runtime under test cannot tell it from a
-real device.
+unreachable, or refuse a power cycle (``no_cycle``).  The *agent* side is an
+ordinary :class:`Session` over a :class:`LoopbackTransport`: the runtime under
+test cannot tell it from a real device.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ocf_lib.fence import (
     opt_password,
     opt_plug,
 )
-from ocf_lib.params import PATH, Param
+from ocf_lib.params import PATH, Choice, Param
 from ocf_lib.transport import LoopbackTransport, TransportError
 
 
@@ -62,6 +62,13 @@ class PowerSwitch:
                 return ["ERR no such plug"]
             if words[0] == "STATUS":
                 return [self._shown(plug).upper()]
+            if words[0] == "CYCLE":
+                if s.get("no_cycle"):
+                    return ["ERR cycle not supported"]
+                s.setdefault("pending", {})[plug] = ["on", int(s.get("lag", 0))]
+                s["plugs"][plug] = "off"
+                s["cycles"] = s.get("cycles", 0) + 1
+                return ["OK"]
             if words[0] == "SET" and words[2] in ("on", "off"):
                 if words[2] == "on" and s.get("on_fails"):
                     return ["ERR power on failed"]
@@ -117,6 +124,9 @@ class SwitchSession(Session):
         if reply != "OK":
             raise FenceError(f"switch said: {reply}")
 
+    def cycle(self, plug: str | None) -> bool:
+        return self.ask(f"CYCLE {plug}")[0] == "OK"
+
     def list(self) -> dict[str, tuple[str, str | None]]:
         out: dict[str, tuple[str, str | None]] = {}
         for line in self.ask("LIST"):
@@ -140,6 +150,8 @@ agent = FenceAgent(
         opt_login(),
         *opt_password(),
         *opt_plug(required=True),
+        Param("method", Choice("onoff", "cycle"), default="onoff", getopt="m", order=1,
+              shortdesc="Method to fence (onoff or cycle)"),
         *opt_common(power_timeout="3", login_timeout="2", shell_timeout="2"),
     ],
     connect=SwitchSession,
@@ -147,4 +159,5 @@ agent = FenceAgent(
     multi_port=True,
     has_list=True,
     needs_password=True,
+    cycle_param="method",
 )
