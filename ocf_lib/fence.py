@@ -180,6 +180,8 @@ class FenceAgent:
         validate: Callable[[FenceContext], Iterable[str]] | None = None,
         version: str = "pyha 0.1.0",
         perform: Callable[[FenceContext], int] | None = None,
+        extra_actions: Mapping[str, Callable[[FenceContext, Session], int]] | None = None,
+        poll_during_wait: bool = False,
     ) -> None:
         self.name = name
         self.shortdesc = shortdesc
@@ -201,6 +203,13 @@ class FenceAgent:
         # Pacemaker) gives ``perform`` instead of ``connect``: it returns the exit
         # code itself and owns the verification the Session flow would do.
         self.perform = perform
+        # Device-specific actions (fence_ipmilan's diag): advertised after the
+        # standard ones, run with the connected session, return the exit code.
+        self.extra_actions = dict(extra_actions or {})
+        # Poll the state during power_wait too: for devices whose status query is
+        # cheap and exact (IPMI Get Chassis Status over an open session), so a
+        # verified change is reported as soon as the device shows it.
+        self.poll_during_wait = poll_during_wait
         if (connect is None) == (perform is None):
             raise ValueError(f"{name}: give exactly one of connect= and perform=")
         names = [p.name for p in self.params]
@@ -212,7 +221,7 @@ class FenceAgent:
         if self.has_list:
             out += ["list", "list-status"]
         out += ["monitor", "metadata", "manpage", "validate-all"]
-        return out
+        return out + list(self.extra_actions)
 
     def metadata(self, name: str | None = None) -> str:
         from .metadata import fence_metadata
@@ -570,6 +579,8 @@ class FenceContext:
 
     def _act(self, session: Session) -> int:
         action = self.action
+        if action in self.agent.extra_actions:
+            return self.agent.extra_actions[action](self, session)
         if action in ("list", "list-status"):
             entries = session.list()
             for plug, (alias, state) in sorted(entries.items()):
@@ -646,9 +657,16 @@ class FenceContext:
 
         o = self.options
         session.set_power(self.plug, state)
-        self.deadline.sleep(o.get("power_wait", 0.0) or 0.0)
-        end = time.monotonic() + (o.get("power_timeout", 20.0) or 20.0)
-        interval = min(0.5, o.get("stonith_status_sleep", 1.0) or 1.0)
+        wait = o.get("power_wait", 0.0) or 0.0
+        first = 0.5
+        if self.agent.poll_during_wait:
+            wait, first = 0.0, 0.1  # power_wait then only lengthens the poll window
+            end = time.monotonic() + (o.get("power_wait", 0.0) or 0.0)
+        else:
+            end = time.monotonic()
+        self.deadline.sleep(wait)
+        end = max(end, time.monotonic()) + (o.get("power_timeout", 20.0) or 20.0)
+        interval = min(first, o.get("stonith_status_sleep", 1.0) or 1.0)
         while True:
             if self._status(session) == state:
                 return

@@ -161,19 +161,22 @@ def fence_metadata(agent: FenceAgent, name: str | None = None) -> str:
     _text(root, "vendor-url", agent.vendor_url)  # metadata.rng requires it, even empty
     params = ET.SubElement(root, "parameters")
     defaults = agent.alias_defaults.get(name, {})
-    for p in sorted(agent.params, key=lambda q: (q.order, q.name)):
-        for pname, extra in _fence_names(p):
-            attrs = {"name": pname, "unique": "0", "required": "1" if p.required else "0",
-                     **extra}
-            el = ET.SubElement(params, "parameter", attrs)
-            ET.SubElement(el, "getopt", {"mixed": fence_getopt(p)})
-            content = ET.SubElement(el, "content", {"type": p.type.fence_type})
-            default = defaults.get(p.name, p.default)
-            if default is not None:
-                content.set("default", default)
-            for choice in p.type.choices():
-                ET.SubElement(content, "option", {"value": choice})
-            _text(el, "shortdesc", p.shortdesc.strip(), lang="en")
+    # fence-agents sorts the emitted names, so a legacy name sits at its own
+    # alphabetical place (``login`` before ``method``, ``username`` last).
+    entries = [(p.order, pname, extra, p) for p in agent.params
+               for pname, extra in _fence_names(p)]
+    for _order, pname, extra, p in sorted(entries, key=lambda e: (e[0], e[1])):
+        attrs = {"name": pname, "unique": "0", "required": "1" if p.required else "0",
+                 **extra}
+        el = ET.SubElement(params, "parameter", attrs)
+        ET.SubElement(el, "getopt", {"mixed": fence_getopt(p)})
+        content = ET.SubElement(el, "content", {"type": p.type.fence_type})
+        default = defaults.get(p.name, p.default)
+        if default is not None:
+            content.set("default", default)
+        for choice in p.type.choices():
+            ET.SubElement(content, "option", {"value": choice})
+        _text(el, "shortdesc", p.shortdesc.strip(), lang="en")
     actions = ET.SubElement(root, "actions")
     for action in agent.action_names():
         attrs = {"name": action}

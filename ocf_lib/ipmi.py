@@ -1,0 +1,499 @@
+"""The IPMI seam: one small session interface, three implementations.
+
+:class:`IPMISession` is all a fence agent needs from a BMC: read the chassis
+power state and send one Chassis Control request, over **one** session that
+lives for the whole action.  Implementations:
+
+* :class:`PyghmiSession`, the real one: IPMI over LAN in-process through
+  pyghmi (RMCP+ with cipher suite 17 or 3; IPMI 1.5 only when the BMC has
+  nothing better and ``lanplus`` was not asked for).  No ipmitool process, so
+  no password in any argv.  Only ``pyghmi.ipmi.private.session`` is imported
+  (about half the cost of ``pyghmi.ipmi.command``), and only when an action
+  really talks to a BMC.
+* :class:`IpmitoolSession`, an optional backend for BMCs that pyghmi does not
+  get along with.  Each request is one ipmitool run; the password travels in
+  the environment (``-E`` / ``IPMI_PASSWORD``), the Kg key likewise (``-K`` /
+  ``IPMI_KGKEY``), never as ``-P`` / ``-y``.
+* :class:`LoopbackSession`, the test double: an in-memory chassis with
+  scripted completion codes, behind the same interface.
+
+Completion codes and RMCP+ status codes are decoded into words
+(:func:`describe_cc`), so an operator reads "insufficient privilege level",
+not "0xd4".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
+    from .log import Logger
+
+# Chassis Control (NetFn chassis 0x00, command 0x02) request values.
+POWER_DOWN, POWER_UP, POWER_CYCLE, HARD_RESET, DIAG_INTERRUPT, SOFT_OFF = 0, 1, 2, 3, 4, 5
+CONTROL_NAMES = {POWER_DOWN: "power down", POWER_UP: "power up", POWER_CYCLE: "power cycle",
+                 HARD_RESET: "hard reset", DIAG_INTERRUPT: "diagnostic interrupt",
+                 SOFT_OFF: "soft shutdown"}
+PRIVILEGES = {"callback": 1, "user": 2, "operator": 3, "administrator": 4}
+# Cipher suites that exist in the IPMI 2.0 specification, and the ones pyha's
+# native backend speaks (both with AES-CBC-128 confidentiality).  Suite 0 has no
+# authentication at all and is never used, whatever the configuration says.
+KNOWN_CIPHERS = frozenset(range(0, 18))
+NATIVE_CIPHERS = (17, 3)
+
+COMPLETION_CODES = {
+    0xC0: "node busy", 0xC1: "invalid command", 0xC2: "command invalid for given LUN",
+    0xC3: "timeout while processing command", 0xC4: "out of space",
+    0xC5: "reservation cancelled or invalid", 0xC6: "request data truncated",
+    0xC7: "request data length invalid", 0xC8: "request data field length limit exceeded",
+    0xC9: "parameter out of range", 0xCA: "cannot return number of requested data bytes",
+    0xCB: "requested sensor, data or record not present", 0xCC: "invalid data field in request",
+    0xCD: "command illegal for specified sensor or record type",
+    0xCE: "command response could not be provided", 0xCF: "cannot execute duplicated request",
+    0xD0: "SDR repository in update mode", 0xD1: "device in firmware update mode",
+    0xD2: "BMC initialization in progress", 0xD3: "destination unavailable",
+    0xD4: "insufficient privilege level", 0xD5: "command not supported in present state",
+    0xD6: "command sub-function disabled or unavailable", 0xFF: "unspecified error",
+}
+# What ipmitool prints for the codes that matter to fencing (its backend maps back).
+_IPMITOOL_TEXT = {
+    "insufficient privilege level": 0xD4,
+    "command not supported in present state": 0xD5,
+    "invalid data field in request": 0xCC,
+    "node busy": 0xC0,
+    "invalid command": 0xC1,
+    "destination unavailable": 0xD3,
+}
+
+
+def describe_cc(code: int) -> str:
+    return f"{COMPLETION_CODES.get(code, 'unknown completion code')} (0x{code:02x})"
+
+
+class IPMIError(Exception):
+    """A BMC request failed; ``code`` is the completion code when the BMC sent one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IPMITimeout(IPMIError):
+    """The BMC did not answer in time (message contains "timed out" for Pacemaker)."""
+
+
+class IPMIConfig:
+    """Everything needed to reach one BMC; ``password`` and ``kg`` are secrets."""
+
+    def __init__(self, host: str, *, port: int = 623, username: str = "", password: str = "",
+                 privilege: str = "administrator", kg: bytes | None = None,
+                 ciphers: Sequence[int] = NATIVE_CIPHERS, lanplus: bool = True,
+                 auth: str | None = None, target: int | None = None,
+                 ipmitool: str | None = None, ipmitool_timeout: str = "2",
+                 sudo: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.privilege = privilege
+        self.kg = kg
+        self.ciphers = tuple(c for c in ciphers if c != 0)
+        self.lanplus = lanplus
+        self.auth = auth
+        self.target = target
+        self.ipmitool = ipmitool
+        self.ipmitool_timeout = ipmitool_timeout
+        self.sudo = sudo
+
+
+class IPMISession:
+    """One session with one BMC; ``timeout`` limits each request (seconds)."""
+
+    timeout = 5.0
+
+    def power_state(self) -> str:
+        """``"on"`` or ``"off"`` from Get Chassis Status; IPMIError otherwise."""
+        raise NotImplementedError
+
+    def chassis_control(self, request: int) -> None:
+        """Send Chassis Control; IPMIError (with the completion code) when refused."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def open_session(cfg: IPMIConfig, timeout: float, log: Logger) -> IPMISession:
+    """The backend the configuration asks for: ipmitool if a path is set, else pyghmi."""
+    if cfg.ipmitool:
+        return IpmitoolSession(cfg, timeout, log)
+    return PyghmiSession(cfg, timeout, log)
+
+
+# -- time limits around pyghmi -------------------------------------------------------
+# pyghmi's own retransmit schedule decides how long a dead BMC takes to fail
+# (about 5 s for a login, up to ~20 s for a request).  A real-time alarm keeps
+# every call inside the caller's limit instead; the session is abandoned then.
+
+
+class _Alarm:
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = max(0.05, seconds)
+        self.what = what
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        raise IPMITimeout(f"{self.what}: timed out after {self.seconds:.1f}s")
+
+    def __enter__(self) -> _Alarm:
+        import _signal  # the C module: ``signal`` would pull in enum
+
+        self._old = _signal.signal(_signal.SIGALRM, self._fire)
+        _signal.setitimer(_signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import _signal
+
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.signal(_signal.SIGALRM, self._old)
+
+
+def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int]) -> Any:
+    """A pyghmi Session that proposes exactly ``ciphers``, in that order.
+
+    pyghmi 1.5 proposes suite 17 (SHA-256) and falls back to 3 (SHA-1) when the
+    BMC refuses; it has no knob for either, so a subclass sets the starting
+    suite and stops the fallback when only one suite is allowed.
+    """
+    from .lazy import need
+
+    base = need("pyghmi.ipmi.private.session").Session
+    hash_of = {17: 256, 3: 1}
+    order = [hash_of[c] for c in ciphers]  # shared by the attempts of one login
+
+    class Session(base):  # type: ignore[misc, valid-type]
+        def _initsession(self) -> None:
+            super()._initsession()
+            self.attemptedhash = order[0]
+            # pyghmi starts every login with the same session ID and tag, so a
+            # late reply to an abandoned attempt would pass for the current
+            # one; random ones keep attempts apart.
+            rnd = int.from_bytes(os.urandom(5), "little")
+            self.localsid = rnd & 0x7FFFFFFF
+            self.rmcptag = 1 + (rnd >> 32) % 200
+
+        def _open_rmcpplus_request(self) -> None:
+            suite = 17 if self.attemptedhash == 256 else 3
+            if not tried or tried[-1] != suite:
+                tried.append(suite)
+            super()._open_rmcpplus_request()
+
+        def _got_rmcp_response(self, data: Any) -> Any:
+            if data[0] == self.rmcptag and data[1] != 0:
+                if len(order) == 1 or self.attemptedhash != 256:
+                    self.attemptedhash = -1  # refused, and nothing left to propose
+                else:
+                    del order[0]  # refused: later attempts start with the next suite
+            return super()._got_rmcp_response(data)
+
+    return Session
+
+
+def _forget_login(cls: Any, cfg: IPMIConfig) -> None:
+    """Drop an abandoned login from pyghmi's per-process session registries.
+
+    pyghmi hands a new Session for the same BMC and credentials the one still
+    logging in; a fresh attempt must start from scratch.
+    """
+    key = (cfg.host, cfg.username, cfg.password, cfg.port, cfg.kg)
+    stale = cls.initting_sessions.pop(key, None)
+    if stale is not None:
+        stale.broken = True
+        stale.logging = False
+    for addr, ports in list(cls.bmc_handlers.items()):
+        for port, sess in list(ports.items()):
+            if sess is stale or not getattr(sess, "logged", 0):
+                del ports[port]
+        if not ports:
+            del cls.bmc_handlers[addr]
+
+
+class PyghmiSession(IPMISession):
+    def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger) -> None:
+        bad = [c for c in cfg.ciphers if c not in NATIVE_CIPHERS]
+        if bad or not cfg.ciphers:
+            raise IPMIError(
+                f"cipher suite {bad[0] if bad else 0} is not available natively "
+                f"(pyha speaks suites 17 and 3, never 0); set ipmitool_path to use ipmitool")
+        self.cfg = cfg
+        self.log = log
+        self.timeout = timeout
+        self.sess: Any = None
+        self.tried: list[int] = []
+        bridge = None
+        if cfg.target is not None:
+            bridge = {"addr": cfg.target, "channel": 0}
+        self.bridge = bridge
+        cls = _pyghmi_session_class(cfg.ciphers, self.tried)
+        need_exc = __import__("pyghmi.exceptions", fromlist=["IpmiException"])
+        self._exc = need_exc.IpmiException
+        started = time.monotonic()
+        end = started + timeout
+        what = f"IPMI login to {cfg.host}:{cfg.port}"
+        # A login is five round trips.  pyghmi retransmits a lost request, but a
+        # lost packet in the RAKP exchange often leaves its handshake waiting for
+        # good (measured through a relay losing 20 %); so a login attempt gets a
+        # short, growing share of login_timeout (1 s, 1.5 s, 2 s...: a healthy
+        # login takes milliseconds, a slow BMC gets longer tries) and is started
+        # afresh while time is left.
+        share = 0.5
+        while True:
+            left = end - time.monotonic()
+            share += 0.5
+            try:
+                with _Alarm(min(share, left), what):
+                    self.sess = cls(cfg.host, cfg.username, cfg.password, port=cfg.port,
+                                    kg=cfg.kg, privlevel=PRIVILEGES[cfg.privilege],
+                                    keepalive=False)
+                break
+            except IPMITimeout:
+                _forget_login(cls, cfg)
+                if end - time.monotonic() < 0.5:
+                    raise IPMITimeout(f"{what}: timed out after {timeout:.1f}s") from None
+                log.debug(f"{what}: no answer within {min(share, left):.1f}s, starting again")
+            except self._exc as exc:
+                raise IPMIError(self._login_reason(str(exc))) from None
+            except OSError as exc:
+                raise IPMIError(f"{what} failed: {exc}") from None
+        version = getattr(self.sess, "ipmiversion", 2.0)
+        suite = self.tried[-1] if self.tried else None
+        if cfg.lanplus and version != 2.0:
+            self.close()
+            raise IPMIError(f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set")
+        if version != 2.0 and cfg.auth not in (None, "md5"):
+            self.close()
+            raise IPMIError(f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
+                            "(pyha speaks md5); set ipmitool_path to use ipmitool")
+        kind = f"RMCP+ cipher suite {suite}" if version == 2.0 else "IPMI 1.5 (MD5)"
+        log.debug(f"IPMI session with {cfg.host}:{cfg.port} as '{cfg.username}' "
+                  f"({cfg.privilege}, {kind}) in {time.monotonic() - started:.3f}s")
+
+    def _login_reason(self, text: str) -> str:
+        host = f"{self.cfg.host}:{self.cfg.port}"
+        low = text.lower()
+        if "timeout" in low or "timed out" in low or "no longer connected" in low and \
+                not self.tried:
+            return f"IPMI login to {host} timed out: the BMC did not answer"
+        if "password" in low or "unauthorized name" in low:
+            return f"IPMI login to {host} failed: wrong user name or password ({text})"
+        if self.tried and ("algorithm" in low or "cipher" in low or "no matching" in low):
+            tried = ", ".join(str(c) for c in self.tried)
+            return (f"IPMI login to {host} failed: the BMC accepts none of the cipher suites "
+                    f"pyha allows (tried {tried}; suite 0 is never used): {text}")
+        if "privilege" in low or "role" in low or "no longer connected" in low:
+            return (f"IPMI login to {host} failed: the BMC refused privilege level "
+                    f"'{self.cfg.privilege}' for user '{self.cfg.username}' ({text})")
+        return f"IPMI login to {host} failed: {text}"
+
+    def _request(self, netfn: int, command: int, data: Sequence[int], what: str) -> bytes:
+        if self.sess is None:
+            raise IPMIError("IPMI session is closed")
+        try:
+            with _Alarm(self.timeout, f"IPMI {what} on {self.cfg.host}"):
+                rsp = self.sess.raw_command(netfn=netfn, command=command, data=list(data),
+                                            bridge_request=self.bridge)
+        except self._exc as exc:
+            text = str(exc)
+            if "timeout" in text.lower() or "no longer connected" in text.lower():
+                raise IPMITimeout(f"IPMI {what} on {self.cfg.host} timed out ({text})") from None
+            raise IPMIError(f"IPMI {what} on {self.cfg.host} failed: {text}") from None
+        code = rsp.get("code", 0) if isinstance(rsp, dict) else 0
+        if isinstance(rsp, dict) and "error" in rsp and not code:
+            raise IPMIError(f"IPMI {what} on {self.cfg.host} failed: {rsp['error']}")
+        if code:
+            if code == 0xFFFF:
+                raise IPMITimeout(f"IPMI {what} on {self.cfg.host} timed out")
+            raise IPMIError(f"{self.cfg.host} refused {what}: {describe_cc(code)}", code)
+        return bytes(rsp.get("data", b""))
+
+    def power_state(self) -> str:
+        data = self._request(0x00, 0x01, (), "Get Chassis Status")
+        if not data:
+            raise IPMIError(f"{self.cfg.host} sent an empty Get Chassis Status reply")
+        return "on" if data[0] & 1 else "off"
+
+    def chassis_control(self, request: int) -> None:
+        self._request(0x00, 0x02, (request,), f"Chassis Control ({CONTROL_NAMES[request]})")
+
+    def close(self) -> None:
+        sess, self.sess = self.sess, None
+        if sess is None:
+            return
+        try:
+            with _Alarm(min(self.timeout, 2.0), "IPMI logout"):
+                sess.logout()
+        except Exception as exc:  # noqa: BLE001 - a failed Close Session changes nothing
+            self.log.debug(f"IPMI logout from {self.cfg.host}: {exc}")
+
+
+# -- ipmitool backend ----------------------------------------------------------------
+
+
+class IpmitoolSession(IPMISession):
+    """One ipmitool run per request; secrets in the child's environment only."""
+
+    def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger) -> None:
+        from .proc import which
+
+        if not which(cfg.ipmitool or ""):
+            raise IPMIError(f"ipmitool not found or not executable: {cfg.ipmitool}")
+        self.cfg = cfg
+        self.log = log
+        self.timeout = timeout
+        self.cipher: int | None = None
+        self._fresh = ""
+        if cfg.lanplus:
+            self.cipher = self._negotiate()
+
+    def _argv(self, cipher: int | None, *command: str) -> list[str]:
+        c = self.cfg
+        argv = [c.sudo, "-n", "--preserve-env=IPMI_PASSWORD,IPMI_KGKEY"] if c.sudo else []
+        argv += [c.ipmitool or "ipmitool", "-I", "lanplus" if c.lanplus else "lan",
+                 "-H", c.host, "-p", str(c.port)]
+        if c.target is not None:
+            argv += ["-t", f"0x{c.target:02x}"]
+        if c.username:
+            argv += ["-U", c.username]
+        if c.auth and not c.lanplus:
+            argv += ["-A", c.auth.upper()]
+        argv += ["-E"]
+        if c.kg is not None:
+            argv += ["-K"]
+        if cipher is not None:
+            argv += ["-C", str(cipher)]
+        argv += ["-L", c.privilege.upper(), "-N", str(c.ipmitool_timeout), *command]
+        return argv
+
+    def _run(self, cipher: int | None, *command: str) -> tuple[int, str]:
+        from .proc import CommandTimeout, run
+
+        env = {"IPMI_PASSWORD": self.cfg.password}
+        if self.cfg.kg is not None:
+            if b"\0" in self.cfg.kg:
+                raise IPMIError("ipmitool cannot take a Kg key containing a zero byte")
+            env["IPMI_KGKEY"] = os.fsdecode(self.cfg.kg)
+        secrets = [self.cfg.password] if self.cfg.password else []
+        try:
+            res = run(self._argv(cipher, *command), timeout=self.timeout, extra_env=env,
+                      log=self.log, secrets=secrets, quiet=True)
+        except CommandTimeout:
+            raise IPMITimeout(f"ipmitool {' '.join(command)} on {self.cfg.host} timed out") \
+                from None
+        return res.rc, (res.out + "\n" + res.err)
+
+    def _negotiate(self) -> int:
+        tried = []
+        last = ""
+        for cipher in self.cfg.ciphers:
+            tried.append(str(cipher))
+            rc, text = self._run(cipher, "chassis", "power", "status")
+            if rc == 0 and "chassis power is" in text.lower():
+                self.log.debug(f"ipmitool: cipher suite {cipher} works with {self.cfg.host}")
+                self._fresh = text  # the runtime's first status read: no second run
+                return cipher
+            last = _last_line(text)
+            if "cipher" not in text.lower() and "rakp" not in text.lower() \
+                    and "algorithm" not in text.lower():
+                raise IPMIError(f"IPMI login to {self.cfg.host} failed: {last}")
+        raise IPMIError(f"IPMI login to {self.cfg.host} failed: the BMC accepts none of the "
+                        f"cipher suites allowed (tried {', '.join(tried)}): {last}")
+
+    def power_state(self) -> str:
+        text, self._fresh = self._fresh, ""
+        if not text:
+            text = self._run(self.cipher, "chassis", "power", "status")[1]
+        low = text.lower()
+        for state in ("on", "off"):
+            if f"chassis power is {state}" in low:
+                return state
+        raise IPMIError(f"ipmitool could not read the power state of {self.cfg.host}: "
+                        f"{_last_line(text)}", _code_from_text(low))
+
+    def chassis_control(self, request: int) -> None:
+        word = {POWER_DOWN: "off", POWER_UP: "on", POWER_CYCLE: "cycle", HARD_RESET: "reset",
+                DIAG_INTERRUPT: "diag", SOFT_OFF: "soft"}[request]
+        rc, text = self._run(self.cipher, "chassis", "power", word)
+        if rc != 0 or "chassis power control" not in text.lower():
+            code = _code_from_text(text.lower())
+            why = describe_cc(code) if code is not None else _last_line(text)
+            raise IPMIError(f"{self.cfg.host} refused Chassis Control "
+                            f"({CONTROL_NAMES[request]}): {why}", code)
+
+
+def _code_from_text(text: str) -> int | None:
+    for words, code in _IPMITOOL_TEXT.items():
+        if words in text:
+            return code
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+# -- the test double -------------------------------------------------------------------
+
+
+class LoopbackBMC:
+    """An in-memory chassis: ``refuse[request] = completion code`` scripts failures."""
+
+    def __init__(self, power: str = "on", *, stuck: bool = False) -> None:
+        self.power = power
+        self.stuck = stuck  # accepts power down but never goes off
+        self.refuse: dict[int, int] = {}
+        self.requests: list[int] = []
+
+    def control(self, request: int) -> None:
+        self.requests.append(request)
+        if request in self.refuse:
+            raise IPMIError(f"loopback refused: {describe_cc(self.refuse[request])}",
+                            self.refuse[request])
+        if request == POWER_CYCLE and self.power == "off":
+            raise IPMIError(f"loopback refused: {describe_cc(0xD5)}", 0xD5)
+        if request in (POWER_DOWN, SOFT_OFF) and not self.stuck:
+            self.power = "off"
+        elif request in (POWER_UP, POWER_CYCLE, HARD_RESET):
+            self.power = "on"
+
+
+class LoopbackSession(IPMISession):
+    def __init__(self, bmc: LoopbackBMC) -> None:
+        self.bmc = bmc
+        self.closed = False
+
+    def power_state(self) -> str:
+        if self.closed:
+            raise IPMIError("loopback session closed")
+        return self.bmc.power
+
+    def chassis_control(self, request: int) -> None:
+        if self.closed:
+            raise IPMIError("loopback session closed")
+        self.bmc.control(request)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def iter_ciphers(configured: str | None) -> Iterator[int]:
+    """The proposal order: the configured suite alone, else 17 then 3."""
+    if configured:
+        yield int(configured)
+    else:
+        yield from NATIVE_CIPHERS

@@ -1,0 +1,1 @@
+"""Device simulators for the fence-agent tests, driven over real sockets."""

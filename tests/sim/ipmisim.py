@@ -1,0 +1,162 @@
+"""OpenIPMI's ``ipmi_sim`` (a real BMC implementation) with an observable chassis.
+
+ipmi_sim runs its ``chassis_control`` program for every power request and
+status read (``PROG 0x20 get power`` must print ``power:0|1``;
+``PROG 0x20 set power 0|1``), so the chassis lives in a file that tests read
+and flip.  Faults: a ``stuck`` file makes the chassis accept power-down but
+stay on (a node that never goes off); SIGSTOP on ipmi_sim makes a BMC that
+does not answer.  Users: admin/secret (administrator), oper/operpw
+(operator), viewer/viewpw (user: Chassis Control needs operator).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+HOOK = """#!/bin/sh
+# ipmi_sim's chassis_control program: MCADDR get NAME... | set NAME VALUE...
+D={dir}
+mc=$1; op=$2; shift 2
+echo "$(date +%s.%N) $op $*" >> "$D/chassis.log"
+while [ $# -gt 0 ]; do
+  name=$1; shift
+  if [ "$op" = get ]; then
+    case $name in
+      power) [ "$(cat "$D/power")" = on ] && echo power:1 || echo power:0 ;;
+      boot) echo boot:default ;;
+      *) echo "$name:0" ;;
+    esac
+  else
+    val=$1; shift
+    case $name in
+      power)
+        if [ "$val" = 1 ]; then st=on; else st=off; fi
+        if [ "$st" = off ] && [ -e "$D/stuck" ]; then
+          echo "ignored-off $(date +%s.%N)" >> "$D/power.log"
+        else
+          echo $st > "$D/power"; echo "$st $(date +%s.%N)" >> "$D/power.log"
+        fi ;;
+      reset) echo "reset $(date +%s.%N)" >> "$D/power.log" ;;
+    esac
+  fi
+done
+exit 0
+"""
+
+LAN_CONF = """name "pyhabmc"
+set_working_mc 0x20
+  startlan 1
+    addr {addr} {port}
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  chassis_control "{dir}/chassis-control.sh 0x20"
+  user 1 true  ""       "test"    user     10 none md2 md5 straight
+  user 2 true  "admin"  "secret"  admin    10 none md2 md5 straight
+  user 3 true  "oper"   "operpw"  operator 10 none md2 md5 straight
+  user 4 true  "viewer" "viewpw"  user     10 none md2 md5 straight
+"""
+
+EMU = """mc_setbmc 0x20
+mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
+sel_enable 0x20 1000 0x0a
+mc_enable 0x20
+"""
+
+
+def wait_udp(port: int, addr: str = "127.0.0.1", timeout: float = 5.0) -> None:
+    """Wait until something is bound to udp ``addr:port``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind((addr, port))
+        except OSError:
+            return  # taken: the simulator is listening
+        finally:
+            probe.close()
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on udp {addr}:{port}")
+
+
+class IpmiSim:
+    def __init__(self, port: int, addr: str = "127.0.0.1", power: str = "on") -> None:
+        self.port = port
+        self.addr = addr
+        self.dir = Path(f"/tmp/pyha-fence-ipmi-{port}")
+        self.initial = power
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IpmiSim:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "state").mkdir(parents=True)
+        self.power = self.initial
+        (self.dir / "power.log").write_text("")
+        hook = self.dir / "chassis-control.sh"
+        hook.write_text(HOOK.format(dir=self.dir))
+        hook.chmod(0o755)
+        (self.dir / "lan.conf").write_text(LAN_CONF.format(addr=self.addr, port=self.port,
+                                                           dir=self.dir))
+        (self.dir / "bmc.emu").write_text(EMU)
+        log = open(self.dir / "ipmi_sim.log", "wb")
+        self.proc = subprocess.Popen(
+            ["ipmi_sim", "-n", "-c", str(self.dir / "lan.conf"), "-f", str(self.dir / "bmc.emu"),
+             "-s", str(self.dir / "state")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        wait_udp(self.port, self.addr)
+        return self
+
+    @property
+    def power(self) -> str:
+        return (self.dir / "power").read_text().strip()
+
+    @power.setter
+    def power(self, state: str) -> None:
+        (self.dir / "power").write_text(state + "\n")
+
+    def set_stuck(self, stuck: bool) -> None:
+        flag = self.dir / "stuck"
+        if stuck:
+            flag.write_text("1\n")
+        elif flag.exists():
+            flag.unlink()
+
+    def power_log(self) -> list[str]:
+        return [line.split()[0] for line in (self.dir / "power.log").read_text().splitlines()]
+
+    def clear_log(self) -> None:
+        (self.dir / "power.log").write_text("")
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,411 @@
+"""fence_ipmilan through its real executable against real BMC implementations.
+
+OpenIPMI's ipmi_sim is the BMC (its chassis_control hook keeps the power
+state in a file we read); a pyghmi-based BMC that refuses a cycle on an off
+node (as real ones do) and a packet-losing UDP relay cover what ipmi_sim
+cannot show.  Ports 9620-9629, loopback only, files under /tmp/pyha-fence-*.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FENCE, METADATA, ROOT, base_env, run_fence
+from sim.ipmisim import IpmiSim, wait_udp
+
+AGENT = "fence_ipmilan"
+SIM_PORT, FAKEBMC_PORT, PROXY_PORT, DEAD_PORT = 9620, 9621, 9622, 9623
+RNG = "/usr/share/cluster/relaxng/metadata.rng"
+GOLDEN_ORDER = (
+    "action auth cipher hexadecimal_kg ip ipaddr ipport lanplus login method passwd "
+    "passwd_script password password_script plug port privlvl target username quiet verbose "
+    "verbose_level debug debug_file version help plug_separator delay disable_timeout "
+    "ipmitool_path login_timeout port_as_ip power_timeout power_wait shell_timeout "
+    "stonith_status_sleep ipmitool_timeout retry_on sudo use_sudo sudo_path").split()
+ALIASES = ("fence_ipmilanplus", "fence_idrac", "fence_ilo3", "fence_ilo4", "fence_ilo5",
+           "fence_imm")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    bmc = IpmiSim(SIM_PORT).start()
+    yield bmc
+    bmc.stop()
+
+
+@pytest.fixture
+def bmc(sim):
+    """The module's ipmi_sim, reset to a running node with an empty power log."""
+    sim.set_stuck(False)
+    sim.power = "on"
+    sim.clear_log()
+    yield sim
+    sim.set_stuck(False)
+
+
+def argv(*extra: str, port: int = SIM_PORT, user: str = "admin", password: str = "secret"):
+    return ["-a", "127.0.0.1", "-u", str(port), "-l", user, "-p", password, "-P",
+            "--power-wait=0", *extra]
+
+
+def stdin(**kw: str) -> str:
+    base = {"ip": "127.0.0.1", "ipport": str(SIM_PORT), "username": "admin",
+            "password": "secret", "lanplus": "1", "power_wait": "0"}
+    base.update(kw)
+    return "".join(f"{k}={v}\n" for k, v in base.items())
+
+
+# -- metadata ---------------------------------------------------------------------
+
+
+def test_metadata_matches_golden_order_and_validates(tmp_path):
+    res = run_fence(AGENT, args=["-o", "metadata"])
+    assert res.rc == 0
+    assert res.out == (METADATA / "fence_ipmilan.xml").read_text()
+    names = [line.split('"')[1] for line in res.out.splitlines()
+             if line.strip().startswith("<parameter name=")]
+    assert names == GOLDEN_ORDER
+    assert 'name="ip" unique="0" required="0" obsoletes="ipaddr"' in res.out
+    assert 'name="ipaddr" unique="0" required="0" deprecated="1"' in res.out
+    assert '<action name="diag"' in res.out and '<action name="list"' not in res.out
+    via_stdin = run_fence(AGENT, stdin="action=metadata\n")
+    assert via_stdin.rc == 0 and via_stdin.out == res.out
+    path = tmp_path / "m.xml"
+    path.write_text(res.out)
+    subprocess.run(["xmllint", "--noout", "--relaxng", RNG, str(path)], check=True,
+                   capture_output=True)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_alias_metadata_and_defaults(alias):
+    assert (FENCE / alias).exists()
+    res = run_fence(alias, stdin="action=meta-data\n")
+    assert res.rc == 0
+    assert f'<resource-agent name="{alias}"' in res.out
+    lanplus = res.out.split('name="lanplus"')[1].split("</parameter>")[0]
+    wait = res.out.split('name="power_wait"')[1].split("</parameter>")[0]
+    plus = alias in ("fence_ipmilanplus", "fence_ilo3", "fence_ilo4", "fence_ilo5")
+    assert f'default="{1 if plus else 0}"' in lanplus
+    assert f'default="{4 if alias == "fence_ilo3" else 2}"' in wait
+
+
+# -- actions, three input forms -------------------------------------------------------
+
+
+def test_status_on_and_off_argv(bmc):
+    res = run_fence(AGENT, args=argv("-o", "status"))
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    bmc.power = "off"
+    res = run_fence(AGENT, args=argv("-o", "status"))
+    assert (res.rc, res.out) == (2, "Status: OFF\n"), res.err
+    assert bmc.power_log() == []
+
+
+def test_off_pacemaker_stdin_verifies_off(bmc):
+    res = run_fence(AGENT, stdin=stdin(action="off", plug="node1", nodename="node1"),
+                    env={**base_env(), "PCMK_service": "pacemaker-fenced"})
+    assert res.rc == 0, res.err
+    assert res.out == "Success: Powered OFF\n"
+    assert bmc.power == "off" and bmc.power_log() == ["off"]
+    again = run_fence(AGENT, stdin=stdin(action="off"))
+    assert (again.rc, again.out) == (0, "Success: Already OFF\n")
+    assert bmc.power_log() == ["off"]
+
+
+def test_on_argv(bmc):
+    bmc.power = "off"
+    res = run_fence(AGENT, args=argv("-o", "on"))
+    assert (res.rc, res.out) == (0, "Success: Powered ON\n"), res.err
+    assert bmc.power == "on" and bmc.power_log() == ["on"]
+
+
+def test_reboot_cman_stdin_legacy_names(bmc):
+    # cluster.conf: <fencedevice agent="fence_ipmilan" ipaddr=... login=... passwd=.../>,
+    # the per-node <device action="reboot"/>, libfence adds nodename.
+    text = (f"action=reboot\nnodename=an-node01.alteeve.com\nagent=fence_ipmilan\n"
+            f"ipaddr=127.0.0.1\nipport={SIM_PORT}\nlogin=admin\npasswd=secret\n"
+            "lanplus=1\npower_wait=0\n")
+    res = run_fence(AGENT, stdin=text)
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    assert bmc.power_log() == ["off", "on"]
+
+
+def test_reboot_is_one_session_and_quick(bmc):
+    start = time.monotonic()
+    res = run_fence(AGENT, args=argv("-o", "reboot", "-v"))
+    assert res.rc == 0, res.err
+    assert res.err.count("IPMI session with") == 1
+    assert time.monotonic() - start < 3.0
+    assert bmc.power_log() == ["off", "on"]
+
+
+def test_option_status_old_cman_spelling_never_reboots(bmc):
+    res = run_fence(AGENT, stdin="option=status\nipaddr=127.0.0.1\nipport=9620\nlogin=admin\n"
+                    "passwd=secret\nlanplus=1\n")
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    assert bmc.power_log() == []
+
+
+def test_monitor_answers_0_even_when_off(bmc):
+    bmc.power = "off"
+    assert run_fence(AGENT, args=argv("-o", "monitor")).rc == 0
+    assert bmc.power_log() == []
+
+
+def test_method_cycle_on_running_node(bmc):
+    res = run_fence(AGENT, args=argv("-o", "reboot", "-m", "cycle"))
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    assert bmc.power_log()[:1] == ["off"]  # ipmi_sim powers back on a second later
+
+
+def test_validate_all(bmc):
+    assert run_fence(AGENT, args=argv("-o", "validate-all")).rc == 0
+    res = run_fence(AGENT, stdin="action=validate-all\nusername=admin\n")
+    assert res.rc == 1 and "fence address" in res.err
+
+
+def test_port_as_ip_takes_the_address_from_plug(bmc):
+    res = run_fence(AGENT, stdin=f"action=status\nplug=127.0.0.1\nport_as_ip=1\n"
+                    f"ipport={SIM_PORT}\nusername=admin\npassword=secret\nlanplus=1\n")
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+
+
+def test_lanplus_alias_needs_no_flag(bmc):
+    res = run_fence("fence_ipmilanplus", stdin=f"action=status\nip=127.0.0.1\nipport={SIM_PORT}\n"
+                    "username=admin\npassword=secret\n")
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+
+
+# -- failures: 1, a reason, and no power action ------------------------------------------
+
+
+def test_wrong_password(bmc):
+    res = run_fence(AGENT, args=argv("-o", "off", password="Hunter2x"))
+    assert res.rc == 1
+    assert "password" in res.err and "Hunter2x" not in res.err + res.out
+    assert bmc.power == "on" and bmc.power_log() == []
+
+
+def test_insufficient_privilege_is_decoded(bmc):
+    res = run_fence(AGENT, args=argv("-o", "off", "-L", "user", user="viewer",
+                                     password="viewpw"))
+    assert res.rc == 1
+    assert "insufficient privilege level (0xd4)" in res.err
+    assert bmc.power == "on"
+
+
+def test_operator_privilege_is_enough(bmc):
+    res = run_fence(AGENT, args=argv("-o", "off", "-L", "operator", user="oper",
+                                     password="operpw"))
+    assert res.rc == 0, res.err
+    assert bmc.power == "off"
+
+
+def test_unreachable_bmc_fails_within_login_timeout():
+    start = time.monotonic()
+    res = run_fence(AGENT, args=argv("-o", "off", "--login-timeout=2", port=DEAD_PORT))
+    took = time.monotonic() - start
+    assert res.rc == 1 and "timed out" in res.err
+    assert took < 3.0
+
+
+def test_bmc_that_stops_answering(bmc):
+    bmc.pause()
+    try:
+        start = time.monotonic()
+        res = run_fence(AGENT, args=argv("-o", "status", "--login-timeout=1.5"))
+        took = time.monotonic() - start
+    finally:
+        bmc.resume()
+    assert res.rc == 1 and "timed out" in res.err
+    assert took < 2.5
+
+
+def test_node_that_never_goes_off_is_never_success(bmc):
+    bmc.set_stuck(True)
+    start = time.monotonic()
+    res = run_fence(AGENT, args=argv("-o", "off", "--power-timeout=2"))
+    assert res.rc == 1
+    assert "Timed out waiting to power OFF" in res.err and "timed out" in res.err
+    assert 1.5 < time.monotonic() - start < 5
+    res = run_fence(AGENT, args=argv("-o", "reboot", "--power-timeout=1"))
+    assert res.rc == 1 and "Success" not in res.out
+    assert bmc.power == "on" and "on" not in bmc.power_log()
+
+
+def test_cipher_policy(bmc):
+    res = run_fence(AGENT, args=argv("-o", "status", "-C", "17"))
+    assert res.rc == 1 and "none of the cipher suites" in res.err and "tried 17" in res.err
+    res = run_fence(AGENT, args=argv("-o", "status", "-C", "3"))
+    assert res.rc == 0, res.err
+    res = run_fence(AGENT, args=argv("-o", "status", "-v"))
+    assert res.rc == 0 and "cipher suite 3" in res.err  # 17 refused by ipmi_sim, then 3
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["-o", "frobnicate"], "Unrecognised action 'frobnicate'"),
+    (["-C", "99", "-o", "off"], "not an IPMI cipher suite"),
+    (["-C", "0", "-o", "off"], "suite 0"),
+    (["-C", "1", "-o", "off"], "not available natively"),
+    (["--hexadecimal-kg=zz12", "-o", "off"], "hex"),
+    (["--target=0x2x", "-o", "off"], "IPMB address"),
+    (["-A", "kerberos", "-o", "off"], "auth"),
+    (["-a", "127.0.0.1 -f /etc/shadow", "-o", "off"], "spaces"),
+    (["-a", "127.0.0.1\nx", "-o", "off"], "spaces"),
+    (["--ipmitool-path=/nonexistent/ipmitool", "-o", "off"], "Ipmitool not found"),
+])
+def test_bad_input_is_rejected_before_any_power_action(bmc, bad, words):
+    res = run_fence(AGENT, args=argv(*bad))
+    assert res.rc == 1
+    assert words in res.err
+    assert "Traceback" not in res.err
+    assert bmc.power == "on" and bmc.power_log() == []
+
+
+def test_missing_ip_and_empty_password_script(bmc, tmp_path):
+    res = run_fence(AGENT, stdin="action=off\nusername=admin\npassword=secret\n")
+    assert res.rc == 1 and "fence address" in res.err
+    script = tmp_path / "pw.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    res = run_fence(AGENT, stdin=stdin(action="off", password="", password_script=str(script)))
+    assert res.rc == 1 and "no password" in res.err
+    assert bmc.power_log() == []
+
+
+def test_password_script(bmc, tmp_path):
+    script = tmp_path / "pw.sh"
+    script.write_text("#!/bin/sh\necho secret\n")
+    script.chmod(0o755)
+    res = run_fence(AGENT, stdin=stdin(action="status", password="", password_script=str(script)))
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+
+
+def test_diag_error_is_decoded(bmc):
+    # ipmi_sim does not implement the diagnostic interrupt.
+    res = run_fence(AGENT, args=argv("-o", "diag"))
+    assert res.rc == 1 and "invalid data field in request (0xcc)" in res.err
+
+
+# -- cycle on an off node: the BMC refuses, the agent powers on (issue #596) ----------------
+
+
+@pytest.fixture(scope="module")
+def refusing_bmc():
+    state = Path(f"/tmp/pyha-fence-fakebmc-{FAKEBMC_PORT}")
+    state.write_text("off\n")
+    log = Path(str(state) + ".log")
+    log.write_text("")
+    proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/sim/fakebmc.py"),
+                             str(FAKEBMC_PORT), str(state)], stderr=subprocess.DEVNULL)
+    wait_udp(FAKEBMC_PORT)
+    yield state, log
+    proc.terminate()
+    proc.wait(5)
+    state.unlink()
+    log.unlink()
+
+
+def test_cycle_on_off_node_falls_back_to_power_on(refusing_bmc):
+    state, log = refusing_bmc
+    state.write_text("off\n")
+    res = run_fence(AGENT, args=argv("-o", "reboot", "-m", "cycle", "-C", "3",
+                                     port=FAKEBMC_PORT))
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    assert state.read_text().strip() == "on"
+    assert "cycle-refused" not in log.read_text()
+    # The same BMC cycles a running node.
+    res = run_fence(AGENT, args=argv("-o", "reboot", "-m", "cycle", "-C", "3",
+                                     port=FAKEBMC_PORT))
+    assert res.rc == 0, res.err
+    events = [line.split()[1] for line in log.read_text().splitlines()]
+    assert events[-2:] == ["off", "on"] and "cycle-refused" not in events
+
+
+# -- packet loss ----------------------------------------------------------------------------
+
+
+def test_reboot_survives_20_percent_packet_loss(bmc):
+    proxy = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/sim/udpproxy.py"),
+                              str(PROXY_PORT), str(SIM_PORT), "0.2", "7"])
+    try:
+        wait_udp(PROXY_PORT)
+        # pyghmi's login stalls on some lost packets; the agent restarts it in
+        # growing shares of login_timeout (measured: 11 of 12 logins within 15 s).
+        res = run_fence(AGENT, args=argv("-o", "reboot", "--login-timeout=30",
+                                         "--shell-timeout=15", port=PROXY_PORT))
+        assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+        # A retransmitted request may be executed twice (IPMI is at-least-once).
+        log = bmc.power_log()
+        assert log[0] == "off" and log[-1] == "on" and bmc.power == "on", log
+    finally:
+        proxy.terminate()
+        proxy.wait(5)
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+def _watch_cmdlines(stop: threading.Event, seen: list[str]) -> None:
+    while not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "ipmitool" in cmd or AGENT in cmd:
+                seen.append(cmd)
+        time.sleep(0.002)
+
+
+def test_ipmitool_backend_never_has_the_password_in_argv(bmc, tmp_path):
+    seen: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_cmdlines, args=(stop, seen))
+    watcher.start()
+    debug = tmp_path / "debug.log"
+    try:
+        res = run_fence(AGENT, stdin=stdin(action="reboot", password="Sw0rdfish",
+                                           ipmitool_path="/usr/bin/ipmitool", verbose="1",
+                                           debug_file=str(debug)))
+    finally:
+        stop.set()
+        watcher.join()
+    # ipmi_sim's admin password is "secret": a wrong one must fail, and leak nowhere.
+    assert res.rc == 1
+    assert any("/usr/bin/ipmitool" in c for c in seen), "no ipmitool process was observed"
+    assert all("Sw0rdfish" not in c for c in seen)
+    assert "Sw0rdfish" not in res.err + res.out + debug.read_text()
+    assert all(" -P " not in c for c in seen if "ipmitool" in c)
+
+
+def test_ipmitool_backend_works(bmc, tmp_path):
+    seen: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_cmdlines, args=(stop, seen))
+    watcher.start()
+    try:
+        res = run_fence(AGENT, stdin=stdin(action="reboot", ipmitool_path="/usr/bin/ipmitool"))
+    finally:
+        stop.set()
+        watcher.join()
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    assert bmc.power_log() == ["off", "on"]
+    assert any(" -E " in c for c in seen if "/usr/bin/ipmitool" in c)
+    assert all("secret" not in c for c in seen)
+
+
+def test_native_verbose_and_debug_file_never_show_the_password(bmc, tmp_path):
+    debug = tmp_path / "debug.log"
+    res = run_fence(AGENT, stdin=stdin(action="reboot", verbose="1", debug_file=str(debug)))
+    assert res.rc == 0, res.err
+    text = res.err + res.out + debug.read_text()
+    assert "IPMI session" in text and "secret" not in text
