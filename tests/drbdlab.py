@@ -22,6 +22,7 @@ from typing import Any
 from conftest import AGENTS, Run, base_env
 
 SIM = Path(__file__).resolve().parent / "drbdsim"
+UPSTREAM = Path("/usr/lib/ocf/resource.d/linbit/drbd")
 sys.path.insert(0, str(SIM))
 import drbdsim  # noqa: E402
 
@@ -29,15 +30,15 @@ CONF9 = """resource r0 {{
   device /dev/drbd0;
   disk {base}/alpha.img;
   meta-disk internal;
-  on alpha {{ node-id 0; address 127.0.0.1:7789; }}
-  on beta  {{ node-id 1; address 127.0.0.1:7790; }}
+  on {a} {{ node-id 0; address 127.0.0.1:7789; }}
+  on {b}  {{ node-id 1; address 127.0.0.1:7790; }}
 }}
 resource r1 {{
   device /dev/drbd1;
   disk {base}/alpha1.img;
   meta-disk internal;
-  on alpha {{ node-id 0; address 127.0.0.1:7791; }}
-  on beta  {{ node-id 1; address 127.0.0.1:7792; }}
+  on {a} {{ node-id 0; address 127.0.0.1:7791; }}
+  on {b}  {{ node-id 1; address 127.0.0.1:7792; }}
 }}
 """
 
@@ -45,8 +46,8 @@ CONF84 = """resource r0 {{
   device /dev/drbd0;
   disk {base}/alpha.img;
   meta-disk internal;
-  on alpha {{ address 127.0.0.1:7789; }}
-  on beta  {{ address 127.0.0.1:7790; }}
+  on {a} {{ address 127.0.0.1:7789; }}
+  on {b}  {{ address 127.0.0.1:7790; }}
 }}
 resource low {{
   device /dev/drbd5;
@@ -77,7 +78,7 @@ class DrbdLab:
             (self.base / n).mkdir()
         template = conf or (CONF84 if version.startswith("8.") else CONF9)
         self.conf = self.base / "drbd.conf"
-        self.conf.write_text(template.format(base=self.base))
+        self.conf.write_text(template.format(base=self.base, a=nodes[0], b=nodes[1]))
         ids = {n: str(i + 1) for i, n in enumerate(nodes)}
         self.cib = self.base / "cib.xml"
         self.cib.write_text(CIB.format(
@@ -129,6 +130,33 @@ class DrbdLab:
         proc = subprocess.run([str(path), action], env=env, capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL)
         return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def upstream(self, node: str, action: str, res: str = "r0", **extra: str) -> Run:
+        """linbit's own agent on the same simulated kernel (an oracle for the simulator).
+
+        Its two hard-coded kernel checks (``test -f /proc/drbd``, ``test -b /dev/drbdN``)
+        are pointed at the simulated files by a ``test`` shell function defined in a
+        wrapper ocf-shellfuncs (the agent sources ``$OCF_FUNCTIONS_DIR/ocf-shellfuncs``);
+        nothing else of the agent is changed.
+        """
+        funcs = self.base / "ocf-functions"
+        if not funcs.exists():
+            funcs.mkdir()
+            real = Path("/usr/lib/ocf/lib/heartbeat")
+            for item in real.iterdir():
+                if item.name != "ocf-shellfuncs":
+                    (funcs / item.name).symlink_to(item)
+            (funcs / "ocf-shellfuncs").write_text(
+                f". {real}/ocf-shellfuncs\n"
+                "test() {\n"
+                '  case "$1 $2" in\n'
+                '    "-f /proc/drbd") builtin test -f "$PYHA_KERNEL_ROOT/proc/drbd" ;;\n'
+                '    "-b /dev/"*) builtin test -b "$PYHA_KERNEL_ROOT$2" ;;\n'
+                '    *) builtin test "$@" ;;\n'
+                "  esac\n"
+                "}\n")
+        return self.agent(node, action, res, agent=UPSTREAM, OCF_FUNCTIONS_DIR=str(funcs),
+                          **extra)
 
     def drbdadm(self, node: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["drbdadm", "-c", str(self.conf), *args], env=self.env(node),

@@ -8,8 +8,10 @@ the peer modelled through shared state (see tests/drbdsim/drbdsim.py).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from drbdlab import DrbdLab, clean_err
@@ -367,3 +369,79 @@ def test_metadata_roles() -> None:
     assert 'role="Promoted"' in modern and 'role="Unpromoted"' in modern
     assert 'role="Master"' in legacy and 'role="Slave"' in legacy
     assert "<version>1.1</version>" in modern
+
+
+# -- the simulator against linbit's own agent ---------------------------------------------
+
+
+@pytest.fixture
+def hostlab() -> Iterator[DrbdLab]:
+    """Node one is this host's name: the upstream agent's crm_master has no -N."""
+    lab = DrbdLab(nodes=(os.uname().nodename, "beta"))
+    yield lab
+    lab.close()
+
+
+def test_upstream_agent_agrees_on_the_simulator(hostlab: DrbdLab) -> None:
+    lab, me = hostlab, os.uname().nodename
+
+    def both(action: str, **kw: Any) -> tuple[tuple[int, str | None], tuple[int, str | None]]:
+        up = lab.upstream(me, action, **kw)
+        up_score = lab.score(me)
+        ours = lab.agent(me, action, **kw)
+        return (up.rc, up_score), (ours.rc, lab.score(me))
+
+    up, ours = both("monitor")
+    assert up == ours == ((7, None))
+    # linbit's agent drives the simulated kernel through the real drbdadm...
+    r = lab.upstream(me, "start")
+    assert r.rc == 0, clean_err(r.err)
+    assert lab.role(me) == "Secondary"
+    assert lab.agent("beta", "start").rc == 0
+    up, ours = both("monitor", interval=20000)
+    assert up == ours == (0, "10000")
+    assert lab.upstream(me, "promote").rc == 0
+    assert lab.role(me) == "Primary"
+    up, ours = both("monitor", interval=10000)
+    assert up == ours == (8, "10000")
+    lab.fault("cut", ["r0"])
+    up, ours = both("monitor", interval=10000)
+    assert up == ours == (8, "10000")
+    assert lab.upstream(me, "demote").rc == 0
+    up, ours = both("monitor", interval=20000)
+    assert up == ours == (0, "1000")  # peer disk unknown
+    lab.fault("cut", [])
+    lab.set_disk(me, "Outdated")
+    up, ours = both("monitor", interval=20000)
+    assert up == ours == (0, "10")  # resync target of an UpToDate peer
+    # Both agents promote the other node alike and see it as Primary.
+    assert lab.upstream("beta", "promote").rc == 0
+    assert lab.upstream("beta", "monitor").rc == lab.agent("beta", "monitor").rc == 8
+    assert lab.agent("beta", "demote").rc == 0
+    assert lab.upstream("beta", "monitor").rc == lab.agent("beta", "monitor").rc == 0
+    assert lab.upstream(me, "stop").rc == 0
+    assert lab.role(me) is None
+    up, ours = both("monitor")
+    assert up == ours == (7, None)
+
+
+def test_upstream_agent_agrees_on_the_drbd84_simulator() -> None:
+    me = os.uname().nodename
+    lab = DrbdLab(version="8.4.11", nodes=(me, "beta"))
+    try:
+        assert lab.upstream(me, "monitor").rc == 7
+        r = lab.upstream(me, "start")
+        assert r.rc == 0, clean_err(r.err)
+        assert lab.agent("beta", "start").rc == 0
+        assert lab.upstream(me, "promote").rc == 0
+        for action_interval in (10000, 0):
+            up = lab.upstream(me, "monitor", interval=action_interval)
+            up_score = lab.score(me)
+            ours = lab.agent(me, "monitor", interval=action_interval)
+            assert (up.rc, up_score) == (ours.rc, lab.score(me)) == (8, "10000")
+        assert lab.upstream(me, "demote").rc == 0
+        assert lab.agent(me, "monitor").rc == 0
+        assert lab.upstream(me, "stop").rc == 0
+        assert lab.agent(me, "monitor").rc == 7
+    finally:
+        lab.close()

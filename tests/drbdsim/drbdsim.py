@@ -215,6 +215,28 @@ def status(res_filter: str | None) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def sh_status(res: str | None) -> str:
+    """8.4's shell-assignment block per volume (what linbit's agent evals)."""
+    k = kernel(NODE)
+    out = []
+    for name, r in sorted(k["res"].items()):
+        if res and name != res:
+            continue
+        conn, _peer, theirs = link(NODE, name)
+        for vol, v in sorted(r["vols"].items()):
+            repl, pdisk, done = resync(NODE, name, vol)
+            cs = {"StandAlone": "StandAlone", "Connecting": "WFConnection"}.get(conn, "Connected")
+            if repl in ("SyncSource", "SyncTarget"):
+                cs = repl
+            out += [f"_minor={v['minor']}", f"_res_name={name}", f"_volume={vol}",
+                    "_known=Configured", f"_cstate={cs}", f"_role={r['role']}",
+                    f"_peer={theirs['role'] if theirs else 'Unknown'}",
+                    f"_disk={local_disk(NODE, name, vol)}", f"_pdsk={pdisk}",
+                    "_flags_susp=", "_flags_aftr_isp=", "_flags_peer_isp=", "_flags_user_isp=",
+                    f"_resynced_percent={'' if done is None else done}", "_sh_status_process"]
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def show(res_filter: str | None, v84: bool) -> str:
     """The running configuration in drbdsetup show syntax, so drbdadm adjust can diff."""
     k = kernel(NODE)
@@ -361,6 +383,9 @@ def drbdsetup(argv: list[str], v84: bool) -> int:
         if first and first != "all" and r is None:
             return die(10, f"{first}: No such resource")
         sys.stdout.write(show(first, v84))
+        return 0
+    if cmd == "sh-status":
+        sys.stdout.write(sh_status(first))
         return 0
     changed = True
     if cmd == "new-resource":
