@@ -10,8 +10,9 @@ Pacemaker will do to them, one table row per check:
   ``ocf-tester`` sees) against ``ra-api-1.dtd`` including its DOCTYPE;
 * ``validate-all``; a probe while stopped (7); start, monitor, probe, every
   advertised ``OCF_CHECK_LEVEL``; start again; reload, migrate_to/from,
-  promote/demote where advertised; stop, stop again, monitor (7); an unknown
-  action (3).
+  promote/demote where advertised; stop, stop again, monitor (7); stop with a
+  spoilt integer/boolean/select parameter (0: stop never fails on validation);
+  an unknown action (3).
 
 ``metadata.rng`` predates three OCF 1.1 constructs (the ``reloadable`` and
 ``unique-group`` attributes and the ``<deprecated>`` element).  When the 1.1
@@ -431,8 +432,27 @@ class OCFTester:
             self.expect("probe after stop", self.call("monitor"), (codes.NOT_RUNNING,))
             self.expect("stop again (already stopped)", self.call("stop"), (codes.SUCCESS,))
             self.expect("monitor after second stop", self.call("monitor"), (codes.NOT_RUNNING,))
+            self.stop_despite_bad_parameter()
         self.expect("unknown action", self.call(UNKNOWN_ACTION), (codes.ERR_UNIMPLEMENTED,),
                     reason_needed=True)
+
+    def stop_despite_bad_parameter(self) -> None:
+        """Pacemaker must be able to stop what a bad edit of the configuration broke."""
+        typed = [p for p in self.meta.params if p["type"] in ("integer", "boolean", "select")]
+        if not typed:
+            self.report.add("stop with an invalid parameter", SKIP,
+                            "no integer, boolean or select parameter to spoil")
+            return
+        name = typed[0]["name"]
+        res = self.call("stop", extra={"OCF_RESKEY_" + name: "pyha-not-a-value"})
+        if res.rc == codes.SUCCESS and not res.traceback:
+            self.report.add("stop with an invalid parameter", PASS,
+                            f"{name}=pyha-not-a-value: rc 0")
+            return
+        status = FAIL if self.strict else WARN
+        self.report.add("stop with an invalid parameter", status,
+                        f"{name}=pyha-not-a-value: rc {res.rc} (stop must not fail on "
+                        f"validation): {res.reason or _last_line(res.err)}")
 
     def running_checks(self, interval: int) -> None:
         meta = self.meta

@@ -74,6 +74,7 @@ def test_correct_shell_agent_passes() -> None:
     ("noreason", "unknown action"),
     ("start1", "start"),
     ("traceback", "probe while stopped"),
+    ("stop6", "stop with an invalid parameter"),
 ])
 def test_fails_broken_agents_and_names_the_row(bug: str, row: str, tmp_path: Path) -> None:
     res = _tester("--agent", str(DATA / "BrokenAgent"), "-o", f"bug={bug}", "--strict",
