@@ -170,3 +170,53 @@ def test_every_seed_node_has_a_working_plan(conf_name):
         res = fence_node("-c", str(CONFS / conf_name), "-n", node.get("name", ""))
         assert res.returncode == 0 and "agent=fence_" in res.stdout
         assert "no fencedevice" not in res.stdout
+
+
+# -- the IPMI seed, unchanged, against a simulated BMC -------------------------------
+
+IPMI_DRIVER = """
+import subprocess, sys
+sys.path[:0] = [{tests!r}, {root!r}]
+from sim.ipmisim import IpmiSim
+bmc = IpmiSim(623, addr="192.168.3.62", power="on")
+bmc.dir = __import__("pathlib").Path({bmcdir!r})
+bmc.start()
+try:
+    proc = subprocess.run([sys.executable, "-m", "ocf_lib.fencenode", "-c", {conf!r},
+                           "--agent-path", {fence!r}, "an-node02.alteeve.com"],
+                          capture_output=True, text=True, cwd={root!r}, timeout=120)
+    print(proc.returncode)
+    print(proc.stdout.strip())
+    print(" ".join(bmc.power_log()))
+    print(bmc.power)
+    sys.stderr.write(proc.stderr)
+finally:
+    bmc.stop()
+"""
+
+
+def test_seed_ipmi_config_fences_a_simulated_bmc(tmp_path):
+    """The seed's IPMI cluster.conf as written (ipaddr 192.168.3.62, admin/secret):
+    pyha-fence-node runs pyha's fence_ipmilan against OpenIPMI's ipmi_sim, which
+    listens on that address inside a private network namespace."""
+    ns = "pyhaf-ipmi"
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", "192.168.3.62/32", "dev", "lo"],
+                       check=True)
+        code = IPMI_DRIVER.format(tests=str(ROOT / "tests"), root=str(ROOT),
+                                  bmcdir=str(tmp_path / "bmc"),
+                                  conf=str(CONFS / "an-cluster-ipmi.conf"),
+                                  fence=str(ROOT / "fence"))
+        proc = subprocess.run(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", code],
+                              capture_output=True, text=True, timeout=180)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    rc, out, log, power = proc.stdout.splitlines()[:4]
+    assert rc == "0", proc.stdout + proc.stderr
+    assert out == "fence an-node02.alteeve.com success"
+    assert log.split()[:2] == ["off", "on"]  # the seed says action="reboot"
+    assert power == "on"
+    assert "secret" not in proc.stdout + proc.stderr
