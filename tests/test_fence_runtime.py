@@ -450,3 +450,24 @@ def test_exec_metadata_as_nobody() -> None:
                            "env", "-i", str(AGENT)], input="action=metadata\n",
                           capture_output=True, text=True, cwd="/", timeout=30)
     assert proc.returncode == 0 and "<resource-agent" in proc.stdout
+
+
+def test_port_as_ip_fills_the_required_ip() -> None:
+    """fence_ipmilan style: Pacemaker sends the target as ``port``; port_as_ip makes it the ip."""
+    from ocf_lib.fence import opt_action, opt_common, opt_ip, opt_plug
+
+    seen: list[FenceContext] = []
+
+    def connect(ctx: FenceContext) -> fencedev.SwitchSession:
+        seen.append(ctx)
+        raise FenceError("stop here")
+
+    agent = FenceAgent("fence_portip", shortdesc="p", longdesc="p", connect=connect,
+                       params=[opt_action(), opt_ip(), *opt_plug(False, port_as_ip=True),
+                               *opt_common()])
+    rc = agent.run(["fence_portip"], {}, io.StringIO("action=status\nport=192.0.2.7\n"
+                                                     "port_as_ip=1\n"))
+    assert rc == 1 and seen and seen[0].options.ip == "192.0.2.7"
+    seen.clear()
+    rc = agent.run(["fence_portip"], {}, io.StringIO("action=status\nport=192.0.2.7\n"))
+    assert rc == 1 and not seen  # without port_as_ip the ip is still missing
