@@ -180,6 +180,20 @@ def test_pyha_fence_node_runs_the_seeds_pcmk_redirect(lab, tmp_path):
     cluster.wait_for(lambda: cluster.online_nodes(1) == ["n1", "n3"], 20, what="n2 lost")
 
 
+def test_stdin_keys_never_reach_stonith_admins_environment():
+    """Upstream exported every unknown stdin key (passwd included) to stonith_admin.
+    strace shows the environment each exec really gets."""
+    stdin = "port=n2\nnodename=n2\nagent=fence_pcmk\npasswd=hunter2\nipaddr=10.0.0.9\n"
+    proc = subprocess.run(["strace", "-f", "-v", "-s", "512", "-e", "trace=execve", FENCE_PCMK],
+                          input=stdin, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                          capture_output=True, text=True, timeout=60)
+    execs = [line for line in proc.stderr.splitlines()
+             if "execve(" in line and "stonith_admin" in line]
+    assert execs, proc.stderr[-2000:]
+    for line in execs:
+        assert "hunter2" not in line and "ipaddr" not in line and "nodename" not in line
+
+
 def _state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
