@@ -356,6 +356,8 @@ def parse_stdin(params: Sequence[Param], stream: Any) -> dict[str, str]:
         elif key in table:
             raw[table[key].name] = value
         elif key in STDIN_ALIASES:
+            if key == "fm" and len(value.split()) > 1:
+                value = value.split()[1]  # "fm=<module> <port>": fence_na took the port
             legacy[STDIN_ALIASES[key]] = value
         elif key == "name" and "username" in {p.name for p in params}:
             legacy["username"] = value

@@ -138,6 +138,8 @@ def test_stdin_new_names_win_over_legacy_ones_and_last_duplicate_wins() -> None:
     assert raw["plug"] == "3"
     raw = parse_stdin(PARAMS, io.StringIO("fm=3\nport=4\n"))
     assert raw["plug"] == "4"
+    raw = parse_stdin(PARAMS, io.StringIO("fm=module1 05\n"))
+    assert raw["plug"] == "05"
 
 
 def test_stdin_ipaddr_alias() -> None:
