@@ -9,6 +9,7 @@ the peer modelled through shared state (see tests/drbdsim/drbdsim.py).
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -445,3 +446,28 @@ def test_upstream_agent_agrees_on_the_drbd84_simulator() -> None:
         assert lab.agent(me, "monitor").rc == 7
     finally:
         lab.close()
+
+
+def test_pyha_tester_passes(hostlab: DrbdLab) -> None:
+    """The whole ocf-tester style walk (probe, start, promote, demote, stop...) on one node."""
+    from conftest import AGENTS, ROOT
+
+    lab, me = hostlab, os.uname().nodename
+    lab.base.chmod(0o755)
+    wrapper = lab.base / "drbd"
+    env = lab.env(me)
+    exports = " ".join(f"{k}='{v}'" for k, v in env.items()
+                       if k in ("PATH", "PYHA_DRBDSIM_DIR", "__DRBD_NODE__", "PYHA_KERNEL_ROOT",
+                                "DRBD_DRIVER_VERSION_OVERRIDE", "CIB_file"))
+    wrapper.write_text(f"#!/bin/sh\nexport {exports}\nexec {AGENTS / 'drbd'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    res = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pyha-tester"), "--agent", str(wrapper),
+         "-o", "drbd_resource=r0", "-o", f"drbdconf={lab.conf}", "-o", "CRM_meta_notify=true",
+         "-o", "CRM_meta_clone_max=2", "-o", "wfc_timeout=1"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "FAIL" not in res.stdout
+    for row in ("probe while stopped", "start", "promote", "demote", "stop again"):
+        assert any(line.startswith(row) and " PASS " in line
+                   for line in res.stdout.splitlines()), (row, res.stdout)

@@ -371,3 +371,22 @@ def test_metadata() -> None:
     text = (METADATA / "o2cb.xml").read_text()
     for name in ("stack", "sysfs", "configfs", "daemon_timeout", "daemon_options", "devices"):
         assert f'name="{name}"' in text
+
+
+def test_pyha_tester_passes(lab: O2cbLab) -> None:
+    from conftest import ROOT
+
+    lab.base.chmod(0o755)
+    wrapper = lab.base / "o2cb"
+    env = lab.env()
+    exports = " ".join(f"{k}='{env[k]}'" for k in ("PATH", "PYHA_KERNEL_ROOT",
+                                                   "PYHA_O2CBSIM_DIR"))
+    wrapper.write_text(f"#!/bin/sh\nexport {exports}\nexec {AGENTS / 'o2cb'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    res = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pyha-tester"), "--agent", str(wrapper),
+         "-o", f"sysfs={lab.sysfs}", "-o", f"configfs={lab.configfs}"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "FAIL" not in res.stdout
+    assert lab.daemons() == []
