@@ -30,7 +30,8 @@ import threading
 import time
 
 LOCK = threading.Lock()
-FORMAT_HELP = "Format is 'XX:Y' where 'XX' is the zero-padded node number and Y is the state to set."
+FORMAT_HELP = ("Format is 'XX:Y' where 'XX' is the zero-padded node number and Y is the state "
+               "to set.")
 
 
 class Node:
