@@ -70,6 +70,7 @@ OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dor
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_PREFSRC, _RTA_TABLE = 1, 4, 5, 6, 7, 15
 RTN_UNICAST, RTN_LOCAL = 1, 2
 RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
+_RT_SCOPE_HOST = 254
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFADDRMSG = struct.Struct("=BBBBI")
@@ -393,7 +394,10 @@ def _address_body(index: int, ip: str, prefixlen: int, *, broadcast: str = "", l
                   flags: int = 0, preferred: int | None = None, metric: int = 0) -> bytes:
     fam = family_of(ip)
     raw = pack_ip(ip)
-    body = _IFADDRMSG.pack(fam, prefixlen, flags & 0xFF, 0, index)
+    # As ip(8) does: IPv4 loopback addresses get host scope (the kernel refuses
+    # them with the default universe scope).
+    scope = _RT_SCOPE_HOST if fam == AF_INET and raw[0] == 127 else 0
+    body = _IFADDRMSG.pack(fam, prefixlen, flags & 0xFF, scope, index)
     body += _attr(_IFA_LOCAL, raw) + _attr(_IFA_ADDRESS, raw)
     if broadcast:
         body += _attr(_IFA_BROADCAST, pack_ip(broadcast))
