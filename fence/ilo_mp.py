@@ -1,0 +1,215 @@
+"""fence_ilo_mp: HP iLO 2 MP / Integrity MP through its SMASH CLP.
+
+Log in over telnet (spoken natively, :class:`ocf_lib.cli.TelnetCLI`) or SSH
+(the OpenSSH client under pexpect), switch the MP main menu (``MP>``) into
+SMASH CLP with ``SMCLP`` and read ``show /system1``: ``EnabledState=Enabled``
+is on, ``EnabledState=Disabled`` is off.  ``start /system1`` powers on,
+``stop -f /system1`` powers off at once.
+
+Differences from upstream fence_ilo_mp 4.12:
+
+* only an explicit ``EnabledState=Disabled`` is off; any other value, an
+  error message, or no EnabledState line at all is an error (upstream took
+  anything not "enabled" for off, so an error could pass for a fence);
+* the CLP ``status=`` line after start/stop is checked, and the prompt is
+  awaited after every command, ``SMCLP`` included;
+* SSH checks the device's host key (``StrictHostKeyChecking=yes``);
+  ``accept_new_hostkey=1`` accepts a key seen for the first time, never a
+  changed one (upstream always answered "yes");
+* a password typed into the session never reaches a log (upstream logged
+  ``Sent: <password>`` at debug level);
+* the default prompt is one regex, ``MP>|hpiLO->`` (upstream showed a Python
+  list repr); ``telnet_path`` is accepted and unused (no telnet binary);
+* the state is polled during ``power_wait`` over the open session.
+"""
+
+from __future__ import annotations
+
+from ocf_lib.cli import CLIError, CLITransport
+from ocf_lib.fence import (
+    FenceAgent,
+    FenceContext,
+    FenceError,
+    Session,
+    opt_action,
+    opt_common,
+    opt_ip,
+    opt_ipport,
+    opt_login,
+    opt_password,
+    opt_plug,
+)
+from ocf_lib.params import BOOLEAN, STRING, Param
+
+LOGIN_RE = r"(login\s*: ?)|((?<!Last )Login Name: )|(username: ?)|(User Name ?:)"
+PASSWORD_RE = r"(password\s*:?)|(pass phrase)"
+FAILED_RE = r"(invalid|incorrect|denied|failed)"
+
+PARAMS = [
+    opt_action(),
+    Param("command_prompt", STRING, default="MP>|hpiLO->", getopt="c", aliases=("cmd_prompt",),
+          shortdesc="Force Python regex for command prompt"),
+    Param("identity_file", STRING, getopt="k", shortdesc="Identity file (private key) for SSH"),
+    Param("inet4_only", BOOLEAN, getopt="4", shortdesc="Forces agent to use IPv4 addresses only"),
+    Param("inet6_only", BOOLEAN, getopt="6", shortdesc="Forces agent to use IPv6 addresses only"),
+    opt_ip(required=True),
+    opt_ipport("23"),
+    *opt_password(),
+    *opt_plug(required=False, port_as_ip=True),
+    Param("ssh", BOOLEAN, getopt="x", aliases=("secure",), shortdesc="Use SSH connection"),
+    Param("ssh_options", STRING, shortdesc="SSH options to use"),
+    Param("accept_new_hostkey", BOOLEAN, default="0",
+          shortdesc="Accept an SSH host key seen for the first time (never a changed one)"),
+    opt_login(required=True),
+    *opt_common(power_wait="5"),
+    Param("ssh_path", STRING, default="/usr/bin/ssh", order=200, shortdesc="Path to ssh binary"),
+    Param("telnet_path", STRING, default="/usr/bin/telnet", order=200,
+          shortdesc="Path to telnet binary (unused: pyha speaks telnet itself)"),
+]
+
+
+def validate(ctx: FenceContext) -> list[str]:
+    o = ctx.options
+    out = []
+    if not (o.get("password") or o.get("password_script") or o.get("identity_file")):
+        out.append("You have to enter password, password script or identity file")
+    if o.get("identity_file") and not o.get("ssh"):
+        out.append("You have to use identity file together with ssh connection (-x)")
+    ip = o.get("ip") or ""
+    if not ip.isprintable() or " " in ip:
+        out.append(f"parameter 'ip': value {ip!r} contains spaces or control characters")
+    user = o.get("username") or ""
+    if not user.isprintable() or " " in user:
+        out.append("parameter 'username': contains spaces or control characters")
+    import re
+
+    try:
+        re.compile(o.get("command_prompt") or "")
+    except re.error as exc:
+        out.append(f"parameter 'command_prompt': not a regular expression ({exc})")
+    return out
+
+
+def ssh_argv(ctx: FenceContext, port: int) -> list[str]:
+    import shlex
+
+    o = ctx.options
+    argv = [o.get("ssh_path"), "-p", str(port),
+            "-o", "StrictHostKeyChecking=" + ("accept-new" if o.get("accept_new_hostkey")
+                                             else "yes"),
+            "-o", "NumberOfPasswordPrompts=1",
+            "-o", f"ConnectTimeout={max(1, int(o.get('login_timeout') or 5))}"]
+    if o.get("inet4_only"):
+        argv.append("-4")
+    if o.get("inet6_only"):
+        argv.append("-6")
+    if o.get("identity_file"):
+        argv += ["-i", o.get("identity_file"), "-o", "PasswordAuthentication=no"]
+    else:
+        argv += ["-o", "PubkeyAuthentication=no"]
+    argv += shlex.split(o.get("ssh_options") or "")
+    return argv + [f"{o.get('username')}@{o.get('ip')}"]
+
+
+class SmashCLP(Session):
+    def __init__(self, ctx: FenceContext, cli: CLITransport) -> None:
+        self.ctx = ctx
+        self.cli = cli
+        self.prompt = ctx.options.get("command_prompt")
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        """Send one command, return its output up to the next prompt."""
+        wait = self.ctx.limit(timeout or self.ctx.options.get("shell_timeout") or 3.0)
+        try:
+            self.cli.send(line)
+            return self.cli.expect([self.prompt], wait)[1]
+        except CLIError as exc:
+            raise FenceError(f"iLO MP '{line}': {exc}") from None
+
+    def status(self, plug: str | None) -> str:
+        out = self.command("show /system1")
+        for raw in out.splitlines():
+            key, _, value = raw.strip().partition("=")
+            if key.strip().lower() == "enabledstate":
+                word = value.strip().lower()
+                if word == "enabled":
+                    return "on"
+                if word == "disabled":
+                    return "off"
+                raise FenceError(f"iLO MP reports EnabledState={value.strip()}: neither "
+                                 "Enabled nor Disabled")
+        last = [line.strip() for line in out.splitlines() if line.strip()]
+        raise FenceError("iLO MP 'show /system1' has no EnabledState: "
+                         + (last[0] if last else "empty reply"))
+
+    def set_power(self, plug: str | None, state: str) -> None:
+        line = "start /system1" if state == "on" else "stop -f /system1"
+        out = self.command(line, self.ctx.options.get("power_timeout"))
+        for raw in out.splitlines():
+            key, _, value = raw.strip().partition("=")
+            if key.strip().lower() == "status" and value.strip() not in ("0", ""):
+                raise FenceError(f"iLO MP refused '{line}': {out.strip()}")
+
+    def close(self) -> None:
+        try:
+            self.cli.send("exit")
+        except CLIError:
+            pass
+        self.cli.close()
+
+
+def login(ctx: FenceContext) -> CLITransport:
+    from ocf_lib.cli import SSHCLI, TelnetCLI
+
+    o = ctx.options
+    timeout = ctx.limit(o.get("login_timeout") or 5.0)
+    port = o.get("ipport")
+    password = o.get("password") or ""
+    prompt = o.get("command_prompt")
+    if o.get("ssh"):
+        cli: CLITransport = SSHCLI(ssh_argv(ctx, port if o.given("ipport") else 22), ctx.log)
+        waits = [PASSWORD_RE, "passphrase", prompt, "host key verification failed",
+                 "permission denied"]
+        index, text = cli.expect(waits, timeout)
+        if index in (0, 1):
+            if not password:
+                raise FenceError("the SSH key or account needs a password or passphrase")
+            cli.send_secret(password)
+            index, text = cli.expect(waits, timeout)
+        if index == 3:
+            raise FenceError(f"SSH host key of {o.get('ip')} is not known or has changed "
+                             "(add it to known_hosts, or set accept_new_hostkey=1)")
+        if index != 2:
+            raise FenceError("Unable to connect/login to fencing device: login refused")
+        return cli
+    cli = TelnetCLI(o.get("ip"), port, timeout, ctx.log)
+    cli.expect([LOGIN_RE], timeout)
+    cli.send(o.get("username"))
+    cli.expect([PASSWORD_RE], timeout)
+    cli.send_secret(password)
+    index, _ = cli.expect([prompt, LOGIN_RE, FAILED_RE], timeout)
+    if index != 0:
+        raise FenceError("Unable to connect/login to fencing device: login refused")
+    return cli
+
+
+def connect(ctx: FenceContext) -> Session:
+    try:
+        cli = login(ctx)
+    except CLIError as exc:
+        raise FenceError(f"Unable to connect/login to fencing device: {exc}") from None
+    session = SmashCLP(ctx, cli)
+    session.command("SMCLP")  # Integrity MP main menu -> SMASH CLP; harmless on iLO
+    return session
+
+
+agent = FenceAgent(
+    "fence_ilo_mp",
+    shortdesc="Fence agent for HP iLO MP",
+    longdesc="fence_ilo_mp is a Power Fencing agent for HP iLO MP.",
+    vendor_url="http://www.hp.com",
+    params=PARAMS,
+    connect=connect,
+    validate=validate,
+    poll_during_wait=True,
+)

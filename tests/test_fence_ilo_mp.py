@@ -1,0 +1,270 @@
+"""fence_ilo_mp through its real executable against an iLO MP simulator.
+
+Telnet: tests/sim/ilosim.py serves the MP login and SMASH CLP on 127.0.0.1:2320.
+SSH: Debian's real sshd on 127.0.0.1:2220 (own config, keys and known_hosts in
+/tmp/pyha-fence-ilo-*) with ForceCommand running the same CLI; root logs in
+with a key listed in a private AuthorizedKeysFile, so no host account changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import METADATA, ROOT, run_fence
+
+AGENT = "fence_ilo_mp"
+TELNET_PORT, SSH_PORT = 2320, 2220
+RNG = "/usr/share/cluster/relaxng/metadata.rng"
+SIM = ROOT / "tests/sim/ilosim.py"
+
+
+def wait_tcp(port: int) -> None:
+    end = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+class Device:
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+
+    @property
+    def power(self) -> str:
+        return (self.dir / "power").read_text().strip()
+
+    @power.setter
+    def power(self, state: str) -> None:
+        (self.dir / "power").write_text(state + "\n")
+
+    def mode(self, mode: str) -> None:
+        (self.dir / "mode").write_text(mode + "\n")
+
+    def commands(self) -> list[str]:
+        log = self.dir / "commands.log"
+        return [line.split(" ", 1)[1] for line in log.read_text().splitlines()] \
+            if log.exists() else []
+
+    def reset(self) -> None:
+        self.power = "on"
+        self.mode("normal")
+        (self.dir / "commands.log").write_text("")
+
+
+@pytest.fixture(scope="module")
+def telnet_dev():
+    folder = Path(f"/tmp/pyha-fence-ilo-{TELNET_PORT}")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    dev = Device(folder)
+    dev.reset()
+    proc = subprocess.Popen(["/usr/bin/python3", str(SIM), "--telnet", str(TELNET_PORT),
+                             str(folder)])
+    wait_tcp(TELNET_PORT)
+    yield dev
+    proc.terminate()
+    proc.wait(5)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def dev(telnet_dev):
+    telnet_dev.reset()
+    return telnet_dev
+
+
+def args(*extra: str, password: str = "secret") -> list[str]:
+    return ["-a", "127.0.0.1", "-u", str(TELNET_PORT), "-l", "admin", "-p", password,
+            "--power-wait=0", *extra]
+
+
+def test_metadata(tmp_path):
+    res = run_fence(AGENT, args=["-o", "metadata"])
+    assert res.rc == 0 and res.out == (METADATA / "fence_ilo_mp.xml").read_text()
+    assert 'name="login" unique="0" required="1" deprecated="1"' in res.out
+    assert 'name="secure" unique="0" required="0" deprecated="1"' in res.out
+    assert 'default="MP&gt;|hpiLO-&gt;"' in res.out
+    path = tmp_path / "m.xml"
+    path.write_text(res.out)
+    subprocess.run(["xmllint", "--noout", "--relaxng", RNG, str(path)], check=True,
+                   capture_output=True)
+
+
+def test_status_off_on_reboot_over_telnet(dev):
+    res = run_fence(AGENT, args=args("-o", "status"))
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    assert dev.commands()[:3] == ["login admin", "SMCLP", "show /system1"]
+    res = run_fence(AGENT, args=args("-o", "off"))
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert dev.power == "off" and "stop -f /system1" in dev.commands()
+    res = run_fence(AGENT, args=args("-o", "status"))
+    assert (res.rc, res.out) == (2, "Status: OFF\n")
+    res = run_fence(AGENT, args=args("-o", "on"))
+    assert (res.rc, res.out) == (0, "Success: Powered ON\n")
+    dev.reset()
+    res = run_fence(AGENT, args=args("-o", "reboot"))
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    cmds = dev.commands()
+    assert cmds.index("stop -f /system1") < cmds.index("start /system1")
+    assert run_fence(AGENT, args=args("-o", "monitor")).rc == 0
+
+
+def test_pacemaker_and_cman_stdin(dev):
+    text = ("action=off\nip=127.0.0.1\nipport=2320\nusername=admin\npassword=secret\n"
+            "plug=magma1-hb\nnodename=magma1-hb\npower_wait=0\n")
+    res = run_fence(AGENT, stdin=text, env={"PATH": "/usr/bin:/bin",
+                                           "PCMK_service": "pacemaker-fenced"})
+    assert res.rc == 0 and dev.power == "off", res.err
+    dev.reset()
+    text = ("agent=fence_ilo_mp\nipaddr=127.0.0.1\nipport=2320\nlogin=admin\npasswd=secret\n"
+            "option=status\n")
+    res = run_fence(AGENT, stdin=text)
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    assert "stop -f /system1" not in dev.commands()
+
+
+def test_wrong_password_is_a_login_failure(dev):
+    res = run_fence(AGENT, args=args("-o", "off", password="Wr0ngPass"))
+    assert res.rc == 1 and "Unable to connect/login" in res.err
+    assert "Wr0ngPass" not in res.err and dev.power == "on"
+
+
+@pytest.mark.parametrize("mode, words", [
+    ("unknown", "EnabledState=Unknown"),
+    ("garbage", "no EnabledState"),
+])
+def test_unclear_state_is_an_error_never_off(dev, mode, words):
+    dev.mode(mode)
+    for action in ("status", "off"):
+        res = run_fence(AGENT, args=args("-o", action))
+        assert res.rc == 1 and words in res.err, res.err
+    assert "stop -f /system1" not in dev.commands()
+
+
+def test_refused_stop_and_stuck_node(dev):
+    dev.mode("refuse")
+    res = run_fence(AGENT, args=args("-o", "off"))
+    assert res.rc == 1 and "refused 'stop -f /system1'" in res.err
+    dev.mode("stuck")
+    res = run_fence(AGENT, args=args("-o", "off", "--power-timeout=1"))
+    assert res.rc == 1 and "Timed out waiting to power OFF" in res.err
+    assert dev.power == "on"
+
+
+def test_unreachable_and_bad_input(dev):
+    start = time.monotonic()
+    res = run_fence(AGENT, args=["-a", "127.0.0.1", "-u", "2329", "-l", "admin", "-p", "x",
+                                 "-o", "status", "--login-timeout=2"])
+    assert res.rc == 1 and "Unable to connect/login" in res.err
+    assert time.monotonic() - start < 3
+    for bad, words in ((["-o", "bogus"], "Unrecognised action"),
+                       (["-o", "off", "-a", "127.0.0.1 -oProxyCommand=x"], "spaces"),
+                       (["-o", "off", "-c", "MP>("], "regular expression")):
+        res = run_fence(AGENT, args=args(*bad))
+        assert res.rc == 1 and words in res.err, res.err
+    res = run_fence(AGENT, stdin="action=off\nip=127.0.0.1\nipport=2320\nusername=admin\n")
+    assert res.rc == 1 and "password" in res.err
+    assert dev.power == "on" and dev.commands() == []
+
+
+def test_password_never_logged(dev, tmp_path):
+    debug = tmp_path / "debug.log"
+    res = run_fence(AGENT, args=args("-o", "reboot", "-v", "-D", str(debug)))
+    assert res.rc == 0, res.err
+    text = res.err + res.out + debug.read_text()
+    assert "sent: (password, not logged)" in text and "sent: show /system1" in text
+    assert "secret" not in text and "****" not in text
+
+
+# -- SSH, through Debian's sshd ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sshd():
+    folder = Path(f"/tmp/pyha-fence-ilo-{SSH_PORT}")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+    for name in ("hostkey", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(folder / name)], check=True)
+    shutil.copy(folder / "client.pub", folder / "authorized_keys")
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {SSH_PORT}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
+        f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {folder}/authorized_keys\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nAllowUsers root\n"
+        "PrintMotd no\nPrintLastLog no\n"
+        f"ForceCommand /usr/bin/python3 {SIM} --stdio {folder}\n")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                            stderr=subprocess.DEVNULL)
+    wait_tcp(SSH_PORT)
+    dev = Device(folder)
+    dev.reset()
+    yield dev
+    proc.terminate()
+    proc.wait(5)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def ssh_args(dev: Device, *extra: str) -> list[str]:
+    return ["-a", "127.0.0.1", "-x", "-u", str(SSH_PORT), "-l", "root",
+            "-k", str(dev.dir / "client"), "--power-wait=0",
+            f"--ssh-options=-o UserKnownHostsFile={dev.dir}/known_hosts "
+            "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR", *extra]
+
+
+def test_ssh_host_key_checking(sshd):
+    sshd.reset()
+    known = sshd.dir / "known_hosts"
+    known.unlink(missing_ok=True)
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status"))
+    assert res.rc == 1 and "host key" in res.err, res.err
+    assert sshd.commands() == []
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey"))
+    assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    assert known.exists()
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status"))  # known now: strict passes
+    assert res.rc == 0, res.err
+    # A changed key is refused even when new keys may be accepted.
+    other = sshd.dir / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known.write_text(f"[127.0.0.1]:{SSH_PORT} " + (sshd.dir / "other.pub").read_text())
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "off", "--accept-new-hostkey"))
+    assert res.rc == 1 and "host key" in res.err
+    assert sshd.power == "on"
+    known.unlink()
+
+
+def test_ssh_actions(sshd):
+    sshd.reset()
+    base = ssh_args(sshd, "--accept-new-hostkey")
+    res = run_fence(AGENT, args=[*base, "-o", "reboot"])
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    cmds = sshd.commands()
+    assert cmds[0] == "SMCLP" and "stop -f /system1" in cmds
+    res = run_fence(AGENT, args=[*base, "-o", "off"])
+    assert res.rc == 0 and sshd.power == "off"
+    res = run_fence(AGENT, args=[*base, "-o", "status"])
+    assert res.rc == 2
+
+
+def test_ssh_wrong_key(sshd, tmp_path):
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    argv = ssh_args(sshd, "--accept-new-hostkey", "-o", "off")
+    argv[argv.index(str(sshd.dir / "client"))] = str(key)
+    res = run_fence(AGENT, args=argv)
+    assert res.rc == 1 and "login" in res.err.lower(), res.err
