@@ -65,14 +65,12 @@ def outside_leftovers() -> list[str]:
     return found
 
 
-def test_demo_runs_every_part_whose_agent_is_in_the_tree(run):
+def test_demo_runs_the_whole_scenario(run):
     result, out, took = run
+    assert demo.available_parts() == {}  # every agent and tool of the demo is here
     assert result.error is None, out[-3000:]
-    assert result.ok
-    assert result.skipped == demo.available_parts()
-    for part, why in result.skipped.items():
-        # A missing agent is said out loud, with its reason, never silently.
-        assert f"SKIPPED part '{part}': {why}" in out
+    assert result.ok and result.skipped == {}
+    assert "SKIPPED" not in out
     assert "Demo complete in" in out
     assert took < 360
 
@@ -94,9 +92,6 @@ def test_timeline_has_times_since_start(run):
 
 def test_vm_migrated_live_to_the_target(run):
     result, _, _ = run
-    if "vm" in result.skipped:
-        assert any(s.title == "live migration" and s.outcome == "skipped" for s in result.steps)
-        return
     mig = result.facts["migration"]
     assert mig["to"] != mig["from"]
     assert ("migrate_to", mig["from"], "0") in mig["ops"]
@@ -107,16 +102,12 @@ def test_vm_migrated_live_to_the_target(run):
 
 
 def test_failed_node_fenced_through_fence_ipmilan(run):
-    result, out, _ = run
-    if "fencing" in result.skipped:
-        assert "kill a node" in out and "SKIPPED" in out
-        return
+    result, _, _ = run
     facts = result.facts
     victim = facts["victim"]
-    if "vm" not in result.skipped:
-        assert victim == facts["migration"]["to"]  # the VM's node is the one that dies
-        assert facts["qemu_alive_after_crash"]  # the guest outlived the cluster stack...
-        assert not facts["qemu_alive_after_fence"]  # ...and not the BMC's power-off
+    assert victim == facts["migration"]["to"]  # the VM's node is the one that dies
+    assert facts["qemu_alive_after_crash"]  # the guest outlived the cluster stack...
+    assert not facts["qemu_alive_after_fence"]  # ...but not the BMC's power-off
     event = facts["fence_event"]
     assert event["target"] == victim and event["status"] == "success"
     assert event["delegate"] != victim
@@ -134,27 +125,38 @@ def test_failed_node_fenced_through_fence_ipmilan(run):
 def test_resources_recovered_on_a_survivor(run):
     result, _, _ = run
     facts = result.facts
-    if "fencing" in result.skipped:
-        assert "recovered" not in facts  # no node is killed without fencing
-        return
     victim = facts["victim"]
     placed = facts["recovered"]
-    assert set(placed) == set(demo.Demo(skip=result.skipped).resources())
+    assert set(placed) == {"vip", "data", "vm"}
     assert victim not in placed.values()
-    if "vip" in placed:
-        assert facts["vip_holders"] == [placed["vip"]]
-    if "data" in placed:
-        assert facts["fs_mounted_on"] == [placed["data"]]
-    if "vm" in placed:
-        states = facts["vm_states"]
-        assert states[placed["vm"]] == "running"
-        assert [n for n, s in states.items() if s == "running"] == [placed["vm"]]
-        assert facts["boots_after_recovery"] == 2  # a cold start after the power cut
+    assert facts["initial"]["vip"] == victim  # the service group died with the node too
+    assert facts["vip_holders"] == [placed["vip"]]  # on exactly one node, not the dead one
+    assert facts["fs_mounted_on"] == [placed["data"]]
+    states = facts["vm_states"]
+    assert states[placed["vm"]] == "running"
+    assert [n for n, s in states.items() if s == "running"] == [placed["vm"]]
+    assert facts["boots_after_recovery"] == 2  # a cold start after the power cut
 
 
 def test_everything_torn_down(run):
     result, _, _ = run
     assert result.leftovers == []
+    assert outside_leftovers() == []
+
+
+def test_a_part_left_out_is_said_and_the_rest_runs(run):
+    """The demo's degraded mode (an agent not in the tree, or --without): it says which
+    part it skips and why, runs the others, and exits 0 (run after the full one)."""
+    out = Tee()
+    result = demo.Demo(out=out, skip={"vm": "test: no guest", "fencing": "test: no BMCs"}).run()
+    text = out.getvalue()
+    assert result.ok, text[-3000:]
+    assert "SKIPPED part 'vm': test: no guest" in text
+    assert "SKIPPED live migration: test: no guest" in text
+    assert "SKIPPED kill a node, fence it, recover: test: no BMCs" in text
+    assert result.facts["initial"] == {"data": "n2", "vip": "n2"}
+    assert "stonith-enabled=false" in text and "VirtualDomain" not in text
+    assert "victim" not in result.facts
     assert outside_leftovers() == []
 
 
