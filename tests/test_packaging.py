@@ -214,6 +214,11 @@ def test_stonith_admin_reads_the_fence_agents(installed):
         assert ET.fromstring(proc.stdout).get("name") == name
     listed = installed.run(["stonith_admin", "--list-installed"], check=True).stdout
     assert all(n in listed.split() for n in names)
+    for name in names:
+        proc = installed.run(["pcs", "stonith", "describe", name], timeout=120)
+        assert proc.returncode == 0 and name in proc.stdout, (name, proc.stderr)
+        proc = installed.run(["crm", "ra", "info", f"stonith:{name}"], timeout=120)
+        assert proc.returncode == 0 and name in proc.stdout, (name, proc.stderr)
 
 
 def test_pcs_describes_every_installed_agent(installed):
