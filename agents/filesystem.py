@@ -107,21 +107,26 @@ class Config:
         self.move = False
 
 
-def configure(ctx: Context) -> Config:
+def configure(ctx: Context, strict: bool = True) -> Config:
+    """The parameters, checked; ``strict=False`` (stop) checks only what unmounting needs."""
     p = ctx.params
     cfg = Config()
     raw = p.device or ""
-    if raw != raw.strip():
+    if raw != raw.strip() and strict:
         raise ParamError("device", raw, "has leading or trailing white space")
     directory = p.directory.rstrip("/") or "/"
     if directory == "/":
         raise ParamError("directory", p.directory, "is the root directory")
-    if os.path.isdir(directory):
+    # Resolve symlinks in the parent only: a stat of the mount point itself would be
+    # answered by the mounted filesystem, and hangs on a dead NFS server.
+    parent, name = os.path.split(directory)
+    directory = os.path.join(os.path.realpath(parent), name)
+    if ctx.action == "start" and os.path.islink(directory):
         directory = os.path.realpath(directory)
     cfg.directory = directory
     cfg.fstype = (p.fstype or "").strip()
     cfg.options = (p.options or "").strip()
-    for word in cfg.options.split(",") if cfg.options else []:
+    for word in cfg.options.split(",") if cfg.options and strict else []:
         low = word.strip().lower()
         if not word or word != word.strip() or any(c in word for c in " \t\n\0'\"\\"):
             raise ParamError("options", cfg.options, "holds an empty or malformed option")
@@ -142,7 +147,7 @@ def configure(ctx: Context) -> Config:
         cfg.block = True
     elif cfg.fstype not in NETWORK_FS and cfg.fstype not in VIRTUAL_FS and raw.startswith("/") \
             and "loop" not in opts:
-        if os.path.isdir(raw):
+        if os.path.isdir(raw) and strict:
             raise ParamError("device", raw, "is a directory (use fstype=none for a bind mount)")
         cfg.block = True
     mode = [w.strip() for w in (p.force_unmount or "true").split(",") if w.strip()]
@@ -154,7 +159,7 @@ def configure(ctx: Context) -> Config:
             cfg.move = word == "move"
         elif word not in ("xargs", "noxargs", "ps", "nops"):
             ctx.log.warning(f"force_unmount: unknown word '{word}' ignored")
-    for name in ("term_signals", "kill_signals"):
+    for name in ("term_signals", "kill_signals") if strict else ():
         for sig in _signal_words(ctx.params.get(name, "")):
             if _signal(sig) is None:
                 raise ParamError(name, sig, "is not a signal name or number")
@@ -190,11 +195,16 @@ def resolve(ctx: Context, cfg: Config) -> str | None:
 
 
 def _state_name(cfg: Config) -> str:
-    return "Filesystem-" + cfg.directory.strip("/").replace("/", "_").replace(" ", "_")
+    # One file per mount point; the escaping keeps different paths apart.
+    return "Filesystem-" + cfg.directory.replace("%", "%25").replace("/", "%2F")
+
+
+OTHER = -1  # status(): verifiably another filesystem on the mount point
 
 
 def status(ctx: Context, cfg: Config, table: list[mounts.Mount]) -> tuple[int, str]:
-    """(rc, reason): 0 mounted with our device, 7 not mounted, 1 something else is."""
+    """(rc, reason): 0 mounted with our device, 7 not mounted, OTHER another device is
+    (verified by device number), 1 something is mounted that cannot be compared."""
     top = mounts.at(table, cfg.directory)
     if top is None:
         return codes.NOT_RUNNING, f"{cfg.directory} is not mounted"
@@ -208,7 +218,7 @@ def status(ctx: Context, cfg: Config, table: list[mounts.Mount]) -> tuple[int, s
             return codes.ERR_GENERIC, (f"{cfg.directory} has {top.source} mounted, and "
                                        f"{cfg.device} cannot be found to compare")
         if top.dev != want:
-            return codes.ERR_GENERIC, (f"{cfg.directory} has another device mounted "
+            return OTHER, (f"{cfg.directory} has another device mounted "
                                        f"({top.source}), not {cfg.device}")
         return codes.SUCCESS, ""
     if cfg.bind:
@@ -257,6 +267,8 @@ def start(ctx: Context) -> int:
         return codes.SUCCESS
     if rc != codes.NOT_RUNNING:
         ctx.fail(codes.ERR_GENERIC, f"{reason}; not mounting over it")
+    if cfg.directory != (ctx.params.directory.rstrip("/") or "/"):
+        ctx.log.info(f"mount point {ctx.params.directory} resolves to {cfg.directory}")
     _check_fstype(ctx, cfg)
     device = resolve(ctx, cfg)
     if device is None:
@@ -283,11 +295,11 @@ def start(ctx: Context) -> int:
 def stop(ctx: Context) -> int:
     if ctx.params.directory is None or ctx.params.device is None:
         return codes.SUCCESS  # nothing this configuration could have mounted
-    cfg = configure(ctx)
+    cfg = configure(ctx, strict=False)
     table = mounts.read_mountinfo()
     top = mounts.at(table, cfg.directory)
     moved = _moved_dir(cfg)
-    if top is not None and status(ctx, cfg, table)[0] != codes.SUCCESS:
+    if top is not None and status(ctx, cfg, table)[0] == OTHER:
         ctx.log.warning(f"{cfg.directory} holds another filesystem ({top.source}); left alone")
         top = None
     targets: list[mounts.Mount] = []
@@ -339,10 +351,10 @@ def monitor(ctx: Context) -> int:
     rc, reason = status(ctx, cfg, table)
     if rc == codes.NOT_RUNNING:
         return rc
+    if rc == OTHER and ctx.is_probe:
+        return codes.NOT_RUNNING  # our device is verifiably not on this mount point
     if rc != codes.SUCCESS:
-        if ctx.is_probe and cfg.block:
-            return codes.NOT_RUNNING  # our device is verifiably not on this mount point
-        ctx.fail(rc, reason)
+        ctx.fail(codes.ERR_GENERIC, reason)
     level = ctx.check_level
     if level >= 10:
         problem = io_check(ctx, cfg, level)
@@ -402,7 +414,7 @@ def _fsck(ctx: Context, cfg: Config, device: str) -> None:
     if policy not in ("auto", "force", "no"):
         ctx.log.warning(f"run_fsck '{policy}' is not auto, force or no; using auto")
         policy = "auto"
-    if policy == "no" or (policy == "auto" and cfg.fstype in NO_FSCK) or not cfg.fstype:
+    if policy == "no" or (policy == "auto" and cfg.fstype in NO_FSCK):
         return
     argv = ["fsck", "-p", device] if not cfg.fstype else ["fsck", "-t", cfg.fstype, "-p", device]
     res = ctx.run(argv, timeout=ctx.deadline.limit(None, soft=True))

@@ -374,6 +374,9 @@ def _cluster(ctx: Context, cfg: Config) -> Any:
     if ctx.params.clusterip_firewall == "iptables" or not which("nft"):
         ctx.fail(codes.ERR_INSTALLED, "cluster IP mode needs nftables (nft); ipt_CLUSTERIP is "
                                       "gone from Linux and iptables mode is not supported")
+    if ctx.action == "start" and not ctx.run(["nft", "list", "tables"], timeout=10).ok:
+        ctx.fail(codes.ERR_INSTALLED, "cluster IP mode needs nf_tables, which this kernel "
+                                      "does not provide")
     p = ctx.params
     seed_text = p.clusterip_hash_seed or ""
     seed = (int(seed_text, 0) if seed_text else
@@ -524,6 +527,7 @@ def monitor(ctx: Context) -> int:
 
 @agent.action("validate-all", timeout="20s")
 def validate_all(ctx: Context) -> int:
+    _reexec_in_namespace(ctx)
     cfg = configure(ctx)
     try:
         place(ctx, cfg)

@@ -317,3 +317,27 @@ def test_pyha_tester_passes(lab: Lab, tmp_path: Path, fs: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout and "OCF_CHECK_LEVEL=20" in proc.stdout
     assert lab.mounted(mnt) is None
+
+
+def test_vanished_device_is_never_reported_stopped(lab: Lab, rsctmp: Path) -> None:
+    link, mnt = BASE / "dev-link", BASE / "vanish"
+    link.symlink_to(lab.loops["xfs"])
+    params = {"device": str(link), "directory": str(mnt)}  # no fstype: mount detects xfs
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    assert lab.mounted(mnt)[2] == "xfs"  # type: ignore[index]
+    link.unlink()  # the device path is gone (a renamed or lost disk), the mount is not
+    res = agent(lab, "monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="0")
+    assert res.rc == 1 and res.reason and "cannot be found" in res.reason
+    assert agent(lab, "stop", params, rsctmp).rc == 0  # still ours: unmounted
+    assert lab.mounted(mnt) is None
+
+
+def test_stop_with_broken_tunables_still_unmounts(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "broken-stop"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    broken = {**params, "options": "rw,helper=x", "term_signals": "NOPE",
+              "signal_delay": "soon"}
+    res = agent(lab, "stop", broken, rsctmp)
+    assert res.rc == 0, res.err
+    assert lab.mounted(mnt) is None
