@@ -247,7 +247,8 @@ def place(ctx: Context, cfg: Config) -> Config:
         cfg.nic = cfg.link.name
         if cfg.prefix is not None and not ctx.params.proto:
             return _finish(cfg)
-    route = _best_route(ctx, cfg)
+    route = netlink.best_route(cfg.ip, prefix=cfg.prefix, proto=ctx.params.proto,
+                               oif=cfg.link.index if cfg.link is not None else None)
     if route is None:
         where = f" on {cfg.nic}" if cfg.nic else ""
         masked = f"/{cfg.prefix}" if cfg.prefix is not None else ""
@@ -263,39 +264,6 @@ def place(ctx: Context, cfg: Config) -> Config:
     if cfg.family == netlink.AF_INET6:
         cfg.metric = route.metric
     return _finish(cfg)
-
-
-_PROTOS = {"kernel": 2, "boot": 3, "static": 4, "ra": 9, "dhcp": 16, "bird": 12, "zebra": 11}
-
-
-def _best_route(ctx: Context, cfg: Config) -> netlink.Route | None:
-    proto = ctx.params.proto
-    want_proto = None
-    if proto:
-        want_proto = int(proto) if proto.isdigit() else _PROTOS.get(proto, -1)
-    best = None
-    for table in (netlink.RT_TABLE_MAIN, netlink.RT_TABLE_LOCAL):
-        for r in netlink.routes(cfg.family, table):
-            if r.dst_len == 0 or not r.dst:
-                continue  # default routes never choose an interface
-            if r.type != (netlink.RTN_UNICAST if table == netlink.RT_TABLE_MAIN
-                          else netlink.RTN_LOCAL):
-                continue
-            if table == netlink.RT_TABLE_LOCAL and not cfg.ip.startswith("127."):
-                continue  # the local table only serves loopback addresses
-            if cfg.link is not None and r.oif != cfg.link.index:
-                continue
-            if want_proto is not None and r.protocol != want_proto:
-                continue
-            if cfg.prefix is not None and r.dst_len > cfg.prefix:
-                continue  # the route is narrower than the requested prefix
-            if not netlink.in_prefix(cfg.ip, r.dst, r.dst_len):
-                continue
-            if best is None or (r.dst_len, -r.metric) > (best.dst_len, -best.metric):
-                best = r
-        if best is not None:
-            return best
-    return None
 
 
 def _finish(cfg: Config) -> Config:
@@ -588,21 +556,15 @@ def _remove(ctx: Context, cfg: Config) -> None:
 
 def _wait_dad(ctx: Context, cfg: Config) -> None:
     """Wait (at most 10 s, within the deadline) for IPv6 duplicate address detection."""
-    import time
-
-    end = time.monotonic() + (ctx.deadline.limit(10.0, soft=True) or 0.0)
-    while True:
-        found = [a for a in netlink.find_address(cfg.ip) if cfg.link and a.index == cfg.link.index]
-        if found and found[0].flags & netlink.IFA_F_DADFAILED:
-            _remove(ctx, cfg)
-            ctx.fail(codes.ERR_GENERIC, f"{cfg.ip} is already used on the network "
-                                        "(duplicate address detection failed)")
-        if not found or not found[0].flags & netlink.IFA_F_TENTATIVE:
-            return
-        if time.monotonic() >= end:
-            ctx.log.warning(f"{cfg.ip} is still tentative (DAD not finished)")
-            return
-        time.sleep(0.1)
+    assert cfg.link is not None
+    limit = ctx.deadline.limit(10.0, soft=True) or 0.0
+    state = netlink.wait_dad(cfg.ip, cfg.link.index, limit)
+    if state == "failed":
+        _remove(ctx, cfg)
+        ctx.fail(codes.ERR_GENERIC, f"{cfg.ip} is already used on the network "
+                                    "(duplicate address detection failed)")
+    if state == "tentative":
+        ctx.log.warning(f"{cfg.ip} is still tentative (DAD not finished)")
 
 
 def _check_conflict(ctx: Context, cfg: Config) -> None:

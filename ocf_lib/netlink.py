@@ -388,6 +388,63 @@ def routes(family: int, table: int = RT_TABLE_MAIN) -> list[Route]:
     return found
 
 
+PROTOCOLS = {"kernel": 2, "boot": 3, "static": 4, "ra": 9, "zebra": 11, "bird": 12,
+             "dhcp": 16}
+
+
+def best_route(ip: str, *, prefix: int | None = None, oif: int | None = None,
+               proto: str | None = None) -> Route | None:
+    """The route that places ``ip`` (upstream's findif, without gawk or forks).
+
+    Main table, unicast, never a default route; optionally only via ``oif``,
+    of protocol ``proto`` (name or number), and at most as narrow as
+    ``prefix`` (a route must contain the whole ``ip/prefix``).  The longest
+    prefix wins, then the lowest metric.  127/8 addresses fall back to the
+    local table, where loopback routes live.
+    """
+    family = family_of(ip)
+    want_proto = None
+    if proto:
+        want_proto = int(proto) if proto.isdigit() else PROTOCOLS.get(proto, -1)
+    tables = [(RT_TABLE_MAIN, RTN_UNICAST)]
+    if family == AF_INET and pack_ip(ip)[0] == 127:
+        tables.append((RT_TABLE_LOCAL, RTN_LOCAL))
+    for table, rtype in tables:
+        best = None
+        for r in routes(family, table):
+            if r.dst_len == 0 or not r.dst or r.type != rtype:
+                continue
+            if oif is not None and r.oif != oif:
+                continue
+            if want_proto is not None and r.protocol != want_proto:
+                continue
+            if prefix is not None and r.dst_len > prefix:
+                continue
+            if not in_prefix(ip, r.dst, r.dst_len):
+                continue
+            if best is None or (r.dst_len, -r.metric) > (best.dst_len, -best.metric):
+                best = r
+        if best is not None:
+            return best
+    return None
+
+
+def wait_dad(ip: str, index: int, seconds: float) -> str:
+    """Wait for IPv6 duplicate address detection on ``ip``: "ok", "failed" or "tentative"."""
+    import time
+
+    end = time.monotonic() + seconds
+    while True:
+        found = [a for a in find_address(ip) if a.index == index]
+        if found and found[0].flags & IFA_F_DADFAILED:
+            return "failed"
+        if not found or not found[0].flags & IFA_F_TENTATIVE:
+            return "ok"
+        if time.monotonic() >= end:
+            return "tentative"
+        time.sleep(0.1)
+
+
 # -- changes ------------------------------------------------------------------
 
 def _address_body(index: int, ip: str, prefixlen: int, *, broadcast: str = "", label: str = "",
