@@ -16,6 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METADATA_DIR = os.path.join(ROOT, "metadata")
 
 
+_METADATA = ("metadata", "meta-data")
+
+
 def _print_file(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
@@ -48,8 +51,20 @@ def ocf(name: str, module: str) -> None:
 def fence(module: str) -> None:
     """Run the fence agent in ``module``; aliases are told apart by argv[0]."""
     argv = sys.argv
-    if len(argv) == 3 and argv[1] in ("-o", "--action") and argv[2] in ("metadata", "meta-data"):
-        if _print_file(os.path.join(METADATA_DIR, os.path.basename(argv[0]) + ".xml")):
-            sys.exit(0)
+    wants = len(argv) == 3 and argv[1] in ("-o", "--action") and argv[2] in _METADATA
+    if len(argv) == 1:
+        # pacemaker-fenced and stonith_admin ask with "action=metadata" on stdin.
+        # Read it here; the runtime gets the same text if this is not that.
+        try:
+            text = sys.stdin.read() if sys.stdin is not None else ""
+        except (OSError, UnicodeDecodeError) as exc:  # never guess options: fail
+            sys.stderr.write(f"Failed: cannot read the options on stdin: {exc}\n")
+            sys.exit(1)
+        wants = text.split() in (["action=metadata"], ["action=meta-data"])
+        import io  # already loaded by the interpreter for sys.stdin: free
+
+        sys.stdin = io.StringIO(text)
+    if wants and _print_file(os.path.join(METADATA_DIR, os.path.basename(argv[0]) + ".xml")):
+        sys.exit(0)
     agent = __import__(module, fromlist=["agent"]).agent
     agent.main()
