@@ -548,6 +548,9 @@ def migrate_to(ctx: Context) -> int:
     if status is None or not status.active:
         ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} is not active locally")
     ident.uuid = status.uuid or ident.uuid
+    if target == ctx.node:  # libvirt refuses a same-host migration; nothing to move
+        ctx.log.info(f"{ident.name} already runs on the migration target {target}")
+        return codes.SUCCESS
     dest, data = remote_uri(ctx, target), migrate_uri(ctx, target, option_uri)
     if p.save_config_on_stop or p.sync_config_on_stop:
         save_config(ctx, lv, ident)

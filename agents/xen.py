@@ -271,6 +271,9 @@ def migrate_to(ctx: Context) -> int:
     name = domain_name(ctx)
     if name is None or lookup(ctx, ts, name, retry=False) is None:
         ctx.fail(codes.ERR_GENERIC, f"domain {name} is not active locally")
+    if target == ctx.node:
+        ctx.log.info(f"domain {name} already runs on the migration target {target}")
+        return codes.SUCCESS
     address = target
     if ctx.params.node_ip_attribute:
         from ocf_lib.cluster import ClusterTools

@@ -359,3 +359,17 @@ def test_live_migration_both_ways(hosts, work):
     finally:
         for node in (h1, h2):
             assert node.run("stop", config, force_stop="true").rc == 0
+
+
+def test_pyha_tester_passes(hosts, work):
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "tester", "noos")
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([str(root / ".venv/bin/pyha-tester"), "--agent",
+                          str(root / "agents/VirtualDomain"), "--strict",
+                          "-o", f"config={config}", "-o", f"hypervisor={hosts[0].uri}",
+                          "-o", "force_stop=true", "--rsctmp", str(h1.rsc)],
+                         env=h1.env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert domstate(hosts[0], "pyha-tester") == "absent"
+

@@ -266,3 +266,13 @@ def test_utilization(sim, tmp_path):
     text = (tmp_path / "cib.xml").read_text()
     assert 'name="cpu" value="2"' in text and 'name="hv_memory" value="256"' in text
     assert h1.run("stop", cfg).rc == 0
+
+
+def test_pyha_tester_passes(sim, tmp_path):
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-tst")
+    res = subprocess.run([str(TESTS.parent / ".venv/bin/pyha-tester"), "--agent",
+                          str(TESTS.parent / "agents/Xen"), "--strict", "-o", f"xmfile={cfg}",
+                          "--rsctmp", str(h1.rsc)],
+                         env=h1.env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
