@@ -305,9 +305,12 @@ def load_state(ctx: Context, cfg: Config) -> bool:
 def served(ctx: Context, cfg: Config) -> tuple[str, str]:
     """("ok" | "absent" | "elsewhere" | "mismatch" | "down", reason)."""
     found = netlink.find_address(cfg.ip)
+    link = cfg.link
+    if ctx.params.lvs_support:  # an LVS real server's /32 on lo is not a conflict
+        found = [a for a in found if (link is not None and a.index == link.index)
+                 or not (a.prefixlen == 32 and _ifname(a.index).startswith("lo"))]
     if not found:
         return "absent", f"{cfg.ip} is not on any interface"
-    link = cfg.link
     mine = [a for a in found if link is not None and a.index == link.index]
     if not mine or link is None:
         others = ", ".join(sorted({_ifname(a.index) for a in found}))

@@ -367,3 +367,40 @@ def test_pyha_tester_passes(net: None, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout
     assert not find("10.210.1.99")
+
+
+def test_lvs_support_moves_the_loopback_copy_aside(net: None, rsctmp: Path) -> None:
+    nsip(NS_A, "addr", "add", "10.210.1.120/32", "dev", "lo")
+    try:
+        params = {"ip": "10.210.1.120", "lvs_support": "true", "arp_count": "1"}
+        assert agent("start", params, rsctmp).rc == 0
+        assert [a["dev"] for a in find("10.210.1.120")] == ["eth0"]
+        assert agent("monitor", params, rsctmp).rc == 0
+        assert agent("stop", params, rsctmp).rc == 0
+        assert [(a["dev"], a["prefixlen"]) for a in find("10.210.1.120")] == [("lo", 32)]
+    finally:
+        nsip(NS_A, "addr", "del", "10.210.1.120/32", "dev", "lo", check=False)
+
+
+def test_ipv6_flags(net: None, rsctmp: Path) -> None:
+    params = {"ip": "fd00:210::121", "nodad": "true", "noprefixroute": "true",
+              "preferred_lft": "0", "arp_count": "1"}
+    assert agent("start", params, rsctmp).rc == 0
+    info = [a for link in json.loads(nsip(NS_A, "-j", "addr", "show", "dev", "eth0"))
+            for a in link["addr_info"] if a["local"] == "fd00:210::121"]
+    assert len(info) == 1
+    assert info[0].get("nodad") and info[0].get("noprefixroute")
+    assert info[0]["preferred_life_time"] == 0 and info[0].get("deprecated")
+    assert "fd00:210::121" in nsip(NS_A, "addrlabel", "list")  # lvs_ipv6_addrlabel=true
+    assert agent("stop", params, rsctmp).rc == 0
+    assert not find("fd00:210::121")
+    assert "fd00:210::121" not in nsip(NS_A, "addrlabel", "list")
+
+
+def test_external_arp_sender(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.122", "arp_sender": "iputils_arping", "arp_count": "2"}
+    cap = Capture("peer0", 3)
+    assert agent("start", params, rsctmp).rc == 0
+    garp = [f for f in cap.frames() if f["kind"] == "arp" and f["spa"] == "10.210.1.122"]
+    assert len(garp) >= 2 and all(f["sha"] == mac_of("eth0") for f in garp)
+    assert agent("stop", params, rsctmp).rc == 0
