@@ -699,7 +699,7 @@ def _options(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, eq, value = pair.partition("=")
         if not eq or not name:
-            raise SystemExit(f"pyha-tester: -o expects name=value, got {pair!r}")
+            raise ValueError(f"-o expects name=value, got {pair!r}")
         out[name] = value
     return out
 
@@ -726,7 +726,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every call's output on stderr (and set HA_debug=1)")
     args = parser.parse_args(argv)
-    params = _options(args.options)
+    try:
+        params = _options(args.options)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.manpage:
         try:
             sys.stdout.write(manpage(args.manpage))
