@@ -170,8 +170,10 @@ def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int]) -> Any:
     BMC refuses; it has no knob for either, so a subclass sets the starting
     suite and stops the fallback when only one suite is allowed.
     """
+    from .aes import install
     from .lazy import need
 
+    install()  # AES-CBC from libcrypto instead of cryptography's whole backend (~70 ms)
     base = need("pyghmi.ipmi.private.session").Session
     hash_of = {17: 256, 3: 1}
     order = [hash_of[c] for c in ciphers]  # shared by the attempts of one login

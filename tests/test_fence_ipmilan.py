@@ -409,3 +409,20 @@ def test_native_verbose_and_debug_file_never_show_the_password(bmc, tmp_path):
     assert res.rc == 0, res.err
     text = res.err + res.out + debug.read_text()
     assert "IPMI session" in text and "secret" not in text
+
+
+def test_aes_shim_matches_cryptography():
+    """ocf_lib.aes stands in for cryptography's AES-CBC inside pyghmi: same bytes."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from ocf_lib import aes
+
+    aes._lib = aes._load()
+    for size in (16, 48, 160):
+        key, iv, data = os.urandom(16), os.urandom(16), os.urandom(size)
+        ref = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        mine = aes.Cipher(aes.AES(key), aes.CBC(iv)).encryptor()
+        sealed = mine.update(data) + mine.finalize()
+        assert sealed == ref.update(data) + ref.finalize()
+        back = aes.Cipher(aes.AES(key), aes.CBC(iv)).decryptor()
+        assert back.update(sealed) + back.finalize() == data
