@@ -249,6 +249,8 @@ class Demo:
                 self._release_lock()
         self.result.steps = self.tl.steps
         self.tl.say(self.tl.summary())
+        for line in self.outcome_lines():
+            self.tl.say(line)
         if self.result.error:
             self.tl.say(f"\nDEMO FAILED: {self.result.error}")
         elif self.result.leftovers:
@@ -258,6 +260,24 @@ class Demo:
                        if self.result.skipped else "")
             self.tl.say(f"\nDemo complete in {self.tl.now():.1f}s{skipped}.")
         return self.result
+
+    def outcome_lines(self) -> list[str]:
+        facts, lines = self.result.facts, []
+        if "migration" in facts:
+            m = facts["migration"]
+            lines.append(f"  live migration: vm {m['from']} -> {m['to']}, guest boots "
+                         f"{m['boots']} (it kept running)")
+        if "fence_event" in facts:
+            off = [t for t, state in facts.get("bmc_power_log", []) if state == "off"]
+            cut = f", power cut {off[0] - facts['kill_time']:.1f}s after the crash" if off else ""
+            by = facts["fence_event"].get("delegate", "?")
+            lines.append(f"  {facts['victim']} crashed: fenced by {by} through its BMC with "
+                         f"pyha's fence_ipmilan{cut}")
+        if "recovered" in facts:
+            lines.append("  recovered: " + ", ".join(
+                f"{r} on {n}" for r, n in facts["recovered"].items()) +
+                f" ({facts['recovered_after']:.1f}s after the crash)")
+        return ["", "Outcome:", *lines] if lines else []
 
     def _take_lock(self) -> None:
         LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
@@ -490,7 +510,8 @@ class Demo:
         if proc.returncode != 0:
             raise DemoError(f"crm {' '.join(args)} on n{node} failed rc={proc.returncode}: "
                             f"{(proc.stderr or proc.stdout).strip()[-800:]}")
-        return proc.stdout + proc.stderr if both else proc.stdout
+        text = proc.stdout + proc.stderr if both else proc.stdout
+        return _strip_colours(text)
 
     # -- the scenario ---------------------------------------------------------------
 
@@ -618,6 +639,9 @@ class Demo:
             for rsc in self.resources():
                 placed[rsc] = self.c.wait_resource_started(rsc, timeout=180, i=watcher)
             facts["recovered"] = placed
+            facts["recovered_after"] = time.time() - facts["kill_time"]
+            self.tl.note(", ".join(f"{r} on {n}" for r, n in placed.items()) +
+                         f": {facts['recovered_after']:.1f}s after the crash")
             if "vm" in placed:
                 # A cold start this time: the node it ran on lost its power.
                 console = BASE / "vm-console.log"
@@ -629,7 +653,6 @@ class Demo:
                 self.tl.note(f"the guest booted again on {placed['vm']} (console: "
                              "PYHAGUEST: up)")
             facts["recovered_checks"] = self._check_recovered(placed)
-            self.tl.note(", ".join(f"{r} on {n}" for r, n in placed.items()))
             for line in facts["recovered_checks"]:
                 self.tl.note(line)
         self.show_crm_mon(f"crm_mon -1 after the failure ({victim.name} fenced)")
@@ -782,6 +805,12 @@ class Demo:
 
 
 # -- small helpers ----------------------------------------------------------------------
+
+def _strip_colours(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
