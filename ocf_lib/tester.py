@@ -28,8 +28,10 @@ Python traceback on stderr is always a FAIL.
 Fence agents (``--fence PATH``) get their options on stdin, the way
 pacemaker-fenced sends them: metadata (validated against fence-agents'
 ``metadata.rng``), validate-all, monitor, list, status, off, on, reboot and an
-unknown action, with ``status`` checked after every power change.  The
-target's original power state is restored at the end.
+unknown action, with ``status`` checked after every power change, and once
+more with the same options given as command-line flags (taken from each
+parameter's ``getopt`` in the metadata).  The target's original power state is
+restored at the end.
 
 Exit status: 0 when no row FAILed, 1 otherwise, 2 for usage errors.
 """
@@ -521,6 +523,7 @@ class FenceTester:
         self.timeout = timeout
         self.report = Report(self.path, "fence")
         self.actions: set[str] = set()
+        self.getopt: dict[str, str] = {}  # parameter -> "-a, --ip=[ip]" from the metadata
 
     def call(self, action: str, *, as_nobody: bool = False, bare: bool = False) -> Outcome:
         lines = [f"action={action}"]
@@ -552,6 +555,28 @@ class FenceTester:
         self.report.add(name, PASS, f"rc {result.rc} in {took} {_last_line(result.out)}")
         return True
 
+    def argv_agrees(self) -> None:
+        """The same options as command-line flags (from the metadata's getopt) give the
+        same answer: a person checking by hand must see what the fencer sees."""
+        argv = [self.path]
+        for name, value in self.params.items():
+            mixed = self.getopt.get(name, "")
+            longopt = next((w for w in mixed.replace(",", " ").split() if w.startswith("--")),
+                           "")
+            if not longopt:
+                self.report.add("status via command-line options", SKIP,
+                                f"no command-line option for {name}")
+                return
+            flag = longopt.split("=", 1)[0]
+            if "=" in longopt:
+                argv += [f"{flag}={value}"]
+            elif value.strip().lower() in ("1", "yes", "true", "on"):
+                argv += [flag]
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "LANG": "C.UTF-8", "LC_ALL": "C"}
+        by_argv = execute(argv + ["--action=status"], env, self.timeout, "", cwd="/")
+        self.expect("status via command-line options", by_argv, (codes.FENCE_OK,))
+
     def status_is(self, name: str, want: str) -> bool:
         rc = codes.FENCE_OK if want == "on" else codes.FENCE_STATUS_OFF
         return self.expect(f"status after {name} is {want}", self.call("status"), (rc,))
@@ -574,6 +599,10 @@ class FenceTester:
 
         doc = etree.fromstring(res.out.encode("utf-8"))
         self.actions = {el.get("name", "") for el in doc.iterfind("actions/action")}
+        for el in doc.iterfind("parameters/parameter"):
+            getopt = el.find("getopt")
+            if getopt is not None:
+                self.getopt[el.get("name", "")] = getopt.get("mixed", "")
         for needed in ("on", "off", "status", "monitor"):
             if needed not in self.actions:
                 rep.add(f"{needed} advertised", FAIL, "advertised: "
@@ -618,6 +647,7 @@ class FenceTester:
             else:
                 self.expect("unknown action is an error", res, (res.rc,))
             self.status_is("unknown action", "on")
+            self.argv_agrees()
         finally:
             if initial == "off":
                 res = self.call("off")
