@@ -373,3 +373,36 @@ def test_pyha_tester_passes(hosts, work):
     assert res.returncode == 0, res.stdout + res.stderr
     assert domstate(hosts[0], "pyha-tester") == "absent"
 
+
+
+def test_as_pacemaker_primitive(hosts, work, cluster1):
+    """Probe, start, recurring monitor (which writes utilization into the real
+    CIB through crm_resource) and stop, all driven by Pacemaker's execd."""
+    c = cluster1
+    config, _ = guest(work, "pcmk", "noos")
+    params = {"config": str(config), "hypervisor": hosts[0].uri, "force_stop": "true"}
+    nvpairs = "".join(f'<nvpair id="vd-{k}" name="{k}" value="{v}"/>'
+                      for k, v in params.items()).replace("&", "&amp;")
+    c.cib_create(
+        '<primitive id="vd" class="ocf" provider="pyha" type="VirtualDomain">'
+        f'<instance_attributes id="vd-ia">{nvpairs}</instance_attributes>'
+        '<meta_attributes id="vd-meta"><nvpair id="vd-am" name="allow-migrate" value="true"/>'
+        '</meta_attributes><operations>'
+        '<op id="vd-mon" name="monitor" interval="2s" timeout="20s"/>'
+        '<op id="vd-start" name="start" interval="0" timeout="60s"/>'
+        '<op id="vd-stop" name="stop" interval="0" timeout="30s"/></operations></primitive>')
+    try:
+        assert c.wait_resource_started("vd", timeout=60) == "n1"
+        assert domstate(hosts[0], "pyha-pcmk") == "running"
+
+        def utilization_written() -> bool:
+            return 'name="hv_memory" value="96"' in c.exec(1, ["cibadmin", "-Q", "-o",
+                                                                "resources"]).stdout
+        c.wait_for(utilization_written, 15, what="utilization from the recurring monitor")
+        assert not c.failures()
+    finally:
+        c.exec(1, ["crm_resource", "-r", "vd", "--meta", "-p", "target-role", "-v",
+                   "Stopped"], check=True)
+        c.wait_resource_stopped("vd", timeout=40)
+        c.cib_delete('<primitive id="vd"/>')
+    assert domstate(hosts[0], "pyha-pcmk") == "absent"
