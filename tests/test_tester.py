@@ -154,7 +154,8 @@ def test_fence_mode_passes_the_pyha_test_agent(tmp_path: Path) -> None:
     for row in ("metadata vs fence-agents metadata.rng", "list", "list-status", "off",
                 "status after off is off",
                 "on", "status after on is on", "reboot", "status after reboot is on",
-                "unknown action is an error", "restore initial state (off)"):
+                "unknown action is an error", "restore initial state (off)",
+                "status via command-line options"):
         assert got[row] == "PASS", row
     assert json.loads(device.read_text())["plugs"]["1"] == "off"  # restored
 
