@@ -574,8 +574,9 @@ class FenceTester:
                 argv += [flag]
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "LANG": "C.UTF-8", "LC_ALL": "C"}
+        by_stdin = self.call("status")
         by_argv = execute(argv + ["--action=status"], env, self.timeout, "", cwd="/")
-        self.expect("status via command-line options", by_argv, (codes.FENCE_OK,))
+        self.expect("status via command-line options", by_argv, (by_stdin.rc,))
 
     def status_is(self, name: str, want: str) -> bool:
         rc = codes.FENCE_OK if want == "on" else codes.FENCE_STATUS_OFF
