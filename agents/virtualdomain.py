@@ -16,9 +16,9 @@ Differences from upstream, each deliberate:
   only when the domain is verifiably inactive.
 * monitor makes one libvirt call (state, vCPUs and memory together) and
   writes utilization through crm_resource only when a value changed.
-* save_config_on_stop writes atomically, mode 0600, and never dumps secure
-  information (upstream used ``--security-info``).  It is not repeated on
-  every monitor unless the running definition changed.
+* save_config_on_stop writes atomically, mode 0600, only when the definition
+  changed, and never dumps secure information (upstream used
+  ``--security-info``).  It runs on stop and migration, not on every monitor.
 * backingfile overlays are created with an explicit backing format, next to
   the config with its extension replaced (upstream cut the path at the first dot).
 """
@@ -498,11 +498,11 @@ def target_host(ctx: Context, target: str) -> str:
     return f"{first}{suffix}{dot}{rest}"
 
 
-def remote_uri(ctx: Context, target: str) -> str:
+def remote_uri(ctx: Context, target: str, local_uri: str) -> str:
     p = ctx.params
     if p.remoteuri:
         return str(p.remoteuri).replace("%n", target)
-    hv = p.hypervisor or "qemu:///system"
+    hv = local_uri
     scheme, _, rest = hv.partition("://")
     hostport, _, path = rest.partition("/")
     port = hostport.rsplit(":", 1)[1] if ":" in hostport.split("@")[-1] else ""
@@ -551,7 +551,11 @@ def migrate_to(ctx: Context) -> int:
     if target == ctx.node:  # libvirt refuses a same-host migration; nothing to move
         ctx.log.info(f"{ident.name} already runs on the migration target {target}")
         return codes.SUCCESS
-    dest, data = remote_uri(ctx, target), migrate_uri(ctx, target, option_uri)
+    try:
+        local = p.hypervisor or str(lv.call("uri", lambda conn: conn.getURI(), soft=True))
+    except VirtError as exc:
+        ctx.fail(codes.ERR_GENERIC, f"cannot tell the local hypervisor URI: {exc}")
+    dest, data = remote_uri(ctx, target, local), migrate_uri(ctx, target, option_uri)
     if p.save_config_on_stop or p.sync_config_on_stop:
         save_config(ctx, lv, ident)
     ctx.log.info(f"migrating {ident.name} to {target} ({dest}, data {data or 'default'})")

@@ -353,6 +353,13 @@ def test_live_migration_both_ways(hosts, work):
         assert h1.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source="h2").rc == 0
         assert h1.run("monitor", config).rc == 0
         assert h2.run("monitor", config).rc == 7
+        # Generated URIs (upstream's rules): transport and network suffix.
+        res = h1.run("migrate_to", config, migration_transport="tcp", migrateport="49200",
+                     migration_network_suffix="-mig", OCF_RESKEY_CRM_meta_migrate_target="h9")
+        assert res.rc == 1 and "h9-mig" in res.reason
+        assert "(qemu+tcp://h9-mig/system?socket=" in res.err
+        assert "data tcp:h9-mig:49200)" in res.err
+        assert h1.run("monitor", config).rc == 0  # still running here
         # Not running locally: migrate_to refuses with a reason.
         res = h2.run("migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target="h1", **common)
         assert res.rc == 1 and "not active locally" in res.reason
