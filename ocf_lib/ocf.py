@@ -301,7 +301,8 @@ class Context:
         errors = self.param_errors
         self.log.debug(f"{self.action} begins ({self.deadline})")
         if errors:
-            for err in errors:
+            # Every bad value once; the first is logged with the exit reason below.
+            for err in errors if self.action == "stop" else errors[1:]:
                 self.log.error(str(err))
             if self.action == "stop":
                 # Stop must be attempted even with a broken configuration; the

@@ -351,3 +351,15 @@ def test_probe_and_check_level_through_the_executable(ocf_env: dict[str, str],
     assert deep.rc == 1
     assert run_ocf("Example", "stop", env=ocf_env).rc == 0
     assert not os.path.exists(state)
+
+
+def test_every_bad_value_is_logged_exactly_once(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _ = run(["start"], {"OCF_RESKEY_count": "9", "OCF_RESKEY_flag": "perhaps"})
+    err = capsys.readouterr().err
+    assert rc == codes.ERR_CONFIGURED
+    logged = [line for line in err.splitlines() if ": ERROR: " in line]
+    assert len(logged) == 2
+    assert sum("'count'" in line for line in logged) == 1
+    assert sum("'flag'" in line for line in logged) == 1
+    assert reason_lines(err) == [
+        "ocf-exit-reason:parameter 'count': value '9' is above the maximum 5"]
