@@ -8,7 +8,8 @@ Pacemaker will do to them, one table row per check:
 * the OCF 1.1 output (``OCF_RA_VERSION_MINOR=1``) against resource-agents'
   ``metadata.rng``, and the 1.0 output (no version exported, what the classic
   ``ocf-tester`` sees) against ``ra-api-1.dtd`` including its DOCTYPE;
-* ``validate-all``; a probe while stopped (7); start, monitor, probe, every
+* ``validate-all``, and without a required parameter (6 or 2, with a reason);
+  a probe while stopped (7); start, monitor, probe, every
   advertised ``OCF_CHECK_LEVEL``; start again; reload, migrate_to/from,
   promote/demote where advertised; stop, stop again, monitor (7); stop with a
   spoilt integer/boolean/select parameter (0: stop never fails on validation);
@@ -415,6 +416,12 @@ class OCFTester:
         interval = meta.monitor_interval()
         if meta.has("validate-all"):
             self.expect("validate-all", self.call("validate-all"), (codes.SUCCESS,))
+            required = [p["name"] for p in meta.params if p["required"]]
+            if required:
+                name = required[0]  # empty is unset, as ${OCF_RESKEY_x:-} reads it
+                res = self.call("validate-all", extra={"OCF_RESKEY_" + name: ""})
+                self.expect(f"validate-all without {name}", res,
+                            (codes.ERR_CONFIGURED, codes.ERR_ARGS), reason_needed=True)
         else:
             rep.add("validate-all", SKIP, "not advertised")
         if not self.expect("probe while stopped", self.call("monitor"), (codes.NOT_RUNNING,)):

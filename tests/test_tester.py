@@ -133,14 +133,24 @@ def test_missing_required_parameter_is_reported(agent_dir: Path) -> None:
     text = (DATA / "BrokenAgent").read_text().replace(
         '<parameter name="state" unique="1" required="0">',
         '<parameter name="state" unique="1" required="1">')
-    agent = agent_dir / "NeedsState"
-    agent.write_text(text)
-    agent.chmod(0o755)
-    res = _tester("--agent", str(agent))
+    lax = agent_dir / "NeedsStateLax"  # declares state required but never checks it
+    lax.write_text(text)
+    lax.chmod(0o755)
+    strict = agent_dir / "NeedsState"
+    strict.write_text(text.replace(
+        "validate-all) exit 0 ;;",
+        'validate-all) [ -n "$OCF_RESKEY_state" ] && exit 0\n'
+        '    reason "state is required"; exit 6 ;;'))
+    strict.chmod(0o755)
+    res = _tester("--agent", str(strict))
     assert res.returncode == 1
     assert "use -o for: state" in res.stdout
-    res = _tester("--agent", str(agent), "-o", f"state={agent_dir}/s", "--json")
+    res = _tester("--agent", str(strict), "-o", f"state={agent_dir}/s", "--json")
     assert res.returncode == 0, res.stdout
+    assert rows(res)["validate-all without state"] == "PASS"
+    res = _tester("--agent", str(lax), "-o", f"state={agent_dir}/s", "--json")
+    assert res.returncode == 1
+    assert rows(res)["validate-all without state"] == "FAIL"
 
 
 def test_fence_mode_passes_the_pyha_test_agent(tmp_path: Path) -> None:
