@@ -328,7 +328,7 @@ def stop(ctx: Context) -> int:
     unmount_all(ctx, targets, kill=cfg.kill, delay=p.signal_delay or 0.0, fast=bool(p.fast_stop),
                 term=[_signal(w) or 15 for w in _signal_words(p.term_signals or "TERM")],
                 kill_sigs=[_signal(w) or 9 for w in _signal_words(p.kill_signals or "KILL")],
-                network=cfg.fstype in NETWORK_FS,
+                network=cfg.fstype in NETWORK_FS, own_device=cfg.block and not cfg.bind,
                 lazy_ok=cfg.fstype in VIRTUAL_FS or (cfg.bind and not cfg.block))
     if cfg.move and os.path.isdir(moved) and mounts.at(mounts.read_mountinfo(), moved) is None:
         try:

@@ -146,11 +146,13 @@ def holders(mountpoint: str, dev: tuple[int, int] | None = None,
     me = os.getpid()
     found: dict[int, str] = {}
     want = os.makedev(*dev) if (by_device and dev is not None) else None
+    if want is not None and want in (os.stat("/").st_dev, os.stat("/proc/self/exe").st_dev):
+        want = None  # the root or system filesystem: matching by device would hit everyone
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        if pid == me:
+        if pid in (me, 1):
             continue
         base = f"/proc/{pid}"
         how = _holds(base, mountpoint, want)

@@ -61,8 +61,15 @@ def _signal(ctx: Context, pids: dict[int, str], sig: int, path: str) -> None:
 def unmount_all(ctx: Context, targets: Sequence[mounts.Mount], *, kill: str = "true",
                 term: Sequence[int] = (15,), kill_sigs: Sequence[int] = (9,),
                 delay: float = 1.0, fast: bool = False, network: bool = False,
-                lazy_ok: bool = False) -> None:
-    """Unmount ``targets`` in order; see the module docstring for the policy."""
+                lazy_ok: bool = False, own_device: bool = False) -> None:
+    """Unmount ``targets`` in order; see the module docstring for the policy.
+
+    ``own_device``: the filesystem lives on a device of its own (a block
+    device), so "every process with a file on that device" is safe to match
+    (``force_unmount=true``).  Never for bind mounts or anything sharing a
+    device with other filesystems: that would signal half the machine
+    (upstream issue #1304).
+    """
     now = time.monotonic()
     graceful_end = now + ctx.deadline.soft_remaining()
     if fast:
@@ -73,7 +80,7 @@ def unmount_all(ctx: Context, targets: Sequence[mounts.Mount], *, kill: str = "t
             ctx.log.info(f"unmounted {path}")
             continue
         halfway = time.monotonic() + max(0.0, graceful_end - time.monotonic()) / 2
-        by_device = kill == "true" and not network
+        by_device = kill == "true" and own_device and not network
         while time.monotonic() < graceful_end:
             if kill != "false":
                 pids = mounts.holders(path, target.dev, by_device=by_device)
