@@ -341,3 +341,60 @@ def test_stop_with_broken_tunables_still_unmounts(lab: Lab, rsctmp: Path) -> Non
     res = agent(lab, "stop", broken, rsctmp)
     assert res.rc == 0, res.err
     assert lab.mounted(mnt) is None
+
+
+def test_escaped_mount_point_names(lab: Lab, rsctmp: Path) -> None:
+    src = BASE / "esc-src"
+    src.mkdir()
+    mnt = BASE / "tab\there back\\slash nl\nend"  # every character mountinfo escapes
+    params = {"device": str(src), "directory": str(mnt), "fstype": "none"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is not None
+    assert agent(lab, "monitor", params, rsctmp).rc == 0
+    proc = holder(lab, f"cd '{mnt}' && exec sleep 300")
+    # A bystander on the same (root) filesystem, outside the mount: a bind mount's
+    # stop must never match processes by device (upstream #1304 killed everyone).
+    bystander = holder(lab, f"cd '{BASE}' && exec sleep 300 3<'{src}'")
+    try:
+        assert agent(lab, "stop", params, rsctmp).rc == 0
+        assert proc.wait(5) == -signal.SIGTERM
+        assert lab.mounted(mnt) is None
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_memory_map_holder_is_found(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "mapped"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4",
+              "force_unmount": "safe"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    lab.ns("dd", "if=/dev/zero", f"of={mnt}/blob", "bs=4096", "count=1", "status=none")
+    # Only a memory map keeps the filesystem busy: no open fd, cwd is /.
+    script = (f"import mmap, os, time; f = open({str(mnt / 'blob')!r}, 'r+b'); "
+              "m = mmap.mmap(f.fileno(), 0); f.close(); os.chdir('/'); time.sleep(300)")
+    proc = subprocess.Popen([*lab.wrap(), "/usr/bin/python3", "-c", script])
+    time.sleep(0.5)
+    assert lab.ns("umount", str(mnt), check=False).returncode != 0  # really busy
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert proc.wait(5) == -signal.SIGTERM
+    assert lab.mounted(mnt) is None
+
+
+def test_deadline_escalates_to_lazy_unmount_of_a_virtual_fs(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "lazy"
+    params = {"device": "pyha-lazy", "directory": str(mnt), "fstype": "tmpfs",
+              "force_unmount": "false"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    proc = holder(lab, f"cd '{mnt}' && exec sleep 300")
+    try:
+        started = time.monotonic()
+        res = agent(lab, "stop", params, rsctmp, timeout_ms="4000")
+        assert res.rc == 0, res.err
+        assert time.monotonic() - started < 4
+        assert lab.mounted(mnt) is None
+        assert proc.poll() is None  # force_unmount=false: nobody was killed
+    finally:
+        proc.kill()
+        proc.wait()
