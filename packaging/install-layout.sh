@@ -19,7 +19,8 @@
 #                                            aliases, fence_ilo_mp, ...): the package
 #                                            scripts register them with update-alternatives
 #   /usr/bin/pyha-tester, pyha-metadata, pyha-fence-node
-#   manpages: ocf_pyha_<Type>.7, fence_<x>.8 (pyha-fence_<x>.8 for the alternatives)
+#   manpages: ocf_pyha_<Type>.7, fence_<x>.8 (pyha-fence_<x>.8 for the alternatives),
+#             pyha-tester.1, pyha-metadata.1, pyha-fence-node.1
 #
 # The launchers find the library through realpath, so the symlinks need nothing else.
 # --modules also copies the Python modules (the deb gets them from pybuild instead).
@@ -33,7 +34,8 @@ DIRECT_FENCE="fence_na fence_pcmk"   # names no other package ships
 
 mkdir -p "$DEST$SHARE/agents" "$DEST$SHARE/fence" "$DEST$SHARE/metadata" \
     "$DEST$SHARE/diverted" "$DEST/usr/lib/ocf/resource.d/pyha" "$DEST/usr/sbin" \
-    "$DEST/usr/bin" "$DEST/usr/share/man/man7" "$DEST/usr/share/man/man8"
+    "$DEST/usr/bin" "$DEST/usr/share/man/man1" "$DEST/usr/share/man/man7" \
+    "$DEST/usr/share/man/man8"
 
 if [ "$modules" = 1 ]; then
     for pkg in ocf_lib agents fence; do

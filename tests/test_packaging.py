@@ -70,6 +70,7 @@ class Sandbox:
         self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--",
                                         "sleep", "infinity"], stdin=subprocess.DEVNULL)
         try:
+            self._wait_private()
             for top in ("usr", "etc", "var"):
                 upper, work = base / top / "upper", base / top / "work"
                 upper.mkdir(parents=True)
@@ -84,9 +85,35 @@ class Sandbox:
             self.close()
             raise
 
+    def _wait_private(self, timeout: float = 10.0) -> None:
+        """Mount nothing until the holder really is in its own mount namespace.
+
+        Right after the fork, /proc/<pid>/ns/mnt is still ours: an nsenter then
+        would mount the overlays over the host's /usr.  Wait until unshare has
+        exec'd sleep, i.e. after unshare(2) and the private propagation."""
+        import time
+
+        pid = self.holder.pid
+        ours = os.readlink("/proc/self/ns/mnt")
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with open(f"/proc/{pid}/comm", encoding="ascii") as handle:
+                    comm = handle.read().strip()
+                theirs = os.readlink(f"/proc/{pid}/ns/mnt")
+            except OSError:
+                comm, theirs = "", ours
+            if comm == "sleep" and theirs != ours:
+                return
+            if time.monotonic() >= end or self.holder.poll() is not None:
+                raise RuntimeError("the sandbox's mount namespace did not come up")
+            time.sleep(0.01)
+
     def run(self, argv: list[str], *, check: bool = False, input: str | None = None,
             env: dict[str, str] | None = None, timeout: float = 300,
             ) -> subprocess.CompletedProcess[str]:
+        if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            raise RuntimeError("the sandbox shares the host's mount namespace")
         full = {**CLEAN_ENV, **(env or {})}
         proc = subprocess.run(["nsenter", "-t", str(self.holder.pid), "-m", "--", "env", "-i",
                                *[f"{k}={v}" for k, v in full.items()], *argv],
@@ -106,6 +133,16 @@ class Sandbox:
     def close(self) -> None:
         self.holder.kill()
         self.holder.wait()
+        leaked = host_overlays()
+        for target in leaked:  # never leave a sandbox overlay on the host
+            subprocess.run(["umount", "-l", target], check=False)
+        assert not leaked, f"sandbox overlays leaked onto the host: {leaked}"
+
+
+def host_overlays() -> list[str]:
+    """Mount points in *our* namespace that carry a sandbox overlay (should be none)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        return [line.split()[4] for line in handle if " pyha-pkg-" in line]
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +195,7 @@ def test_deb_layout(deb):
     assert entries["/usr/share/cluster/Example.sh"] == "/usr/share/pyha/agents/Example"
     for cmd in ("pyha-tester", "pyha-metadata", "pyha-fence-node"):
         assert f"/usr/bin/{cmd}" in entries
+        assert f"/usr/share/man/man1/{cmd}.1.gz" in entries
     assert not any(p.startswith("/usr/lib/python3") for p in entries)
 
 
