@@ -225,7 +225,6 @@ class Demo:
             self.tl.skip(f"part '{part}'", why)
         try:
             self._take_lock()
-            self._cleanup_stale()
             self.setup()
             self.scenario()
             if self.pause is not None:
@@ -298,11 +297,14 @@ class Demo:
 
     def setup(self) -> None:
         with self.tl.step("start a 3-node Corosync + Pacemaker cluster in namespaces"):
-            BASE.mkdir(mode=0o755)
             self.cluster = Cluster(prefix=PREFIX, nodes=NODES, subnet=SUBNET,
                                    stonith=self.has("fencing"), token_ms=1000,
                                    properties={"no-quorum-policy": "stop"})
+            # Starting removes what a killed earlier run left in the nodes (daemons,
+            # libvirtd, QEMU); the rest of its leftovers go next.
             self.cluster.start()
+            self._cleanup_stale()
+            BASE.mkdir(mode=0o755)
             self.tl.note(f"nodes {', '.join(n.name for n in self.c.nodes)} online on "
                          f"{SUBNET}.0/24 (bridge {self.c.bridge})")
         with self.tl.step("make pyha's agents visible inside the nodes (overlay mounts)"):
