@@ -404,7 +404,7 @@ class OCFTester:
             rep.add("start, stop, monitor advertised", FAIL,
                     "advertised: " + ", ".join(sorted(self.meta.actions)))
         missing = [p["name"] for p in self.meta.params
-                   if p["required"] and p["name"] not in self.params]
+                   if p["required"] and p["default"] is None and p["name"] not in self.params]
         if missing:
             rep.add("required parameters given", FAIL, "use -o for: " + ", ".join(missing))
             return False
@@ -416,7 +416,10 @@ class OCFTester:
         interval = meta.monitor_interval()
         if meta.has("validate-all"):
             self.expect("validate-all", self.call("validate-all"), (codes.SUCCESS,))
-            required = [p["name"] for p in meta.params if p["required"]]
+            # (a "required" parameter with a default, as upstream Xen's xmfile, is
+            # never really missing: unsetting it just selects the default)
+            required = [p["name"] for p in meta.params
+                        if p["required"] and p["default"] is None]
             if required:
                 name = required[0]  # empty is unset, as ${OCF_RESKEY_x:-} reads it
                 res = self.call("validate-all", extra={"OCF_RESKEY_" + name: ""})
