@@ -229,10 +229,24 @@ def status(ctx: Context, cfg: Config, table: list[mounts.Mount]) -> tuple[int, s
         if (src.st_dev, src.st_ino) != (dst.st_dev, dst.st_ino):
             return codes.ERR_GENERIC, f"{cfg.directory} is not a bind mount of {cfg.device}"
         return codes.SUCCESS, ""
-    if top.source.rstrip("/") != cfg.device.rstrip("/") and cfg.fstype not in VIRTUAL_FS:
+    source = top.source
+    if source.startswith("/dev/loop") and "loop" in cfg.options.split(","):
+        source = _loop_backing_file(source) or source  # options=loop: an image file
+        if source != top.source and source != os.path.realpath(cfg.device):
+            return OTHER, f"{cfg.directory} has {source} mounted, not {cfg.device}"
+        return codes.SUCCESS, ""
+    if source.rstrip("/") != cfg.device.rstrip("/") and cfg.fstype not in VIRTUAL_FS:
         return codes.ERR_GENERIC, (f"{cfg.directory} has {top.source} mounted, "
                                    f"not {cfg.device}")
     return codes.SUCCESS, ""
+
+
+def _loop_backing_file(loopdev: str) -> str:
+    try:
+        with open(f"/sys/block/{os.path.basename(loopdev)}/loop/backing_file") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def _moved_dir(cfg: Config) -> str:

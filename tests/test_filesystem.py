@@ -398,3 +398,18 @@ def test_deadline_escalates_to_lazy_unmount_of_a_virtual_fs(lab: Lab, rsctmp: Pa
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_image_file_with_loop_option(lab: Lab, rsctmp: Path) -> None:
+    image, mnt = BASE / "loop-opt.img", BASE / "loop opt"
+    sh("truncate", "-s", "16M", str(image))
+    sh("mkfs.ext4", "-q", "-F", str(image))
+    params = {"device": str(image), "directory": str(mnt), "fstype": "ext4",
+              "options": "loop"}
+    res = agent(lab, "start", params, rsctmp)
+    assert res.rc == 0, res.err
+    assert lab.mounted(mnt)[0].startswith("/dev/loop")  # type: ignore[index]
+    assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20").rc == 0
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+    assert str(image) not in sh("losetup", "-l").stdout  # mount's autoclear detached it
