@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 
 from ocf_lib import codes, netlink
-from ocf_lib.ocf import Context, ResourceAgent
+from ocf_lib.ocf import Context, OCFError, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, IPADDR, STRING, Choice, Param, ParamError
 
 TYPE_CHECKING = False
@@ -441,14 +441,18 @@ def stop(ctx: Context) -> int:
         ctx.log.warning(f"stop: {exc}; using what the system shows")
     with ctx.state.lock(_state_name(cfg.ip), timeout=ctx.deadline.limit(10.0)):
         found = netlink.find_address(cfg.ip)
-        if cfg.link is None or cfg.prefix is None:
+        if (cfg.link is None or cfg.prefix is None) and not ctx.params.nic:
             if len(found) == 1:  # unique=1: the one address by this name is ours
                 cfg.link = netlink.link_by_index(found[0].index)
                 cfg.prefix = found[0].prefixlen
                 cfg.nic = cfg.link.name if cfg.link else ""
         mine = [a for a in found if cfg.link is not None and a.index == cfg.link.index
                 and a.prefixlen == cfg.prefix]
-        cip = _cluster(ctx, cfg) if mine else None
+        try:
+            cip = _cluster(ctx, cfg) if mine else None
+        except OCFError as exc:  # no nft: no rules can exist; still remove the address
+            ctx.log.warning(f"stop: {exc.reason}")
+            cip = None
         if cip is not None:
             buckets = (cip.buckets() or set()) - {cfg.clone_no}
             cip.apply(buckets)

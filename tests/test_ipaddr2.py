@@ -404,3 +404,13 @@ def test_external_arp_sender(net: None, rsctmp: Path) -> None:
     garp = [f for f in cap.frames() if f["kind"] == "arp" and f["spa"] == "10.210.1.122"]
     assert len(garp) >= 2 and all(f["sha"] == mac_of("eth0") for f in garp)
     assert agent("stop", params, rsctmp).rc == 0
+
+
+def test_stop_with_a_missing_nic_leaves_other_interfaces_alone(net: None, rsctmp: Path) -> None:
+    nsip(NS_A, "addr", "add", "10.210.2.123/24", "dev", "eth1")
+    try:
+        res = agent("stop", {"ip": "10.210.2.123", "nic": "nosuchnic"}, rsctmp)
+        assert res.rc == 0, res.err
+        assert [a["dev"] for a in find("10.210.2.123")] == ["eth1"]
+    finally:
+        nsip(NS_A, "addr", "del", "10.210.2.123/24", "dev", "eth1")
