@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 
 from ocf_lib import codes, mounts
-from ocf_lib.ocf import Context, ResourceAgent
+from ocf_lib.ocf import Context, OCFError, ResourceAgent
 from ocf_lib.params import BOOLEAN, DURATION, PATH, STRING, Param, ParamError
 
 TYPE_CHECKING = False
@@ -293,12 +293,21 @@ def start(ctx: Context) -> int:
         ctx.state.ensure()
         ctx.state.write(_state_name(cfg), device + "\n", 0o644)
         _fsck(ctx, cfg, device)
+    created = not os.path.isdir(cfg.directory)
     try:
         os.makedirs(cfg.directory, mode=0o755, exist_ok=True)
     except OSError as exc:
         ctx.fail(codes.ERR_INSTALLED, f"cannot create mount point {cfg.directory}: "
                                       f"{exc.strerror}")
-    _mount(ctx, cfg, device)
+    try:
+        _mount(ctx, cfg, device)
+    except OCFError:
+        if created:  # a failed start leaves nothing behind
+            try:
+                os.rmdir(cfg.directory)
+            except OSError:
+                pass
+        raise
     rc, reason = status(ctx, cfg, mounts.read_mountinfo())
     if rc != codes.SUCCESS:
         ctx.fail(codes.ERR_GENERIC, f"mount reported success but: {reason}")

@@ -260,6 +260,8 @@ def bad_cases(lab: Lab) -> list[tuple[dict[str, str], int, str]]:
         ({"device": loop, "directory": str(BASE / "b9"), "fstype": "gfs2"}, 6,
          "cluster filesystem"),
         ({"device": loop, "directory": "/", "fstype": "ext4"}, 6, "root directory"),
+        ({"device": loop, "directory": str(BASE / "b10"), "fstype": "xfs"}, 1,
+         "couldn't mount"),  # the mount itself fails: the new mount point goes again
     ]
 
 
