@@ -149,6 +149,10 @@ def host_overlays() -> list[str]:
 def installed(deb: Path, workdir: Path):
     box = Sandbox(workdir / "sandbox")
     try:
+        # tests/cluster.py links repo agents into the host's resource.d/pyha while
+        # cluster tests run; the overlay shows the host live.  Hide that directory
+        # in the sandbox only (a whiteout), so the package owns what it finds there.
+        box.run(["rm", "-rf", "/usr/lib/ocf/resource.d/pyha"], check=True)
         # As the README says: apt install ./pyha_*.deb (from the directory of the .deb).
         proc = box.run(["env", "-C", str(deb.parent), "apt-get", "install", "-y",
                         f"./{deb.name}"], timeout=600)
