@@ -374,6 +374,7 @@ def _resolve(ctx: Context) -> Config:
 @agent.action("start", timeout="20s")
 def start(ctx: Context) -> int:
     _reexec_in_namespace(ctx)
+    _need_root(ctx)
     cfg = configure(ctx)
     with ctx.state.lock(_state_name(cfg.ip), timeout=ctx.deadline.limit(10.0)):
         try:
@@ -425,6 +426,7 @@ def stop(ctx: Context) -> int:
     _reexec_in_namespace(ctx)
     if ctx.params.ip is None:
         return codes.SUCCESS  # no valid address: this resource cannot have added one
+    _need_root(ctx)
     from ocf_lib.announce import stop_background
 
     ip = netlink.canonical(ctx.params.ip)
@@ -543,8 +545,17 @@ def _add(ctx: Context, cfg: Config) -> None:
                             label=label, flags=flags, preferred=preferred, metric=cfg.metric)
     except OSError as exc:
         if getattr(exc, "errno", 0) != 17:  # EEXIST: a race with ourselves; verified later
-            ctx.fail(codes.ERR_GENERIC, f"cannot add {cfg.ip}/{cfg.prefix} to {cfg.nic}: "
+            ctx.fail(_errno_rc(exc), f"cannot add {cfg.ip}/{cfg.prefix} to {cfg.nic}: "
                                         f"{exc.strerror}")
+
+
+def _need_root(ctx: Context) -> None:
+    if os.geteuid() != 0:
+        ctx.fail(codes.ERR_PERM, f"{ctx.action} must run as root (uid {os.geteuid()})")
+
+
+def _errno_rc(exc: OSError) -> int:
+    return codes.ERR_PERM if exc.errno in (1, 13) else codes.ERR_GENERIC  # EPERM, EACCES
 
 
 def _remove(ctx: Context, cfg: Config) -> None:
@@ -553,7 +564,7 @@ def _remove(ctx: Context, cfg: Config) -> None:
         netlink.del_address(cfg.link.index, cfg.ip, cfg.prefix)
     except OSError as exc:
         if getattr(exc, "errno", 0) != 99:  # EADDRNOTAVAIL: already gone
-            ctx.fail(codes.ERR_GENERIC, f"cannot remove {cfg.ip} from {cfg.nic}: {exc.strerror}")
+            ctx.fail(_errno_rc(exc), f"cannot remove {cfg.ip} from {cfg.nic}: {exc.strerror}")
     if cfg.family == netlink.AF_INET6 and ctx.params.lvs_ipv6_addrlabel:
         try:
             netlink.del_addrlabel(cfg.ip, ctx.params.lvs_ipv6_addrlabel_value or 99)

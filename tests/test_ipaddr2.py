@@ -414,3 +414,13 @@ def test_stop_with_a_missing_nic_leaves_other_interfaces_alone(net: None, rsctmp
         assert [a["dev"] for a in find("10.210.2.123")] == ["eth1"]
     finally:
         nsip(NS_A, "addr", "del", "10.210.2.123/24", "dev", "eth1")
+
+
+@pytest.mark.parametrize("action", ["start", "stop"])
+def test_without_privileges_is_err_perm(net: None, action: str) -> None:
+    before = addrs()
+    res = agent(action, {"ip": "10.210.1.1", "arp_count": "1"}, Path("/nonexistent"),
+                path=str(ROOT / "tests" / "data" / "as-nobody"))
+    assert res.rc == 4, res.err
+    assert res.reason and "must run as root" in res.reason
+    assert addrs() == before
