@@ -327,10 +327,11 @@ def stop(ctx: Context) -> int:
         top = None
     targets: list[mounts.Mount] = []
     if top is not None:
-        try:
-            os.unlink(status_file(ctx, cfg))
-        except OSError:
-            pass
+        if cfg.fstype not in NETWORK_FS:  # an unlink on a dead NFS server would hang stop
+            try:
+                os.unlink(status_file(ctx, cfg))
+            except OSError:
+                pass
         if cfg.move:
             os.makedirs(moved, mode=0o700, exist_ok=True)
             res = ctx.run(["mount", "--move", cfg.directory, moved], timeout=10)
