@@ -3,8 +3,9 @@
 The seeds' cluster.conf files (tests/data/cluster-conf/) check the stdin
 byte for byte; the method/device semantics run real pyha fence agents:
 ``fence_pyhatest`` (tests/data/fencedev.py, a power switch model behind the
-real fence runtime).  The fence_pcmk seed runs against a real cluster in
-tests/test_fence_pcmk.py.
+real fence runtime).  The seeds' configs also run unchanged: IPMI against
+OpenIPMI's ipmi_sim, Node Assassin against the TNAP simulator, and the
+fence_pcmk redirect against a real cluster (tests/test_fence_pcmk.py).
 """
 
 from __future__ import annotations
@@ -219,4 +220,67 @@ def test_seed_ipmi_config_fences_a_simulated_bmc(tmp_path):
     assert out == "fence an-node02.alteeve.com success"
     assert log.split()[:2] == ["off", "on"]  # the seed says action="reboot"
     assert power == "on"
+    assert "secret" not in proc.stdout + proc.stderr
+
+
+# -- the Node Assassin seeds, unchanged, against the TNAP simulator ------------------
+
+NA_DRIVER = """
+import socket, subprocess, sys, time
+from pathlib import Path
+state = Path({state!r})
+sim = subprocess.Popen([sys.executable, {nasim!r}, "238", str(state), "--scale", "0.05"])
+try:
+    end = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("batou.alteeve.com", 238), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+    for conf in {confs!r}:
+        proc = subprocess.run([sys.executable, "-m", "ocf_lib.fencenode", "-c", conf,
+                               "--agent-path", {fence!r}, "an-node02.alteeve.com"],
+                              capture_output=True, text=True, cwd={root!r}, timeout=120)
+        node2 = [l for l in state.read_text().splitlines() if l.startswith("02 ")][0]
+        print(proc.returncode, proc.stdout.strip(), "|", node2)
+        sys.stderr.write(proc.stderr)
+finally:
+    sim.terminate()
+    sim.wait(5)
+"""
+
+
+def test_seed_node_assassin_configs_fence_the_simulator(tmp_path):
+    """Both AN!Cluster fence_na configs as written (ipaddr batou/motoko.alteeve.com,
+    TNAP port 238): the names resolve to the simulator inside a private network
+    and mount namespace (/etc/hosts bind-mounted there only)."""
+    ns = "pyhaf-na"
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost batou.alteeve.com motoko.alteeve.com\n")
+    code = NA_DRIVER.format(state=str(tmp_path / "na-state"),
+                            nasim=str(ROOT / "tests" / "sim" / "nasim.py"),
+                            confs=[str(CONFS / "an-cluster-fence_na.conf"),
+                                   str(CONFS / "an-cluster-motoko.conf")],
+                            fence=str(ROOT / "fence"), root=str(ROOT))
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "--",
+             "sh", "-c", 'mount --bind "$0" /etc/hosts && exec /usr/bin/python3 -c "$1"',
+             str(hosts), code], capture_output=True, text=True, timeout=240)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, proc.stdout + proc.stderr
+    # batou: action="reboot" -> fenced, then powered back on (feed 1, latch released)
+    assert lines[0].startswith("0 fence an-node02.alteeve.com success |"), proc.stderr
+    assert lines[0].endswith("F1 L0")
+    # motoko: action="off" -> the feed is down and the fence latch holds
+    assert lines[1].startswith("0 fence an-node02.alteeve.com success |"), proc.stderr
+    assert lines[1].endswith("F0 L1")
     assert "secret" not in proc.stdout + proc.stderr
