@@ -133,6 +133,10 @@ def run(
             raise CommandNotFound(f"command not found: {argv[0]}")
         exe = found
     data = input.encode() if isinstance(input, str) else input
+    if data is not None and len(data) > _CHUNK:
+        # Written in one go before reading output (it must fit the pipe): say so
+        # rather than truncate.
+        raise ValueError(f"input for {argv[0]} is over {_CHUNK} bytes; use a file")
     if log is not None:
         log.debug(f"running: {shown}")
     started = time.monotonic()
@@ -190,7 +194,7 @@ def _spawn_and_collect(
     if in_w >= 0:
         try:
             if data:
-                os.write(in_w, data[:_CHUNK])  # secrets and small inputs only
+                os.write(in_w, data)  # secrets and small inputs (checked in run())
         except OSError:
             pass
         os.close(in_w)

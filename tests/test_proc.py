@@ -57,6 +57,13 @@ def test_input_env_and_locale() -> None:
     assert run(["sh", "-c", "echo ${HOME:-unset}"], env={"PATH": "/bin"}).out == "unset\n"
 
 
+def test_input_up_to_a_pipe_buffer_and_no_silent_truncation() -> None:
+    assert len(run(["cat"], input=b"x" * 65536).out) == 65536
+    assert run(["true"], input=b"y" * 65536, timeout=5).rc == 0  # child never reads it
+    with pytest.raises(ValueError, match="over 65536 bytes"):
+        run(["cat"], input="z" * 65537)
+
+
 def test_stdin_is_devnull_without_input() -> None:
     assert run(["cat"], timeout=5).out == ""
 
