@@ -505,8 +505,10 @@ def load_module(ctx: Context) -> None:
     extra = parms.out.split() if parms.rc == 0 else []
     r = ctx.run(["modprobe", "-s", "drbd", *extra], timeout=30)
     _version_cache.clear()
-    if r.rc != 0 or kernel_version() is None:
+    if r.rc != 0:
         ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {_why(r)}")
+    if kernel_version() is None:
+        ctx.fail(codes.ERR_INSTALLED, "modprobe drbd succeeded but /proc/drbd did not appear")
 
 
 # -- actions ------------------------------------------------------------------------

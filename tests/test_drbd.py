@@ -471,3 +471,42 @@ def test_pyha_tester_passes(hostlab: DrbdLab) -> None:
     for row in ("probe while stopped", "start", "promote", "demote", "stop again"):
         assert any(line.startswith(row) and " PASS " in line
                    for line in res.stdout.splitlines()), (row, res.stdout)
+
+
+def test_ocft_drbd_config() -> None:
+    """resource-agents' ocft cases for drbd (tests/ocft/drbd: a commented copy) pass."""
+    from conftest import AGENTS, ROOT
+
+    me = os.uname().nodename
+    lab = DrbdLab(version="8.4.11", nodes=(me, "beta"))
+    try:
+        _ocft(lab, me, AGENTS, ROOT)
+    finally:
+        lab.close()
+
+
+def _ocft(lab: DrbdLab, me: str, agents: Any, root: Any) -> None:
+    AGENTS, ROOT = agents, root  # noqa: N806
+    cfg = lab.base / "ocft-configs"
+    cfg.mkdir()
+    text = (ROOT / "tests" / "ocft" / "drbd").read_text()
+    (cfg / "drbd").write_text(text.replace("@@HOST@@", me).replace("@@DIR@@", str(lab.base))
+                              .replace("@@AGENTROOT@@", str(AGENTS)))
+    for node in (me, "beta"):
+        (lab.base / f"rsctmp-{node}").mkdir()
+    env = lab.env(me)
+    env["HA_RSCTMP"] = str(lab.base / f"rsctmp-{me}")
+    # ocft writes its generated scripts to a fixed /var/lib path: give it a private tmpfs.
+    script = ("mount -t tmpfs pyha-ocft /var/lib/resource-agents/ocft/cases && "
+              f"ocft make -d {cfg} drbd && ocft test drbd")
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "--kill-child",
+                          "sh", "-c", script], env=env, capture_output=True, text=True,
+                         timeout=180, stdin=subprocess.DEVNULL)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "ERROR" not in out and "failed" not in out, out
+    for case in ("check base env", "normal start", "wrong resource name", "double stop",
+                 "not running monitor", "Primary/Secondary monitor", "unimplemented command",
+                 "try to 'promote' in single-primary mode"):
+        assert f"drbd: {case} - " in out, case
+    assert out.count("OK") >= 13, out

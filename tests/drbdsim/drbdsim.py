@@ -384,6 +384,24 @@ def drbdsetup(argv: list[str], v84: bool) -> int:
             return die(10, f"{first}: No such resource")
         sys.stdout.write(show(first, v84))
         return 0
+    if cmd in ("role", "cstate"):
+        if r is None and first and res_of_minor(k, first):  # 8.4 addresses minors
+            first = res_of_minor(k, first)[0]  # type: ignore[index]
+            r = k["res"][first]
+        if r is None:
+            return die(10, f"{first}: No such resource")
+        if cmd == "role":
+            theirs = link(NODE, first)[2]
+            print(f"{r['role']}/{theirs['role'] if theirs else 'Unknown'}" if v84 else r["role"])
+        else:
+            print(link(NODE, first)[0])
+        return 0
+    if cmd == "dstate":
+        found = res_of_minor(k, first or "")
+        if not found:
+            return die(10, f"{first}: Failure: (127) Device minor not allocated")
+        print(f"{local_disk(NODE, *found)}/{resync(NODE, *found)[1]}")
+        return 0
     if cmd == "sh-status":
         sys.stdout.write(sh_status(first))
         return 0
