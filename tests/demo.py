@@ -549,6 +549,10 @@ class Demo:
             self.node_failure()
         else:
             self.tl.skip("kill a node, fence it, recover", self.result.skipped["fencing"])
+        # Every agent action the cluster ran succeeded (crm_mon's "Failed Resource Actions").
+        facts["failed_actions"] = self.c.failures()
+        for failure in facts["failed_actions"]:
+            self.tl.note(f"FAILED ACTION: {failure}")
 
     def show_crm_mon(self, title: str, extra: list[str] | None = None) -> None:
         with self.tl.step(title):

@@ -88,6 +88,7 @@ def test_timeline_has_times_since_start(run):
     titles = " | ".join(s.title for s in ran)
     assert "crm_mon -1" in titles and "tear everything down" in titles
     assert "Current DC:" in out and "Online: [ n1 n2 n3 ]" in out
+    assert result.facts["failed_actions"] == []  # no agent action failed, ever
 
 
 def test_vm_migrated_live_to_the_target(run):
@@ -157,6 +158,7 @@ def test_a_part_left_out_is_said_and_the_rest_runs(run):
     assert result.facts["initial"] == {"data": "n2", "vip": "n2"}
     assert "stonith-enabled=false" in text and "VirtualDomain" not in text
     assert "victim" not in result.facts
+    assert result.facts["failed_actions"] == []
     assert outside_leftovers() == []
 
 
