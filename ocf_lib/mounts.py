@@ -11,7 +11,9 @@
   alone: cwd, root, exe, open files and memory maps.  ``by_device`` adds a
   ``stat()`` of each link to catch paths reached through another bind mount
   of the same filesystem (that stat may block on a dead NFS server, which is
-  why ``force_unmount=safe`` does paths only).
+  why ``force_unmount=safe`` does paths only).  Paths are compared only for
+  processes in our own mount namespace: "/data" in a container is another
+  directory; there only the device number can tell.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def holders(mountpoint: str, dev: tuple[int, int] | None = None,
     want = os.makedev(*dev) if (by_device and dev is not None) else None
     if want is not None and want in (os.stat("/").st_dev, os.stat("/proc/self/exe").st_dev):
         want = None  # the root or system filesystem: matching by device would hit everyone
+    my_ns = _mount_ns("self")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -155,18 +158,32 @@ def holders(mountpoint: str, dev: tuple[int, int] | None = None,
         if pid in (me, 1):
             continue
         base = f"/proc/{pid}"
-        how = _holds(base, mountpoint, want)
+        ns = _mount_ns(entry.name)
+        if not ns:
+            continue  # a kernel thread, or gone
+        # Paths mean something only in our own mount namespace: "/data" in a
+        # container is another directory.  Elsewhere only the device can tell.
+        if ns != my_ns and want is None:
+            continue
+        how = _holds(base, mountpoint if ns == my_ns else None, want)
         if how:
             found[pid] = how
     return found
 
 
-def _link_hit(link: str, mountpoint: str, want: int | None) -> bool:
+def _mount_ns(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
+def _link_hit(link: str, mountpoint: str | None, want: int | None) -> bool:
     try:
         target = os.readlink(link)
     except OSError:
         return False
-    if _inside(target, mountpoint):
+    if mountpoint is not None and _inside(target, mountpoint):
         return True
     if want is not None and target.startswith("/"):
         try:
@@ -176,7 +193,7 @@ def _link_hit(link: str, mountpoint: str, want: int | None) -> bool:
     return False
 
 
-def _holds(base: str, mountpoint: str, want: int | None) -> str:
+def _holds(base: str, mountpoint: str | None, want: int | None) -> str:
     for name in ("cwd", "root", "exe"):
         if _link_hit(f"{base}/{name}", mountpoint, want):
             return name
@@ -195,7 +212,7 @@ def _holds(base: str, mountpoint: str, want: int | None) -> str:
     for line in maps.split("\n"):
         parts = line.split(None, 5)
         if len(parts) == 6 and parts[5].startswith("/"):
-            if _inside(parts[5].replace("\\012", "\n"), mountpoint):
+            if mountpoint is not None and _inside(parts[5].replace("\\012", "\n"), mountpoint):
                 return "mmap " + parts[5]
             if want is not None:
                 major, _, minor = parts[3].partition(":")

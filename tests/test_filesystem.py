@@ -133,14 +133,23 @@ def test_busy_mount_is_freed_by_killing_its_holders(lab: Lab, rsctmp: Path) -> N
     in_cwd = holder(lab, f"cd '{mnt}' && exec sleep 300")
     # ignores TERM (dispositions survive exec): only the KILL phase frees it
     stubborn = holder(lab, f"trap '' TERM; exec sleep 300 3>'{mnt}/held'")
-    started = time.monotonic()
-    res = agent(lab, "stop", params, rsctmp, timeout_ms="10000")
-    took = time.monotonic() - started
-    assert res.rc == 0, res.err
-    assert took < 10
-    assert lab.mounted(mnt) is None
-    assert in_cwd.wait(5) == -signal.SIGTERM
-    assert stubborn.wait(5) == -signal.SIGKILL
+    # Same path, other mount namespace (the bare directory under the mount): not a holder.
+    outsider = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                 f"cd '{mnt}' && exec sleep 300"])
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        res = agent(lab, "stop", params, rsctmp, timeout_ms="10000")
+        took = time.monotonic() - started
+        assert res.rc == 0, res.err
+        assert took < 10
+        assert lab.mounted(mnt) is None
+        assert in_cwd.wait(5) == -signal.SIGTERM
+        assert stubborn.wait(5) == -signal.SIGKILL
+        assert outsider.poll() is None
+    finally:
+        outsider.kill()
+        outsider.wait()
 
 
 def test_force_unmount_false_fails_within_the_deadline(lab: Lab, rsctmp: Path) -> None:
