@@ -14,10 +14,11 @@ Power off does to the node what pulling the plug does to a real server:
   mount namespace), and so is the floating IP: the NIC loses its addresses
   and its link.
 
-Power on "boots" the node: the NIC comes back with only its own address.  The
-cluster stack is not started at boot, as seed 001 advises ("disable corosync
-and pacemaker at boot to avoid a fence death match"), so a fenced node stays
-out of the cluster until an operator lets it back in.
+Power on "boots" the node: the NIC comes back with only its own address (a
+hard reset is both at once).  The cluster stack is not started at boot, as
+seed 001 advises ("disable corosync and pacemaker at boot to avoid a fence
+death match"), so a fenced node stays out of the cluster until an operator
+lets it back in.
 
 Standard library only: ipmi_sim starts this for every status poll.
 """
@@ -109,6 +110,13 @@ def main(argv: list[str]) -> int:
     while len(names) >= 2:
         name, value = names[0], names[1]
         names = names[2:]
+        if name == "reset" and value == "1" and state == "on":
+            # A hard reset reboots the OS: everything it ran is gone, the NIC comes back.
+            power_off(node)
+            power_on(node)
+            with open(base / "power.log", "a", encoding="utf-8") as log:
+                log.write(f"{time.time():.3f} reset\n")
+            continue
         if name != "power":
             continue
         want = "on" if value == "1" else "off"
