@@ -24,11 +24,24 @@ HOOK = """#!/bin/sh
 D={dir}
 mc=$1; op=$2; shift 2
 echo "$(date +%s.%N) $op $*" >> "$D/chassis.log"
+node_pids() {{  # the processes in the network namespace of the node's holder, but it
+  h=$(cat "$D/holder"); ns=$(stat -L -c %i "/proc/$h/ns/net" 2>/dev/null) || return 0
+  for d in /proc/[0-9]*; do
+    p=${{d#/proc/}}; [ "$p" = "$h" ] && continue
+    [ "$(stat -L -c %i "$d/ns/net" 2>/dev/null)" = "$ns" ] || continue
+    case "$(cut -d' ' -f3 "$d/stat" 2>/dev/null)" in Z|X|"") ;; *) echo "$p" ;; esac
+  done
+}}
 while [ $# -gt 0 ]; do
   name=$1; shift
   if [ "$op" = get ]; then
     case $name in
-      power) [ "$(cat "$D/power")" = on ] && echo power:1 || echo power:0 ;;
+      power)
+        if [ -s "$D/holder" ]; then  # wired to a test node: power = its processes
+          [ -n "$(node_pids)" ] && echo power:1 || echo power:0
+        else
+          [ "$(cat "$D/power")" = on ] && echo power:1 || echo power:0
+        fi ;;
       boot) echo boot:default ;;
       *) echo "$name:0" ;;
     esac
@@ -39,6 +52,9 @@ while [ $# -gt 0 ]; do
         if [ "$val" = 1 ]; then st=on; else st=off; fi
         if [ "$st" = off ] && [ -e "$D/stuck" ]; then
           echo "ignored-off $(date +%s.%N)" >> "$D/power.log"
+        elif [ "$st" = off ] && [ -s "$D/holder" ]; then  # the power cut: kill the node
+          for i in 1 2 3; do for p in $(node_pids); do kill -9 "$p" 2>/dev/null; done; done
+          echo off > "$D/power"; echo "off $(date +%s.%N)" >> "$D/power.log"
         else
           echo $st > "$D/power"; echo "$st $(date +%s.%N)" >> "$D/power.log"
         fi ;;
@@ -89,12 +105,30 @@ def wait_udp(port: int, addr: str = "127.0.0.1", timeout: float = 5.0) -> None:
     raise RuntimeError(f"nothing listens on udp {addr}:{port}")
 
 
+def wait_udp_in(prefix: list[str], port: int, timeout: float = 5.0) -> None:
+    """wait_udp inside another network namespace (``prefix`` enters it)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = subprocess.run([*prefix, "ss", "-Huan", f"sport = :{port}"], capture_output=True,
+                             text=True).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on udp port {port} in {prefix}")
+
+
 class IpmiSim:
-    def __init__(self, port: int, addr: str = "127.0.0.1", power: str = "on") -> None:
+    def __init__(self, port: int, addr: str = "127.0.0.1", power: str = "on", *,
+                 prefix: list[str] | None = None, holder: int | None = None) -> None:
+        """``prefix`` runs ipmi_sim through e.g. nsenter (inside a test node);
+        ``holder`` wires the chassis to the test node of that namespace holder:
+        power is "on" while the node has processes, and power-off kills them."""
         self.port = port
         self.addr = addr
         self.dir = Path(f"/tmp/pyha-fence-ipmi-{port}")
         self.initial = power
+        self.prefix = list(prefix or [])
+        self.holder = holder
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IpmiSim:
@@ -108,13 +142,17 @@ class IpmiSim:
         (self.dir / "lan.conf").write_text(LAN_CONF.format(addr=self.addr, port=self.port,
                                                            dir=self.dir))
         (self.dir / "bmc.emu").write_text(EMU)
+        (self.dir / "holder").write_text(str(self.holder) if self.holder else "")
         log = open(self.dir / "ipmi_sim.log", "wb")
         self.proc = subprocess.Popen(
-            ["ipmi_sim", "-n", "-c", str(self.dir / "lan.conf"), "-f", str(self.dir / "bmc.emu"),
-             "-s", str(self.dir / "state")],
+            [*self.prefix, "ipmi_sim", "-n", "-c", str(self.dir / "lan.conf"),
+             "-f", str(self.dir / "bmc.emu"), "-s", str(self.dir / "state")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
-        wait_udp(self.port, self.addr)
+        if self.prefix:
+            wait_udp_in(self.prefix, self.port)
+        else:
+            wait_udp(self.port, self.addr)
         return self
 
     @property

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import socketserver
+import subprocess
 import threading
 import time
 
@@ -68,6 +69,14 @@ class Device:
                       for n in range(1, args.nodes + 1)}
         self.dropped = False
 
+    def wire(self, node: Node) -> None:
+        """``--off-hook NN=PROG``: run PROG when node NN's feed drops (a real power cut)."""
+        for item in self.args.off_hook:
+            num, _, prog = item.partition("=")
+            if int(num) == node.num and node.off_at is not None:
+                delay = max(0.0, node.off_at - time.monotonic())
+                threading.Timer(delay, subprocess.run, args=([prog],)).start()
+
     def save(self) -> None:
         now = time.monotonic()
         rows = []
@@ -109,6 +118,7 @@ class Device:
             if node.powered and not node.stuck:
                 # 4 s into the hold; a --late node only at the device's 25 s re-check
                 node.off_at = now + (27 if node.late else 6) * s
+                self.wire(node)
             node.on_at = None
             return [f"Node {cmd[:2]}: Fencing; the feed is checked after {5 * s:g}s and "
                     f"{30 * s:g}s."]
@@ -214,6 +224,7 @@ def main() -> None:
     ap.add_argument("--stuck", action="append", default=[])
     ap.add_argument("--off", action="append", default=[])
     ap.add_argument("--late", action="append", default=[])
+    ap.add_argument("--off-hook", action="append", default=[])
     ap.add_argument("--no-eom", action="store_true")
     ap.add_argument("--drop-mid-reply", action="store_true")
     args = ap.parse_args()
