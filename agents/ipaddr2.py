@@ -353,8 +353,9 @@ def _cluster(ctx: Context, cfg: Config) -> Any:
     seed = (int(seed_text, 0) if seed_text else
             derive_seed(cfg.ip, cfg.prefix or 0, cfg.broadcast))
     mac = p.mac or derive_mac(cfg.ip, cfg.prefix or 0, cfg.broadcast)
-    first = int(mac.split(":")[0], 16)
-    if not first & 1 or len(mac.split(":")) != 6:
+    octets = mac.split(":")
+    if len(octets) != 6 or not all(len(o) == 2 and _is_hex(o) for o in octets) \
+            or not int(octets[0], 16) & 1:
         raise ParamError("mac", mac, "is not a multicast MAC (the first octet must be odd)")
     if p.clusterip_mac_mangle and cfg.family == netlink.AF_INET6:
         raise ParamError("clusterip_mac_mangle", "true", "is IPv4 only")

@@ -425,3 +425,15 @@ def test_without_privileges_is_err_perm(net: None, action: str) -> None:
     assert res.rc == 4, res.err
     assert res.reason and "must run as root" in res.reason
     assert addrs() == before
+
+
+@pytest.mark.parametrize("mac", ["00:11:22:33:44:55", "01:00:5e:00:00:zz", "01:00:5e:00:00",
+                                 "01:00:5e:00:00:01;drop"])
+def test_cluster_ip_rejects_a_bad_mac(net: None, rsctmp: Path, mac: str) -> None:
+    before = addrs()
+    res = agent("start", {"ip": "10.210.1.125", "mac": mac}, rsctmp,
+                OCF_RESKEY_CRM_meta_clone_max="2", OCF_RESKEY_CRM_meta_clone="0")
+    assert res.rc == 6 and res.reason and "multicast MAC" in res.reason
+    assert addrs() == before
+    assert "IPaddr2_10_210_1_125" not in sh("ip", "netns", "exec", NS_A, "nft", "list",
+                                             "tables")
