@@ -37,6 +37,7 @@ import os
 import time
 
 from ocf_lib import codes, sysroot
+from ocf_lib.drbd import PROC, Status, kernel_version, parse_events2, parse_proc, parse_version
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
 
@@ -168,117 +169,6 @@ _SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it
 # -- the kernel's view ------------------------------------------------------------
 
 
-class Status:
-    """One resource as the kernel reports it (both DRBD 9 and 8.4 fill this)."""
-
-    def __init__(self) -> None:
-        self.configured = False
-        self.role = "Unconfigured"
-        self.disks: list[str] = []           # local disk state per volume
-        self.clients: list[bool] = []        # intentional diskless client per volume
-        self.quorum = True
-        # peer -> {"role", "conn", "disks": [...], "clients": [...], "done": [...]}
-        self.peers: dict[str, dict[str, Any]] = {}
-
-    @property
-    def primary(self) -> bool:
-        return self.role == "Primary"
-
-    def peer_primary(self) -> bool:
-        return any(p["role"] == "Primary" for p in self.peers.values())
-
-    def peer_all_uptodate(self, peer: dict[str, Any]) -> bool:
-        return bool(peer["disks"]) and all(d == "UpToDate" for d in peer["disks"])
-
-    def some_peer_all_uptodate(self) -> bool:
-        return any(self.peer_all_uptodate(p) for p in self.peers.values())
-
-    def peer_disk_unknown(self) -> bool:
-        return not self.peers or any(d == "DUnknown" for p in self.peers.values()
-                                     for d in p["disks"])
-
-    def local_all(self, state: str) -> bool:
-        return bool(self.disks) and all(d == state for d in self.disks)
-
-    def diskless_client(self) -> bool:
-        return bool(self.clients) and all(self.clients)
-
-    def has_uptodate_data(self) -> bool:
-        return self.local_all("UpToDate") or self.some_peer_all_uptodate()
-
-    def describe(self) -> str:
-        peers = ", ".join(f"{n}: {p['conn']} {p['role']} {'/'.join(p['disks'])}"
-                          + "".join(f" {d}% synced" for d in p["done"] if d is not None)
-                          for n, p in sorted(self.peers.items()))
-        return f"{self.role} {'/'.join(self.disks) or '-'} [{peers or 'no peers'}]"
-
-
-_version_cache: list[tuple[int, int, int] | None] = []
-
-
-def kernel_version() -> tuple[int, int, int] | None:
-    """The loaded module's version from /proc/drbd (None: not loaded).  Read once per run."""
-    if _version_cache:
-        return _version_cache[0]
-    found = None
-    try:
-        with open(sysroot.path("/proc/drbd"), encoding="utf-8") as f:
-            first = f.readline()
-        words = first.split()
-        found = _parse_version(words[1]) if len(words) > 1 else None
-        found = found or (0, 0, 0)  # loaded, version unreadable
-    except FileNotFoundError:
-        found = None
-    except OSError:
-        found = (0, 0, 0)
-    _version_cache[:] = [found]
-    return found
-
-
-def _fields(words: list[str]) -> dict[str, str]:
-    return dict(w.split(":", 1) for w in words if ":" in w)
-
-
-def status9(ctx: Context, res: str) -> Status:
-    r = ctx.run(["drbdsetup", "events2", "--now", "--statistics", res], timeout=15, quiet=True)
-    st = Status()
-    if r.rc == 10:  # "No such resource"
-        return st
-    if r.rc != 0:
-        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {_why(r)}")
-    for line in r.out.splitlines():
-        words = line.split()
-        if len(words) < 3 or words[0] != "exists":
-            if words[:2] == ["exists", "-"]:
-                break
-            continue
-        kind, f = words[1], _fields(words[2:])
-        if f.get("name") != res:
-            continue
-        st.configured = True
-        if kind == "resource":
-            st.role = f.get("role", "Unknown")
-        elif kind == "connection":
-            peer = st.peers.setdefault(f.get("conn-name") or f.get("peer-node-id", "?"),
-                                       {"disks": [], "clients": [], "done": []})
-            peer["role"] = f.get("role", "Unknown")
-            peer["conn"] = f.get("connection", "Unknown")
-        elif kind == "device":
-            st.disks.append(f.get("disk", "Unknown"))
-            st.clients.append(f.get("disk") == "Diskless" and f.get("client") == "yes")
-            if f.get("quorum") == "no":
-                st.quorum = False
-        elif kind == "peer-device":
-            peer = st.peers.setdefault(f.get("conn-name") or f.get("peer-node-id", "?"),
-                                       {"role": "Unknown", "conn": "Unknown", "disks": [],
-                                        "clients": [], "done": []})
-            peer["disks"].append(f.get("peer-disk", "DUnknown"))
-            peer["clients"].append(f.get("peer-client") == "yes")
-            done = f.get("done")
-            peer["done"].append(float(done) if done else None)
-    return st
-
-
 def _minors(ctx: Context, res: str) -> list[int]:
     """The resource's minors (8.4): from drbdadm once, then from a state file."""
     name = f"drbd-{res}.minors"
@@ -297,41 +187,18 @@ def _minors(ctx: Context, res: str) -> list[int]:
     return minors
 
 
+def status9(ctx: Context, res: str) -> Status:
+    r = ctx.run(["drbdsetup", "events2", "--now", "--statistics", res], timeout=15, quiet=True)
+    if r.rc == 10:  # "No such resource"
+        return Status()
+    if r.rc != 0:
+        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {_why(r)}")
+    return parse_events2(r.out, res)
+
+
 def status84(ctx: Context, res: str) -> Status:
-    """Parse /proc/drbd lines like ' 0: cs:Connected ro:Primary/Secondary ds:UpToDate/...'."""
-    minors = set(_minors(ctx, res))
-    st = Status()
-    peer: dict[str, Any] = {"role": "Unknown", "conn": "StandAlone", "disks": [],
-                            "clients": [], "done": []}
-    current = None
-    with open(sysroot.path("/proc/drbd"), encoding="utf-8") as f:
-        for line in f:
-            head, _, rest = line.partition(":")
-            if head.strip().isdigit():
-                current = int(head) if int(head) in minors else None
-                if current is None:
-                    continue
-                fields = _fields(rest.split())
-                cs = fields.get("cs", "Unconfigured")
-                if cs == "Unconfigured":
-                    current = None
-                    continue
-                st.configured = True
-                roles = fields.get("ro", "Unknown/Unknown").split("/")
-                disks = fields.get("ds", "Diskless/DUnknown").split("/")
-                st.role = roles[0] if st.role in ("Unconfigured", roles[0]) else "Mixed"
-                st.disks.append(disks[0])
-                st.clients.append(False)
-                peer["role"] = roles[1] if len(roles) > 1 else "Unknown"
-                peer["conn"] = cs
-                peer["disks"].append(disks[1] if len(disks) > 1 else "DUnknown")
-                peer["done"].append(None)
-            elif current is not None and "sync'ed:" in line:
-                pct = line.split("sync'ed:")[1].split("%")[0].strip()
-                peer["done"][-1] = float(pct)
-    if st.configured:
-        st.peers["peer"] = peer
-    return st
+    with open(sysroot.path(PROC), encoding="utf-8") as f:
+        return parse_proc(f.read(), set(_minors(ctx, res)))
 
 
 def get_status(ctx: Context, res: str) -> Status:
@@ -376,9 +243,13 @@ def wanted_score(ctx: Context, st: Status) -> int | None | bool:
 
 
 def _pcmk_knows_primary(ctx: Context) -> bool:
+    # "resource drbd is running on: n2 Promoted" (Pacemaker < 2.1 says "Master")
     r = ctx.run(["crm_resource", "--resource", ctx.instance, "--locate"], timeout=10, quiet=True)
-    return any(line.rstrip().endswith((" Promoted", " Master")) and ctx.node not in line
-               for line in r.out.splitlines())
+    for line in r.out.splitlines():
+        words = line.partition("running on:")[2].split()
+        if len(words) == 2 and words[1] in ("Promoted", "Master") and words[0] != ctx.node:
+            return True
+    return False
 
 
 def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
@@ -475,14 +346,6 @@ def check_config(ctx: Context) -> list[str]:
     return [d for d in r.out.split() if d.startswith("/")]
 
 
-def _parse_version(word: str) -> tuple[int, int, int] | None:
-    parts = word.strip().split("-")[0].split(".")
-    try:
-        return int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
-    except (ValueError, IndexError):
-        return None
-
-
 def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> None:
     """The loaded (or, before loading, the installed) module must be in the required range."""
     version = version or kernel_version()
@@ -500,14 +363,13 @@ def load_module(ctx: Context) -> None:
         return
     info = ctx.run(["modinfo", "-F", "version", "drbd"], timeout=10, quiet=True)
     if info.rc == 0:
-        check_module(ctx, _parse_version(info.out))  # refuse before loading anything
+        check_module(ctx, parse_version(info.out))  # refuse before loading anything
     parms = _drbdadm(ctx, "sh-mod-parms", timeout=20)
     extra = parms.out.split() if parms.rc == 0 else []
     r = ctx.run(["modprobe", "-s", "drbd", *extra], timeout=30)
-    _version_cache.clear()
     if r.rc != 0:
         ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {_why(r)}")
-    if kernel_version() is None:
+    if kernel_version(refresh=True) is None:
         ctx.fail(codes.ERR_INSTALLED, "modprobe drbd succeeded but /proc/drbd did not appear")
 
 

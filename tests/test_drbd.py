@@ -182,6 +182,15 @@ def test_remove_master_score_if_peer_primary(lab: DrbdLab) -> None:
     r = lab.agent("beta", "monitor", remove_master_score_if_peer_primary="true")
     assert r.rc == 0
     assert lab.score("beta") is None
+    assert lab.agent("beta", "monitor").rc == 0
+    assert lab.score("beta") == "10000"
+    # "unexpected": only when Pacemaker does not know that Primary (this CIB has no
+    # resources at all, so crm_resource --locate lists none).
+    r = lab.agent("beta", "monitor", remove_master_score_if_peer_primary="unexpected")
+    assert r.rc == 0
+    assert lab.score("beta") is None
+    bad = lab.agent("beta", "monitor", remove_master_score_if_peer_primary="maybe")
+    assert bad.rc == 6 and "false, true, unexpected" in (bad.reason or "")
 
 
 # -- notifications ------------------------------------------------------------------
