@@ -229,6 +229,9 @@ def test_rpm_file_list(workdir):
     arch = subprocess.run(["rpm", "-qp", "--qf", "%{ARCH}", str(rpm)], capture_output=True,
                           text=True, check=True).stdout
     assert arch == "noarch"
+    scripts = subprocess.run(["rpm", "-qp", "--scripts", str(rpm)], capture_output=True,
+                             text=True, check=True).stdout
+    assert "update-alternatives --install" in scripts and "--remove" in scripts
 
 
 # -- installed: the cluster tools find and read the agents -------------------------------
