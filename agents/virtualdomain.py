@@ -31,7 +31,15 @@ import time
 from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param
-from ocf_lib.virt import ERR_NO_CONNECT, MIGRATE_FLAGS, SHUTDOWN_MODES, Identity, VirtError
+from ocf_lib.virt import (
+    ERR_NO_CONNECT,
+    DomainConfig,
+    Identity,
+    VirtError,
+    migration_uris,
+    parse_migrate_options,
+    parse_shutdown_modes,
+)
 from ocf_lib.vmtools import forget_utilization, run_monitor_scripts, sync_utilization
 
 TYPE_CHECKING = False
@@ -124,34 +132,6 @@ agent = ResourceAgent(
 )
 
 
-class DomainConfig:
-    """What the agent needs from the XML file, parsed once."""
-
-    def __init__(self, path: str, xml: str) -> None:
-        import xml.etree.ElementTree as ET
-
-        self.path = path
-        self.xml = xml
-        try:
-            root = ET.fromstring(xml)
-        except ET.ParseError as exc:
-            raise ValueError(f"config {path} is not valid XML: {exc}") from None
-        if root.tag != "domain":
-            raise ValueError(f"config {path} is not a libvirt domain (root <{root.tag}>)")
-        self.name = (root.findtext("name") or "").strip()
-        if not self.name:
-            raise ValueError(f"config {path} has no domain <name>")
-        self.uuid = (root.findtext("uuid") or "").strip() or None
-        self.emulator = (root.findtext("devices/emulator") or "").strip() or None
-        sources = root.findall("devices/*/source")
-        self.pools = sorted({s.get("pool", "") for s in sources} - {""})
-        self.networks = sorted({s.get("network", "") for s in sources} - {""})
-
-    @property
-    def identity(self) -> Identity:
-        return Identity(self.name, self.uuid)
-
-
 def read_config(ctx: Context) -> DomainConfig:
     path = ctx.params.config
     try:
@@ -202,31 +182,17 @@ def connect(ctx: Context) -> Libvirt:
 
 
 def shutdown_modes(ctx: Context) -> list[str]:
-    modes = [m.strip() for m in (ctx.params.shutdown_mode or "").split(",") if m.strip()]
-    for mode in modes:
-        if mode not in SHUTDOWN_MODES:
-            ctx.fail(codes.ERR_CONFIGURED, f"shutdown_mode '{mode}' is not one of "
-                                           f"{', '.join(SHUTDOWN_MODES)}")
-    return modes
+    try:
+        return parse_shutdown_modes(ctx.params.shutdown_mode)
+    except ValueError as exc:
+        ctx.fail(codes.ERR_CONFIGURED, f"shutdown_mode: {exc}")
 
 
 def migrate_options(ctx: Context) -> tuple[int, str | None]:
-    """virsh-style migrate_options -> (libvirt flags, --migrateuri value)."""
-    import shlex
-
-    flags, uri = MIGRATE_FLAGS["--live"], None
-    words = shlex.split(ctx.params.migrate_options or "")
-    while words:
-        word = words.pop(0)
-        if word.startswith("--migrateuri="):
-            uri = word.split("=", 1)[1]
-        elif word == "--migrateuri" and words:
-            uri = words.pop(0)
-        elif word in MIGRATE_FLAGS:
-            flags |= MIGRATE_FLAGS[word]
-        elif word != "--verbose":
-            ctx.fail(codes.ERR_CONFIGURED, f"migrate_options: unsupported option '{word}'")
-    return flags, uri
+    try:
+        return parse_migrate_options(ctx.params.migrate_options)
+    except ValueError as exc:
+        ctx.fail(codes.ERR_CONFIGURED, f"migrate_options: {exc}")
 
 
 def validate(ctx: Context) -> DomainConfig:
@@ -403,24 +369,9 @@ def stop(ctx: Context) -> int:
 
 def stop_without_libvirt(ctx: Context, ident: Identity) -> int:
     """libvirt is unreachable: end the domain's QEMU as destroy would, then verify."""
-    import signal
+    from ocf_lib.virt import end_qemu
 
-    from ocf_lib.virt import qemu_processes
-
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        pids = qemu_processes(ident)
-        if not pids:
-            break
-        ctx.log.warning(f"libvirt unreachable: sending {sig.name} to QEMU {pids}")
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + min(wait, ctx.deadline.remaining())
-        while qemu_processes(ident) and time.monotonic() < end:
-            time.sleep(0.1)
-    if qemu_processes(ident):
+    if not end_qemu(ident, ctx.deadline, ctx.log):
         ctx.fail(codes.ERR_GENERIC, f"libvirt unreachable and QEMU of {ident.name} survives")
     forget(ctx)
     return codes.SUCCESS
@@ -492,46 +443,6 @@ def update_utilization(ctx: Context, status: Status) -> None:
 
 # -- migration ------------------------------------------------------------------
 
-def target_host(ctx: Context, target: str) -> str:
-    suffix = ctx.params.migration_network_suffix or ""
-    first, dot, rest = target.partition(".")
-    return f"{first}{suffix}{dot}{rest}"
-
-
-def remote_uri(ctx: Context, target: str, local_uri: str) -> str:
-    p = ctx.params
-    if p.remoteuri:
-        return str(p.remoteuri).replace("%n", target)
-    hv = local_uri
-    scheme, _, rest = hv.partition("://")
-    hostport, _, path = rest.partition("/")
-    port = hostport.rsplit(":", 1)[1] if ":" in hostport.split("@")[-1] else ""
-    if p.migration_transport:
-        scheme = scheme.split("+")[0] + "+" + p.migration_transport
-    user = p.migration_user or ""
-    user = f"{user}@" if user[:1].isalpha() and user.replace("-", "").isalnum() else ""
-    return f"{scheme}://{user}{target_host(ctx, target)}{':' + port if port else ''}/{path}"
-
-
-def migrate_uri(ctx: Context, target: str, from_options: str | None) -> str | None:
-    p = ctx.params
-    given = p.migrateuri or from_options
-    if given:
-        return str(given).replace("%n", target)
-    if not p.migration_network_suffix:
-        return None
-    hv = (p.hypervisor or "qemu").lower()
-    if hv.startswith("qemu"):
-        import random
-
-        port = p.migrateport or random.randint(49152, 49215)  # noqa: S311 - not security
-        return f"tcp:{target_host(ctx, target)}:{port}"
-    if hv.startswith("xen"):
-        return target_host(ctx, target)
-    ctx.log.warning(f"no migrate URI generated for hypervisor {hv}")
-    return None
-
-
 @agent.action("migrate_to", timeout="120s")
 def migrate_to(ctx: Context) -> int:
     p = ctx.params
@@ -555,7 +466,10 @@ def migrate_to(ctx: Context) -> int:
         local = p.hypervisor or str(lv.call("uri", lambda conn: conn.getURI(), soft=True))
     except VirtError as exc:
         ctx.fail(codes.ERR_GENERIC, f"cannot tell the local hypervisor URI: {exc}")
-    dest, data = remote_uri(ctx, target, local), migrate_uri(ctx, target, option_uri)
+    dest, data = migration_uris(local, target, remoteuri=p.remoteuri,
+                                migrateuri=p.migrateuri or option_uri,
+                                transport=p.migration_transport, user=p.migration_user,
+                                suffix=p.migration_network_suffix, port=p.migrateport)
     if p.save_config_on_stop or p.sync_config_on_stop:
         save_config(ctx, lv, ident)
     ctx.log.info(f"migrating {ident.name} to {target} ({dest}, data {data or 'default'})")

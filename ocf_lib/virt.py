@@ -377,6 +377,103 @@ class Libvirt:
             raise _translate(box[0], "migrate")
 
 
+# -- parsing the agent's inputs (no libvirt needed) ------------------------------
+
+class DomainConfig:
+    """What an agent needs from a domain XML file, parsed once (ValueError if unusable)."""
+
+    def __init__(self, path: str, xml: str) -> None:
+        import xml.etree.ElementTree as ET
+
+        self.path = path
+        self.xml = xml
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as exc:
+            raise ValueError(f"config {path} is not valid XML: {exc}") from None
+        if root.tag != "domain":
+            raise ValueError(f"config {path} is not a libvirt domain (root <{root.tag}>)")
+        self.name = (root.findtext("name") or "").strip()
+        if not self.name:
+            raise ValueError(f"config {path} has no domain <name>")
+        self.uuid = (root.findtext("uuid") or "").strip() or None
+        self.emulator = (root.findtext("devices/emulator") or "").strip() or None
+        sources = root.findall("devices/*/source")
+        self.pools = sorted({s.get("pool", "") for s in sources} - {""})
+        self.networks = sorted({s.get("network", "") for s in sources} - {""})
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.name, self.uuid)
+
+
+def parse_shutdown_modes(text: str | None) -> list[str]:
+    """``acpi,agent`` -> ["acpi", "agent"]; an unknown word is a ValueError."""
+    modes = [m.strip() for m in (text or "").split(",") if m.strip()]
+    for mode in modes:
+        if mode not in SHUTDOWN_MODES:
+            raise ValueError(f"'{mode}' is not one of {', '.join(SHUTDOWN_MODES)}")
+    return modes
+
+
+def parse_migrate_options(text: str | None) -> tuple[int, str | None]:
+    """virsh-style migrate options -> (libvirt flags incl. LIVE, --migrateuri value)."""
+    import shlex
+
+    flags, uri = MIGRATE_FLAGS["--live"], None
+    words = shlex.split(text or "")
+    while words:
+        word = words.pop(0)
+        if word.startswith("--migrateuri="):
+            uri = word.split("=", 1)[1]
+        elif word == "--migrateuri" and words:
+            uri = words.pop(0)
+        elif word in MIGRATE_FLAGS:
+            flags |= MIGRATE_FLAGS[word]
+        elif word not in MIGRATE_IGNORED:
+            raise ValueError(f"unsupported option '{word}'")
+    return flags, uri
+
+
+def migration_uris(local_uri: str, target: str, *, remoteuri: str | None = None,
+                   migrateuri: str | None = None, transport: str | None = None,
+                   user: str | None = None, suffix: str | None = None,
+                   port: int | None = None) -> tuple[str, str | None]:
+    """(destination connection URI, data migration URI) by upstream VirtualDomain's rules.
+
+    ``%n`` in the explicit URIs is the target node.  Otherwise the local URI is
+    rewritten to the target (``qemu:///system`` -> ``qemu+ssh://node2/system``)
+    with ``suffix`` added to the target's first label (``node2-mig.example``);
+    with a suffix and no explicit data URI, QEMU gets ``tcp:<host>:<port>``.
+    """
+    first, dot, rest = target.partition(".")
+    host = f"{first}{suffix or ''}{dot}{rest}"
+    if remoteuri:
+        dest = remoteuri.replace("%n", target)
+    else:
+        scheme, _, tail = local_uri.partition("://")
+        hostport, _, path = tail.partition("/")
+        old_port = hostport.rsplit(":", 1)[1] if ":" in hostport.split("@")[-1] else ""
+        if transport:
+            scheme = scheme.split("+")[0] + "+" + transport
+        login = user or ""
+        valid = login[:1].isalpha() and login.replace("-", "").isalnum()
+        login = f"{login}@" if valid else ""
+        dest = f"{scheme}://{login}{host}{':' + old_port if old_port else ''}/{path}"
+    if migrateuri:
+        return dest, migrateuri.replace("%n", target)
+    if not suffix:
+        return dest, None
+    if local_uri.lower().startswith("qemu"):
+        import random
+
+        chosen = port or random.randint(49152, 49215)  # noqa: S311 - not security
+        return dest, f"tcp:{host}:{chosen}"
+    if local_uri.lower().startswith("xen"):
+        return dest, host
+    return dest, None
+
+
 # -- libvirt-less checks -------------------------------------------------------
 
 def uri_is_local(uri: str | None) -> bool:
@@ -420,3 +517,25 @@ def qemu_processes(ident: Identity, proc: str = "/proc") -> list[int]:
             if ident.name in names:
                 found.append(int(entry))
     return found
+
+
+def end_qemu(ident: Identity, deadline: Deadline, log: Logger | None = None) -> bool:
+    """SIGTERM, then SIGKILL, this domain's QEMU processes; True once none is left."""
+    import signal
+    import time
+
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
+        pids = qemu_processes(ident)
+        if not pids:
+            return True
+        if log is not None:
+            log.warning(f"libvirt unreachable: sending {sig.name} to QEMU {pids}")
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + min(wait, deadline.remaining())
+        while qemu_processes(ident) and time.monotonic() < end:
+            time.sleep(0.1)
+    return not qemu_processes(ident)
