@@ -44,7 +44,7 @@ from ocf_lib.params import BOOLEAN, DURATION, STRING, Param
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
-    from ocf_lib.fencer import Fencer, FenceResult
+    from ocf_lib.cluster import Fencer, FenceResult
 
 
 def _notice(ctx: FenceContext, message: str) -> None:
@@ -60,8 +60,8 @@ def _notice(ctx: FenceContext, message: str) -> None:
 
 
 def perform(ctx: FenceContext) -> int:
+    from ocf_lib.cluster import Fencer
     from ocf_lib.deadline import Deadline
-    from ocf_lib.fencer import Fencer
 
     if ctx.env.get("PCMK_service") in ("pacemaker-fenced", "stonith-ng"):
         # Configured as a Pacemaker fence device: the fencer would ask itself and

@@ -22,26 +22,26 @@ if TYPE_CHECKING:
 
     Runner = Callable[..., Result]
 
-# Pacemaker's exit codes (crm_exit_t) that callers need to tell apart.
+# stonith_admin exit codes (Pacemaker's crm_exit_t), as observed on 2.1.5.
 CRM_EX_OK = 0
 CRM_EX_ERROR = 1
 CRM_EX_DISCONNECT = 102
 CRM_EX_NOSUCH = 105
 CRM_EX_TIMEOUT = 124
-# Older stonith_admin builds returned -ETIME (62) as an unsigned byte.
-_LEGACY_TIMEOUT = 194
+LEGACY_TIMEOUT = 194  # Pacemaker 1.1 returned -ETIME modulo 256
 
+# Fence actions and the stonith_admin verb that requests each.
 FENCE_VERBS = {"reboot": "--reboot", "off": "--fence", "on": "--unfence"}
 
 
-def _seconds_arg(seconds: float) -> str:
-    """stonith_admin takes whole seconds; never round a time limit down to 0."""
+def seconds_arg(seconds: float) -> str:
+    """stonith_admin takes whole seconds: round up, and never down to 0."""
     whole = int(seconds)
     return str(whole + 1 if whole < seconds or whole < 1 else whole)
 
 
 class FenceResult:
-    """What the fencer said about one request, in words a caller can print."""
+    """What the fencer answered to one request."""
 
     __slots__ = ("rc", "out", "err", "timed_out")
 
@@ -56,7 +56,7 @@ class FenceResult:
         return self.rc == CRM_EX_OK and not self.timed_out
 
     def reason(self) -> str:
-        """stonith_admin's own error text (its last stderr line), else a description."""
+        """stonith_admin's own error text (its last line), else a description of rc."""
         for text in (self.err, self.out):
             lines = [line.strip() for line in text.splitlines() if line.strip()]
             if lines:
@@ -71,17 +71,14 @@ def describe_rc(rc: int) -> str:
         CRM_EX_DISCONNECT: "the fencer is not reachable (is the cluster running?)",
         CRM_EX_NOSUCH: "no fence device can fence that node",
         CRM_EX_TIMEOUT: "fencing timed out",
-        _LEGACY_TIMEOUT: "fencing timed out",
+        LEGACY_TIMEOUT: "fencing timed out",
     }.get(rc, f"stonith_admin exit code {rc}")
 
 
 class Fencer:
-    """Pacemaker's fencer, through ``stonith_admin``.
-
-    ``timeout`` values are seconds.  stonith_admin enforces its ``--timeout``
-    itself (the fencer adds a margin of its own); our process limit is set a
-    little beyond that so that its answer, not our kill, is what we report.
-    """
+    """``timeout`` values are seconds.  stonith_admin enforces ``--timeout``
+    itself (the fencer adds its own margin); our process limit is a little
+    beyond that, so that its answer, not our kill, is what gets reported."""
 
     def __init__(self, run: Runner, *, tag: str | None = None,
                  tool: str = "stonith_admin") -> None:
@@ -92,56 +89,63 @@ class Fencer:
     def _call(self, args: Sequence[str], timeout: float, **kwargs: Any) -> FenceResult:
         from .proc import CommandTimeout
 
-        argv = [self.tool, *args, "--timeout", _seconds_arg(timeout)]
+        argv = [self.tool, *args, "--timeout", seconds_arg(timeout)]
         if self.tag:
             argv += ["--tag", self.tag]
         try:
-            res = self._run(argv, timeout=timeout * 1.2 + 5.0, **kwargs)
+            res = self._run(argv, timeout=timeout * 1.2 + 5.0, quiet=True, **kwargs)
         except CommandTimeout as exc:
             return FenceResult(CRM_EX_TIMEOUT, "", f"{exc} (timed out)", timed_out=True)
-        timed_out = res.rc in (CRM_EX_TIMEOUT, _LEGACY_TIMEOUT)
-        return FenceResult(res.rc, res.out, res.err, timed_out)
+        err = res.err
+        if res.rc != CRM_EX_OK and "--output-as=xml" in args and not err.strip():
+            err = "\n".join(_xml_texts(res.out, "error"))
+        return FenceResult(res.rc, res.out, err, res.rc in (CRM_EX_TIMEOUT, LEGACY_TIMEOUT))
 
-    def fence(self, target: str, action: str, timeout: float, *,
+    def reachable(self, *, timeout: float = 10.0) -> FenceResult:
+        """Is the fencer there?  A fencing request to a stopped cluster retries
+        its connection for ~18 s before failing; this asks once (~15 ms)."""
+        return self._call(["--list-registered", "--output-as=xml"], timeout)
+
+    def fence(self, target: str, action: str, *, timeout: float,
               tolerance: float | None = None, delay: float | None = None) -> FenceResult:
         """Ask the cluster to ``reboot``, ``off`` (fence) or ``on`` (unfence) ``target``.
 
         ``tolerance``: succeed without acting when an equivalent request
-        succeeded that many seconds ago (avoids shooting a node twice).
+        succeeded that many seconds ago (so a node is not shot twice).
         """
-        verb = FENCE_VERBS[action]
-        args = [verb, target]
+        args = [FENCE_VERBS[action], target]
         if tolerance:
-            args += ["--tolerance", f"{_seconds_arg(tolerance)}s"]
+            args += ["--tolerance", f"{seconds_arg(tolerance)}s"]
         if delay:
-            args += ["--delay", _seconds_arg(delay)]
+            args += ["--delay", seconds_arg(delay)]
         return self._call(args, timeout)
 
-    def devices_for(self, target: str, timeout: float) -> tuple[FenceResult, list[str]]:
-        """The registered devices able to fence ``target`` (``stonith_admin --list``)."""
-        res = self._call(["--list", target, "--output-as=xml"], timeout)
-        return res, (_xml_items(res) if res.ok else [])
+    def devices_for(self, target: str, *, timeout: float) -> tuple[FenceResult, list[str]]:
+        """The registered devices able to fence ``target`` (``--list``)."""
+        return self._items(["--list", target, "--output-as=xml"], timeout)
 
-    def registered(self, timeout: float) -> tuple[FenceResult, list[str]]:
-        """All registered fence devices (``--list-registered``)."""
-        res = self._call(["--list-registered", "--output-as=xml"], timeout)
-        return res, (_xml_items(res) if res.ok else [])
+    def registered(self, *, timeout: float) -> tuple[FenceResult, list[str]]:
+        """Every registered fence device (``--list-registered``)."""
+        return self._items(["--list-registered", "--output-as=xml"], timeout)
 
-    def targets(self, device: str, timeout: float) -> tuple[FenceResult, list[str]]:
+    def targets(self, device: str, *, timeout: float) -> tuple[FenceResult, list[str]]:
         """The nodes ``device`` can fence (``--list-targets``)."""
-        res = self._call(["--list-targets", device, "--output-as=xml"], timeout)
-        return res, (_xml_items(res) if res.ok else [])
+        return self._items(["--list-targets", device, "--output-as=xml"], timeout)
+
+    def _items(self, args: list[str], timeout: float) -> tuple[FenceResult, list[str]]:
+        res = self._call(args, timeout)
+        return res, _xml_texts(res.out, "item") if res.ok else []
 
 
-def _xml_items(res: FenceResult) -> list[str]:
-    """The ``<item>`` texts of stonith_admin's ``--output-as=xml`` lists."""
+def _xml_texts(text: str, tag: str) -> list[str]:
+    """The texts of ``<tag>`` elements in stonith_admin's ``--output-as=xml`` output."""
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.fromstring(res.out)
+        root = ET.fromstring(text)
     except ET.ParseError:
         return []
-    return [(item.text or "").strip() for item in root.iter("item") if (item.text or "").strip()]
+    return [(el.text or "").strip() for el in root.iter(tag) if (el.text or "").strip()]
 
 
 class ClusterTools:
