@@ -144,6 +144,11 @@ def test_bad_input(hosts, work):
     assert res.rc == 6 and "--frobnicate" in res.reason
     res = h1.run("start", config, migration_speed="fast")
     assert res.rc == 6 and "migration_speed" in res.reason
+    res = h1.run("validate-all", config, sync_config_on_stop="true",
+                 PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert res.rc == 5 and "csync2" in res.reason  # csync2 is not installed here
+    res = h1.run("start", config, stateless="true")
+    assert res.rc == 6 and "backingfile" in res.reason
     noemu = work / "noemu.xml"
     noemu.write_text(config.read_text().replace("/usr/bin/qemu-system-x86_64",
                                                 "/usr/bin/qemu-system-none"))
@@ -289,6 +294,27 @@ def test_snapshot_save_restore_and_saved_config(hosts, work):
     assert "<name>pyha-snap</name>" in text and "<uuid>" in text  # the live definition
     assert "s3cretVN" not in text  # no secure information dumped
     assert (config.stat().st_mode & 0o777) == 0o600
+
+
+def test_backingfile_overlay(hosts, work):
+    h1 = Node(hosts[0], work)
+    base = work / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"], check=True)
+    overlay = work / "cow.qcow2"
+    disk = (f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='{overlay}'/><target dev='vda' bus='virtio'/></disk>")
+    config, _ = guest(work, "cow", "noos", disk)
+    assert h1.run("start", config, backingfile=str(base), stateless="true").rc == 0
+    try:
+        info = subprocess.run(["qemu-img", "info", "-U", str(overlay)], capture_output=True,
+                              text=True, check=True).stdout
+        assert f"backing file: {base}" in info and "backing file format: qcow2" in info
+        assert domstate(hosts[0], "pyha-cow") == "running"
+        assert h1.run("monitor", config).rc == 0
+    finally:
+        assert h1.run("stop", config, force_stop="true").rc == 0
+    assert h1.run("monitor", config).rc == 7
+    hosts[0].virsh("undefine", "pyha-cow", check=False)
 
 
 def test_utilization_written_only_when_changed(hosts, work):
