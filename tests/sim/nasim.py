@@ -75,7 +75,15 @@ class Device:
             num, _, prog = item.partition("=")
             if int(num) == node.num and node.off_at is not None:
                 delay = max(0.0, node.off_at - time.monotonic())
-                threading.Timer(delay, subprocess.run, args=([prog],)).start()
+                node.off_at = None  # the feed drops once the hook has cut the power
+
+                def cut(node: Node = node, prog: str = prog) -> None:
+                    subprocess.run([prog])
+                    with LOCK:
+                        node.powered = False
+                        self.save()
+
+                threading.Timer(delay, cut).start()
 
     def save(self) -> None:
         now = time.monotonic()
