@@ -210,7 +210,6 @@ class Demo:
         self.result.skipped = dict(available_parts() if skip is None else skip)
         self.cluster: Cluster | None = None
         self.bmcs: dict[int, subprocess.Popen[bytes]] = {}
-        self.bmc_netns = False
         self.loop: str | None = None
         self._lock: Any = None
 
@@ -239,7 +238,8 @@ class Demo:
                 import traceback
 
                 self.tl.say(traceback.format_exc())
-            self._dump_logs()
+            if not isinstance(exc, KeyboardInterrupt):
+                self._dump_logs()
         finally:
             # Teardown must finish: a second Ctrl-C (or a TERM) must not cut it short.
             previous = {sig: signal.signal(sig, signal.SIG_IGN)
@@ -363,7 +363,6 @@ class Demo:
 
     def _start_bmcs(self) -> None:
         subprocess.run(["ip", "netns", "add", BMC_NETNS], check=True)
-        self.bmc_netns = True
         _ip("link", "add", BMC_VETH, "type", "veth", "peer", "name", "eth0", "netns", BMC_NETNS)
         _ip("link", "set", BMC_VETH, "master", self.c.bridge, "up")
         _ip("-n", BMC_NETNS, "link", "set", "lo", "up")

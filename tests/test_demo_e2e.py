@@ -164,7 +164,10 @@ def test_a_part_left_out_is_said_and_the_rest_runs(run):
 
 def test_ctrl_c_tears_everything_down():
     """SIGINT in the middle of the scenario: non-zero exit, nothing left behind."""
-    proc = subprocess.Popen([sys.executable, str(DEMO)], stdout=subprocess.PIPE,
+    # env execs in place (proc.pid is the demo) with SIGINT's default action restored: a
+    # pytest started as a background job passes SIGINT on ignored, and Python keeps that.
+    proc = subprocess.Popen(["env", "--default-signal=INT", sys.executable, str(DEMO)],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert proc.stdout is not None
     lines = []
