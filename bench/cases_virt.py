@@ -45,9 +45,11 @@ def _expand(ws: Workspace, params: dict[str, str]) -> dict[str, str]:
 def vd_setup(ws: Workspace, start: bool = True, second: bool = False) -> None:
     lab = _lab()
     (ws.dir / "rsctmp").mkdir(exist_ok=True)
-    hosts = [lab.Instance("bench1", "5a1e0001-0000-4000-8000-00000000b001")]
-    if second:
-        hosts.append(lab.Instance("bench2", "5a1e0001-0000-4000-8000-00000000b002"))
+    hosts = lab.claim("bench", 2 if second else 1)
+    if [h.name for h in hosts] != ["bench1", "bench2"][:len(hosts)]:
+        for host in hosts:
+            host.release()
+        raise RuntimeError("another VirtualDomain bench is running (bench1/bench2 taken)")
     ws.data["hosts"] = hosts
     for host in hosts:
         host.up()
@@ -68,7 +70,7 @@ def vd_setup(ws: Workspace, start: bool = True, second: bool = False) -> None:
 def vd_teardown(ws: Workspace) -> None:
     hosts: Any = ws.data.get("hosts", [])
     for host in hosts:
-        host.down()
+        host.release()
 
 
 def vd_case(name: str, actions: list[str], params: dict[str, str],

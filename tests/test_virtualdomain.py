@@ -27,16 +27,15 @@ REMOTE = "qemu+unix:///system?socket=/tmp/pyha-virt-%n/run/libvirt-sock"
 
 @pytest.fixture(scope="module")
 def hosts():
-    h1 = virtlab.Instance("h1", "5a1e0001-0000-4000-8000-00000000a101")
-    h2 = virtlab.Instance("h2", "5a1e0001-0000-4000-8000-00000000a102")
+    h1, h2 = virtlab.claim("h", 2)  # names no parallel run holds: h1, h2 or further
     try:
         h1.up()
         h2.up()
         virtlab.veth(h1, h2, IP1, IP2)
         yield h1, h2
     finally:
-        h1.down()
-        h2.down()
+        h1.release()
+        h2.release()
 
 
 @pytest.fixture(scope="module")
@@ -357,16 +356,17 @@ def test_monitor_scripts(hosts, work):
 
 def test_live_migration_both_ways(hosts, work):
     h1, h2 = Node(hosts[0], work), Node(hosts[1], work)
+    n1, n2 = hosts[0].name, hosts[1].name
     config, _ = guest(work, "mig", "noos")
     assert h1.run("start", config).rc == 0
     try:
         common = {"remoteuri": REMOTE, "migration_speed": "200", "migration_downtime": "300"}
         res = h1.run("migrate_to", config, migrateuri=f"tcp://{IP2}",
-                     OCF_RESKEY_CRM_meta_migrate_target="h2",
-                     OCF_RESKEY_CRM_meta_migrate_source="h1", **common)
+                     OCF_RESKEY_CRM_meta_migrate_target=n2,
+                     OCF_RESKEY_CRM_meta_migrate_source=n1, **common)
         assert res.rc == 0, res.err
-        res = h2.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_target="h2",
-                     OCF_RESKEY_CRM_meta_migrate_source="h1")
+        res = h2.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_target=n2,
+                     OCF_RESKEY_CRM_meta_migrate_source=n1)
         assert res.rc == 0, res.err
         assert h1.run("stop", config).rc == 0  # Pacemaker stops the source afterwards
         assert h2.run("monitor", config).rc == 0
@@ -374,9 +374,9 @@ def test_live_migration_both_ways(hosts, work):
         assert domstate(hosts[1], "pyha-mig") == "running"
         # And back, peer to peer (the source libvirtd dials the destination).
         res = h2.run("migrate_to", config, migrate_options=f"--p2p --migrateuri=tcp://{IP1}",
-                     OCF_RESKEY_CRM_meta_migrate_target="h1", **common)
+                     OCF_RESKEY_CRM_meta_migrate_target=n1, **common)
         assert res.rc == 0, res.err
-        assert h1.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source="h2").rc == 0
+        assert h1.run("migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source=n2).rc == 0
         assert h1.run("monitor", config).rc == 0
         assert h2.run("monitor", config).rc == 7
         # Generated URIs (upstream's rules): transport and network suffix.
@@ -387,7 +387,7 @@ def test_live_migration_both_ways(hosts, work):
         assert "data tcp:h9-mig:49200)" in res.err
         assert h1.run("monitor", config).rc == 0  # still running here
         # Not running locally: migrate_to refuses with a reason.
-        res = h2.run("migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target="h1", **common)
+        res = h2.run("migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target=n1, **common)
         assert res.rc == 1 and "not active locally" in res.reason
     finally:
         for node in (h1, h2):

@@ -46,6 +46,7 @@ class Instance:
         self.dir = Path(f"/tmp/pyha-virt-{name}")
         self.netns = f"pyha-vd-{name}"
         self.anchor: subprocess.Popen | None = None
+        self.lock_fd = -1  # held by claim() until down()
 
     @property
     def socket(self) -> str:
@@ -152,6 +153,46 @@ class Instance:
         self.anchor = None
         _sh("ip", "netns", "del", self.netns, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def release(self) -> None:
+        """down(), then give the name back."""
+        try:
+            self.down()
+        finally:
+            if self.lock_fd >= 0:
+                os.close(self.lock_fd)
+                self.lock_fd = -1
+
+
+LOCKS = Path("/tmp/pyha-virt-locks")
+
+
+def claim(prefix: str, count: int) -> list[Instance]:
+    """``count`` instance names ``<prefix><n>`` that no other test run holds.
+
+    Each name is held with an ``flock`` until :meth:`Instance.down`, so runs
+    in parallel on this machine (another engineer's suite, a bench) never
+    tear down each other's libvirtd.
+    """
+    import fcntl
+    import itertools
+
+    LOCKS.mkdir(exist_ok=True)
+    found: list[Instance] = []
+    for n in itertools.count(1):
+        name = f"{prefix}{n}"
+        fd = os.open(LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        inst = Instance(name, f"5a1e0001-0000-4000-8000-{n:012x}")
+        inst.lock_fd = fd
+        found.append(inst)
+        if len(found) == count:
+            return found
+    raise AssertionError("unreachable")
 
 
 def _alive(pid: int) -> bool:
