@@ -263,7 +263,8 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
     memo = f"drbd-{ctx.instance}.score"
     if cached_ok:
         last = (ctx.state.read(memo) or "").split()
-        if len(last) == 2 and last[0] == shown and time.time() - float(last[1]) < _SCORE_REFRESH:
+        if len(last) == 2 and last[0] == shown and last[1].isdigit() \
+                and time.time() - int(last[1]) < _SCORE_REFRESH:
             return
     seam = PromotionScore(ctx.run, ctx.node, ctx.instance,
                           timeout=min(10.0, max(1.0, ctx.deadline.soft_remaining())))
@@ -310,8 +311,9 @@ def _meta_int(ctx: Context, *names: str, default: int) -> int:
 def check_config(ctx: Context) -> list[str]:
     """Everything start/promote/validate need; returns the resource's device paths."""
     p, res = ctx.params, ctx.params.drbd_resource
-    if not os.access(p.drbdconf, os.R_OK):
-        ctx.fail(codes.ERR_INSTALLED, f"drbdconf {p.drbdconf} is missing or unreadable")
+    if not os.path.isfile(p.drbdconf) or not os.access(p.drbdconf, os.R_OK):
+        ctx.fail(codes.ERR_INSTALLED, f"drbdconf {p.drbdconf} is missing, not a file, or "
+                 "unreadable")
     r = _drbdadm(ctx, "sh-dev", res, timeout=20)
     if r.rc != 0:
         stacked = _drbdadm(ctx, "--stacked", "sh-dev", res, timeout=20)

@@ -312,7 +312,7 @@ def _untouched(lab: DrbdLab, node: str = "alpha") -> None:
     ({"adjust_master_score": "0 10 1000"}, 6, "four integers"),
     ({"adjust_master_score": "a b c d"}, 6, "four integers"),
     ({"adjust_master_score": "0 100 10 1000"}, 6, "must not decrease"),
-    ({"drbdconf": "/nonexistent/drbd.conf"}, 5, "missing or unreadable"),
+    ({"drbdconf": "/nonexistent/drbd.conf"}, 5, "missing, not a file"),
     ({"require_drbd_module_version_ge": "9.x"}, 6, "not a version"),
     ({"require_drbd_module_version_lt": "9.0.0"}, 5, "outside the required range"),
     ({"OCF_RESKEY_CRM_meta_notify": None}, 6, "notify=true"),
@@ -340,8 +340,8 @@ def test_unreadable_drbdconf(lab: DrbdLab) -> None:
     try:
         # root reads anything; an unreadable file for root is a directory or a dangling path
         r = lab.agent("alpha", "validate-all", drbdconf=str(lab.base))
-        assert r.rc in (5, 6)
-        assert r.reason
+        assert r.rc == 5
+        assert "not a file" in (r.reason or "")
     finally:
         lab.conf.chmod(0o644)
 
@@ -519,3 +519,28 @@ def _ocft(lab: DrbdLab, me: str, agents: Any, root: Any) -> None:
                  "try to 'promote' in single-primary mode"):
         assert f"drbd: {case} - " in out, case
     assert out.count("OK") >= 13, out
+
+
+def test_connect_only_after_promote(lab: DrbdLab) -> None:
+    opts = {"connect_only_after_promote": "true"}
+    assert lab.agent("beta", "start").rc == 0
+    assert lab.agent("alpha", "start", **opts).rc == 0
+    assert "drbdsetup connect r0 1" not in lab.calls("alpha")
+    assert "beta" not in lab.drbdadm("alpha", "status", "r0").stdout  # --skip-net: no peer
+    # A peer's start notification must not connect it either.
+    env = notify_env("pre", "start", start_uname="beta")
+    assert lab.agent("alpha", "notify", **opts, **env).rc == 0
+    assert "beta" not in lab.drbdadm("alpha", "status", "r0").stdout
+    assert lab.agent("alpha", "promote", **opts).rc == 0
+    assert "drbdsetup connect r0 1" in lab.calls("alpha")
+    assert "beta role:Secondary" in lab.drbdadm("alpha", "status", "r0").stdout
+    assert lab.agent("alpha", "monitor", **opts).rc == 8
+
+
+def test_unfence_if_all_uptodate(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    r = lab.agent("alpha", "monitor", interval=10000, unfence_if_all_uptodate="true",
+                  HA_debug="1")
+    assert r.rc == 8
+    assert "unfence-peer r0" in r.err  # drbdadm ran the (unconfigured) handler hook

@@ -390,3 +390,49 @@ def test_pyha_tester_passes(lab: O2cbLab) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert "FAIL" not in res.stdout
     assert lab.daemons() == []
+
+
+UPSTREAM_O2CB = "/usr/lib/ocf/resource.d/pacemaker/o2cb"
+UPSTREAM_FUNCS = r"""
+. /usr/lib/ocf/resource.d/heartbeat/.ocf-shellfuncs
+# Point the agent's hard-coded kernel paths at the stand-in; nothing else changes.
+awk() {
+  local a args=()
+  for a in "$@"; do
+    case "$a" in /proc/*) a="$PYHA_KERNEL_ROOT$a" ;; esac
+    args+=("$a")
+  done
+  case "${args[0]}" in
+    *'$2 ~'*'$3 ~'*) command awk "${args[@]}" "$PYHA_KERNEL_ROOT/proc/mounts" ;;
+    *) command awk "${args[@]}" ;;
+  esac
+}
+check_binary() { command -v "$(basename "$1")" >/dev/null || exit 5; }
+pidof() { command pidof -x "$(basename "$1")"; }
+"""
+
+
+def test_upstream_monitor_never_sees_configfs(lab: O2cbLab) -> None:
+    """Pacemaker's o2cb (2.1.5) on the same healthy node: 7, 'configfs not mounted'."""
+    assert lab.agent("start").rc == 0
+    assert lab.agent("monitor").rc == 0
+    # /proc/mounts (the upstream agent's view) from the stand-in's mountinfo.
+    lines = []
+    for where, fstype in lab.mounts():
+        lines.append(f"{fstype} {where} {fstype} rw,relatime 0 0")
+    (lab.root / "proc" / "mounts").write_text("\n".join(lines) + "\n")
+    funcs = lab.base / "upstream-shellfuncs"
+    funcs.write_text(UPSTREAM_FUNCS)
+    env = lab.env()
+    env.update({"OCF_FUNCTIONS": str(funcs), "OCF_RESKEY_sysfs": str(lab.sysfs),
+                "OCF_RESKEY_configfs": str(lab.configfs), "HA_debug": "1"})
+    up = subprocess.run([UPSTREAM_O2CB, "monitor"], env=env, capture_output=True, text=True,
+                        timeout=60, stdin=subprocess.DEVNULL)
+    assert up.returncode == 7, up.stderr
+    assert "configfs not mounted" in up.stderr  # it got past "configfs not loaded"
+    # Control: the table it read does list configfs there; the agent's regex, escaped
+    # with "\\/" since Pacemaker commit 6158d48df1, is what cannot match it.
+    found = subprocess.run(["awk", f'$2 == "{lab.configfs}" && $3 == "configfs" {{print $2}}',
+                            str(lab.root / "proc" / "mounts")], capture_output=True, text=True)
+    assert found.stdout.strip() == str(lab.configfs)
+    assert lab.agent("stop").rc == 0
