@@ -436,3 +436,17 @@ def test_upstream_monitor_never_sees_configfs(lab: O2cbLab) -> None:
                             str(lab.root / "proc" / "mounts")], capture_output=True, text=True)
     assert found.stdout.strip() == str(lab.configfs)
     assert lab.agent("stop").rc == 0
+
+
+def test_dlmfs_and_daemon_options(lab: O2cbLab) -> None:
+    dlm = lab.root / "dlm"
+    dlm.mkdir()
+    r = lab.agent("start", dlmfs=str(dlm), daemon_options="-D -w")
+    assert r.rc == 0, r.err
+    assert (str(dlm), "ocfs2_dlmfs") in lab.mounts()
+    assert "ocfs2_dlmfs" in lab.modules()
+    assert "ocfs2_controld.pcmk -D -w" in (lab.sim / "calls.log").read_text()
+    assert lab.agent("monitor", dlmfs=str(dlm)).rc == 0
+    assert lab.agent("stop", dlmfs=str(dlm)).rc == 0
+    assert (str(dlm), "ocfs2_dlmfs") not in lab.mounts()
+    assert lab.modules() == ["configfs"]
