@@ -258,7 +258,13 @@ def start(ctx: Context) -> int:
     lv = connect(ctx)
     ident = Identity.parse(ctx.state.read(_id_file(ctx))) or cfg.identity
     status = query(ctx, lv, ident)
-    if status is not None and status.active:
+    if status is not None and status.state == "crashed":  # kept by on_crash=preserve
+        ctx.log.warning(f"domain {ident.name} crashed earlier: destroying it before start")
+        try:
+            lv.destroy(ident)
+        except VirtError as exc:
+            virt_failure(ctx, exc, f"cannot clear crashed domain {ident.name}")
+    elif status is not None and status.active:
         remember(ctx, Identity(ident.name, status.uuid))
         ctx.log.info(f"domain {ident.name} is already running")
         return codes.SUCCESS
@@ -339,10 +345,11 @@ def stop(ctx: Context) -> int:
     graceful_end = time.monotonic() + total - max(ctx.deadline.reserve, min(8.0, total / 3))
     if p.save_config_on_stop or p.sync_config_on_stop:
         save_config(ctx, lv, ident)
-    if not p.force_stop:
-        if p.snapshot and save_snapshot(ctx, lv, ident):
-            forget(ctx)
-            return codes.SUCCESS
+    if not p.force_stop and p.snapshot and save_snapshot(ctx, lv, ident):
+        forget(ctx)
+        return codes.SUCCESS
+    # A paused or crashed guest cannot react to a shutdown request: no point waiting.
+    if not p.force_stop and status.state not in ("paused", "crashed"):
         try:
             lv.shutdown(ident, shutdown_modes(ctx))
             while time.monotonic() < graceful_end:

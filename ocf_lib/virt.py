@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 # virDomainState numbers -> the words virsh prints.
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed",
           "pmsuspended")
-ACTIVE = ("running", "blocked", "paused", "shutdown", "pmsuspended")
+# States of a domain that still exists as a process (crashed: kept by on_crash=preserve).
+ACTIVE = ("running", "blocked", "paused", "shutdown", "pmsuspended", "crashed")
 
 ERR_NO_CONNECT = 5      # VIR_ERR_NO_CONNECT: no driver for this URI
 ERR_NO_DOMAIN = 42      # VIR_ERR_NO_DOMAIN
