@@ -210,6 +210,14 @@ def test_force_stop(hosts, work):
     res = h1.run("stop", config, force_stop="true")
     assert res.rc == 0 and time.monotonic() - started < 6
     assert domstate(hosts[0], "pyha-force") == "absent"
+    # A paused guest cannot see ACPI: stop destroys it at once instead of waiting.
+    assert h1.run("start", config).rc == 0
+    hosts[0].virsh("suspend", "pyha-force")
+    assert h1.run("monitor", config).rc == 0  # paused still counts as running
+    started = time.monotonic()
+    res = h1.run("stop", config, timeout_ms=60000)
+    assert res.rc == 0 and time.monotonic() - started < 6
+    assert domstate(hosts[0], "pyha-force") == "absent"
 
 
 def test_acpi_guest_graceful_stop_with_shutdown_mode(hosts, work):
