@@ -253,7 +253,7 @@ def _pcmk_knows_primary(ctx: Context) -> bool:
 
 
 def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
-    from ocf_lib.attrs import AttributeError_, PromotionScore
+    from ocf_lib.cluster import AttributeToolError, PromotionScore
 
     score = wanted_score(ctx, st)
     if score is False:
@@ -273,7 +273,7 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
             seam.delete()
         else:
             seam.set(value)
-    except AttributeError_ as exc:
+    except AttributeToolError as exc:
         ctx.log.warning(f"promotion score: {exc}")
         if os.path.isdir(ctx.state.path):
             ctx.state.remove(memo)  # unknown now: the next monitor must write again

@@ -189,3 +189,90 @@ class ClusterTools:
         value = self._value(["crm_attribute", "--type", "nodes", "--node", node, "--name", name,
                              "--lifetime", lifetime, "--query", "--quiet"])
         return None if value in (None, "", "(null)") else value
+
+
+# -- promotion scores (promotable clones) ---------------------------------------------
+#
+# A promotable clone tells the scheduler where it would like to be promoted with
+# the transient node attribute ``master-<instance>`` (lifetime ``reboot``).  The
+# scheduler's reading of it (pcmk_sched_promotable.c): no attribute at all, this
+# node is not a candidate; 0 or more, a candidate, the highest wins; negative,
+# never promoted here.  So "not promotable here" is expressed by DELETING the
+# attribute; an agent should never write 0 for it (0 still means "eligible").
+#
+# The raw form ``crm_attribute -N <node> -n master-<rsc> -l reboot`` is used rather
+# than ``crm_master`` (a deprecated shell wrapper: one more fork) or ``--promotion``
+# (Pacemaker >= 2.1 only): it works from Pacemaker 1.1 to 3.x, and against a
+# ``CIB_file`` in tests.  Unlike ClusterTools, failures raise with crm_attribute's
+# own reason: an agent may want to say why its score could not be set.
+
+class AttributeToolError(Exception):
+    """crm_attribute failed; ``str()`` is its own one-line reason."""
+
+
+class NodeAttributes:
+    """Transient (``reboot``) or permanent (``forever``) attributes of one node."""
+
+    def __init__(self, run: Runner, node: str, *, lifetime: str = "reboot",
+                 timeout: float = 10.0) -> None:
+        self._run = run
+        self.node = node
+        self.lifetime = lifetime
+        self.timeout = timeout
+
+    def _argv(self, name: str) -> list[str]:
+        return ["crm_attribute", "-N", self.node, "-n", name, "-l", self.lifetime]
+
+    def get(self, name: str) -> str | None:
+        """The value, or None when the attribute is not set."""
+        res = self._run([*self._argv(name), "-G", "-q"], timeout=self.timeout, quiet=True)
+        if res.rc == CRM_EX_NOSUCH:
+            return None
+        if res.rc != 0:
+            raise AttributeToolError(f"reading {name}: {res.reason()}")
+        return res.out.strip()
+
+    def set(self, name: str, value: str) -> None:
+        # --update=VALUE rather than "-v VALUE": a value like -INFINITY is not an option.
+        res = self._run([*self._argv(name), f"--update={value}"], timeout=self.timeout)
+        if res.rc != 0:
+            raise AttributeToolError(f"setting {name}={value}: {res.reason()}")
+
+    def delete(self, name: str) -> None:
+        """Remove the attribute; removing an absent one is fine."""
+        res = self._run([*self._argv(name), "-D"], timeout=self.timeout, quiet=True)
+        if res.rc not in (0, CRM_EX_NOSUCH):
+            raise AttributeToolError(f"deleting {name}: {res.reason()}")
+
+
+def promotion_name(instance: str) -> str:
+    """The attribute Pacemaker reads for ``instance`` (OCF_RESOURCE_INSTANCE).
+
+    Pacemaker passes anonymous clone instances without the ``:N`` suffix;
+    globally unique ones keep it, and so does the attribute name.
+    """
+    return f"master-{instance}"
+
+
+class PromotionScore:
+    """``master-<instance>`` on this node: ``set(score)`` or ``delete()``."""
+
+    def __init__(self, run: Runner, node: str, instance: str, *, timeout: float = 10.0) -> None:
+        self.attrs = NodeAttributes(run, node, lifetime="reboot", timeout=timeout)
+        self.name = promotion_name(instance)
+
+    def get(self) -> int | None:
+        value = self.attrs.get(self.name)
+        if value is None or value == "":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            # INFINITY / -INFINITY as the scheduler writes them
+            return 1000000 if value.lstrip("+").upper() == "INFINITY" else -1000000
+
+    def set(self, score: int) -> None:
+        self.attrs.set(self.name, str(score))
+
+    def delete(self) -> None:
+        self.attrs.delete(self.name)
