@@ -28,7 +28,9 @@ What it builds (all of it torn down at the end, on failure and on Ctrl-C):
 The scenario: ``crm_mon``; live migration with ``crm resource move``; the
 cluster stack of the VM's node is SIGKILLed (the guest keeps running: only
 fencing can make it safe to start elsewhere); the survivors fence that node
-through its BMC and recover everything; teardown.  A timeline with seconds
+through its BMC and recover everything; the operator lets the node back in
+(its cluster stack does not start at boot, as seed 001 advises) and nothing
+moves back; teardown.  A timeline with seconds
 since start is printed as it goes and summarised at the end.
 
 The agents come from this checkout: each node sees them through overlay mounts
@@ -280,6 +282,9 @@ class Demo:
             lines.append("  recovered: " + ", ".join(
                 f"{r} on {n}" for r, n in facts["recovered"].items()) +
                 f" ({facts['recovered_after']:.1f}s after the crash)")
+        if "rejoin" in facts:
+            lines.append(f"  {facts['rejoin']['node']} let back in by the operator: online "
+                         f"{' '.join(facts['rejoin']['online'] or [])}, nothing moved back")
         return ["", "Outcome:", *lines] if lines else []
 
     def _take_lock(self) -> None:
@@ -377,7 +382,10 @@ class Demo:
             (d / "power.log").write_text("")
             (d / "node.json").write_text(json.dumps({
                 "name": node.name, "netns": node.netns, "holder": node.holder_pid,
-                "address": f"{node.address}/24", "volatile_mounts": str(BASE) + "/"}))
+                "address": f"{node.address}/24", "volatile_mounts": str(BASE) + "/",
+                "volatile_dirs": [str(node.path("/run/resource-agents")),
+                                  str(node.path("/dev/shm")),
+                                  str(self._virt_dir(node.name) / "run")]}))
             wrapper = d / "chassis-control.sh"
             wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/python3 -I {hook} {d} "$@"\n')
             wrapper.chmod(0o755)
@@ -459,6 +467,11 @@ class Demo:
         node.path("/run/libvirt").mkdir(exist_ok=True)
         for key, inside in virtlab.DIRS.items():
             self.c.exec(i, ["mount", "--bind", str(d / key), inside], check=True)
+        self._start_virt_daemons(i)
+
+    def _start_virt_daemons(self, i: int) -> None:
+        node = self.c.node(i)
+        d = self._virt_dir(node.name)
         self.c.exec(i, ["virtlogd", "-d", "-p", str(d / "virtlogd.pid")], check=True)
         self.c.exec(i, ["libvirtd", "-d", "-p", str(d / "libvirtd.pid")], check=True)
         self.c.wait_for(lambda: _virsh(node.name, "version", check=False).returncode == 0,
@@ -665,6 +678,33 @@ class Demo:
             for line in facts["recovered_checks"]:
                 self.tl.note(line)
         self.show_crm_mon(f"crm_mon -1 after the failure ({victim.name} fenced)")
+        self.rejoin(victim)
+
+    def rejoin(self, node: Any) -> None:
+        """The operator boots the fenced node's services again; nothing moves back."""
+        facts = self.result.facts
+        before = {r: self.c.resource_nodes(r) for r in self.resources()}
+        with self.tl.step(f"the operator lets {node.name} back in (libvirtd, corosync, "
+                          "pacemaker)"):
+            if self.has("vm"):
+                self._start_virt_daemons(node.index)
+            self.c.start_node(node.index)
+            # The returning node is probed for every resource before anything may move.
+            self.c.wait_for(lambda: self._probed(node.name), 60,
+                            what=f"{node.name} probed")
+            after = {r: self.c.resource_nodes(r) for r in self.resources()}
+            facts["rejoin"] = {"node": node.name, "online": self.c.online_nodes(),
+                               "before": before, "after": after}
+            self.tl.note(f"online: {facts['rejoin']['online']}; "
+                         + ", ".join(f"{r} stays on {', '.join(n)}" for r, n in after.items())
+                         + " (resource-stickiness=100)")
+
+    def _probed(self, name: str) -> bool:
+        for rsc in self.resources():
+            if not any(op.get("on_node") == name and op.get("operation") == "monitor"
+                       and op.get("interval") == "0" for op in self.c.lrm_ops(rsc)):
+                return False
+        return True
 
     def _kill_cluster_stack(self, node: Any) -> list[int]:
         pm = node.pacemakerd.pid if node.pacemakerd is not None else None

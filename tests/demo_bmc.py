@@ -12,7 +12,9 @@ Power off does to the node what pulling the plug does to a real server:
   Pacemaker, libvirtd, QEMU and the guest in it, agents;
 * the filesystems it mounted at run time are gone (lazily unmounted in its
   mount namespace), and so is the floating IP: the NIC loses its addresses
-  and its link.
+  and its link;
+* what its tmpfs held is gone (``volatile_dirs``: agent state in
+  /run/resource-agents, libqb's /dev/shm, libvirt's run directory).
 
 Power on "boots" the node: the NIC comes back with only its own address (a
 hard reset is both at once).  The cluster stack is not started at boot, as
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _alive(pid: int) -> bool:
@@ -64,7 +68,7 @@ def _run(*argv: str) -> None:
                    stderr=subprocess.DEVNULL, timeout=10, check=False)
 
 
-def power_off(node: dict[str, str | int]) -> None:
+def power_off(node: dict[str, Any]) -> None:
     holder = int(node["holder"])
     for _ in range(5):  # a dying parent may still spawn a child: repeat until empty
         pids = _pids_in_netns(holder)
@@ -88,9 +92,16 @@ def power_off(node: dict[str, str | int]) -> None:
         _run("nsenter", "-t", str(holder), "-m", "--", "umount", "-l", point)
     _run("ip", "-n", str(node["netns"]), "addr", "flush", "dev", "eth0")
     _run("ip", "-n", str(node["netns"]), "link", "set", "eth0", "down")
+    for directory in node.get("volatile_dirs", []):
+        # tmpfs contents (/run, /dev/shm) do not survive a power cut either
+        for entry in Path(str(directory)).glob("*"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
-def power_on(node: dict[str, str | int]) -> None:
+def power_on(node: dict[str, Any]) -> None:
     _run("ip", "-n", str(node["netns"]), "addr", "add", str(node["address"]), "dev", "eth0")
     _run("ip", "-n", str(node["netns"]), "link", "set", "eth0", "up")
 

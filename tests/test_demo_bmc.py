@@ -46,6 +46,10 @@ def server(tmp_path: Path):
         (volatile / "mnt").mkdir(parents=True)
         sh("nsenter", "-t", str(holder.pid), "-m", "--", "mount", "-t", "tmpfs", "pyhad-bmct",
            str(volatile / "mnt"))
+        run = tmp_path / "run"  # stands for a tmpfs of the server (/run, /dev/shm)
+        (run / "resource-agents").mkdir(parents=True)
+        (run / "resource-agents" / "VirtualDomain-vm.identity").write_text("x\n")
+        (run / "qb-123-456").write_text("")
         workload = subprocess.Popen(["ip", "netns", "exec", NETNS, "sleep", "1000"])
         procs.append(workload)
         bmc = tmp_path / "bmc"
@@ -53,7 +57,7 @@ def server(tmp_path: Path):
         (bmc / "power").write_text("on\n")
         (bmc / "node.json").write_text(json.dumps({
             "name": "n9", "netns": NETNS, "holder": holder.pid, "address": ADDR,
-            "volatile_mounts": str(volatile) + "/"}))
+            "volatile_mounts": str(volatile) + "/", "volatile_dirs": [str(run)]}))
         yield bmc, holder, workload, volatile / "mnt"
     finally:
         for proc in procs:
@@ -85,6 +89,7 @@ def test_power_off_kills_the_server_and_power_on_boots_it_without_the_cluster(se
     assert not mounted(holder, mnt)
     assert addresses() == ""
     assert "state DOWN" in sh("ip", "-n", NETNS, "link", "show", "eth0").stdout
+    assert list((bmc.parent / "run").iterdir()) == []  # tmpfs contents die with the power
     assert hook(bmc, "get", "power") == "power:0\n"
     hook(bmc, "set", "power", "0")  # already off: nothing happens, nothing logged
     hook(bmc, "set", "power", "1")

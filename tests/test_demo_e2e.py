@@ -139,6 +139,15 @@ def test_resources_recovered_on_a_survivor(run):
     assert facts["boots_after_recovery"] == 2  # a cold start after the power cut
 
 
+def test_fenced_node_rejoins_and_nothing_moves_back(run):
+    result, _, _ = run
+    rejoin = result.facts["rejoin"]
+    assert rejoin["node"] == result.facts["victim"]
+    assert rejoin["online"] == ["n1", "n2", "n3"]
+    assert rejoin["after"] == rejoin["before"]  # stickiness: no needless move back
+    assert all(len(nodes) == 1 for nodes in rejoin["after"].values())
+
+
 def test_everything_torn_down(run):
     result, _, _ = run
     assert result.leftovers == []
