@@ -66,7 +66,7 @@ def test_full_lifecycle_drbd9(lab: DrbdLab) -> None:
     refused = lab.agent("beta", "promote", timeout_ms=4000)
     assert refused.rc == 1
     assert "Multiple primaries not allowed by config" in (refused.reason or "")
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 10  # the 4 s timeout, not a 15 s anti-loop sleep
     assert lab.role("beta") == "Secondary"
     assert lab.agent("alpha", "demote").rc == 0
     assert lab.role("alpha") == "Secondary"
@@ -99,7 +99,7 @@ def test_promote_refuses_inconsistent_side_at_once(lab: DrbdLab) -> None:
     assert r.rc == 1
     assert "without access to UpToDate data" in (r.reason or "")
     assert "Need access to UpToDate data" in (r.reason or "")
-    assert time.monotonic() - started < 5  # exit 17 is final: no retry loop
+    assert time.monotonic() - started < 10  # exit 17 is final: no retry until the 20 s timeout
     assert lab.role("beta") == "Secondary"
     # The UpToDate peer arrives: beta resyncs from it and may become Primary via the peer.
     assert lab.agent("alpha", "start").rc == 0

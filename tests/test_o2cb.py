@@ -184,7 +184,7 @@ def test_stubborn_daemon_gets_sigkill(lab: O2cbLab) -> None:
     r = lab.agent("stop", timeout_ms=4000)
     assert r.rc == 0, r.err
     assert lab.daemons() == []
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 10
 
 
 def test_daemon_that_never_comes_up(lab: O2cbLab) -> None:
@@ -193,7 +193,7 @@ def test_daemon_that_never_comes_up(lab: O2cbLab) -> None:
     r = lab.agent("start", daemon_timeout="1")
     assert r.rc == 1
     assert "did not come up within 1s" in (r.reason or "")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8
 
 
 def test_slow_daemon_is_waited_for(lab: O2cbLab) -> None:
