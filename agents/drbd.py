@@ -29,6 +29,10 @@ Differences from upstream, on purpose:
 * demote of a stopped resource returns 7 (drbd-utils HEAD), not 1.
 * the ``crm_resource --locate`` parser accepts "Promoted" (Pacemaker >= 2.1)
   as well as "Master" (the 9.22 agent only knew "Master").
+* monitor asks only the kernel, so a missing or broken drbd.conf cannot make
+  a running Primary look stopped; with 8.4 the resource's minors come from
+  ``drbdadm sh-minor`` once and are kept in ``$HA_RSCTMP``.  (upstream runs
+  ``drbdadm --version`` and ``sh-dev`` on every monitor.)
 """
 
 from __future__ import annotations
