@@ -276,10 +276,15 @@ def migrate_to(ctx: Context) -> int:
         return codes.SUCCESS
     address = target
     if ctx.params.node_ip_attribute:
-        from ocf_lib.cluster import ClusterTools
+        from ocf_lib.cluster import AttributeToolError, NodeAttributes
 
-        found = ClusterTools(ctx.run).node_attribute_get(target, ctx.params.node_ip_attribute)
-        if found:
+        try:
+            found = NodeAttributes(ctx.run, target, lifetime="forever").get(
+                ctx.params.node_ip_attribute)
+        except AttributeToolError as exc:
+            ctx.log.warning(f"node attribute lookup failed: {exc}")
+            found = None
+        if found and found != "(null)":
             address = found
         else:
             ctx.log.warning(f"node attribute {ctx.params.node_ip_attribute} of {target} not "

@@ -149,12 +149,12 @@ def _xml_texts(text: str, tag: str) -> list[str]:
 
 
 class ClusterTools:
-    """Attributes through ``crm_resource`` / ``crm_attribute`` (argv only).
+    """Resource utilization attributes through ``crm_resource`` (argv only).
 
-    A value that cannot be read is None (absent, or the CIB unreachable); a
-    write that fails returns False.  Attributes are bookkeeping: the caller
-    decides whether a failure matters.  Tests point the tools at a file with
-    ``CIB_file=`` instead of a live cluster.
+    (Node attributes: :class:`NodeAttributes`.)  A value that cannot be read is
+    None (absent, or the CIB unreachable); a write that fails returns False.
+    Utilization is bookkeeping: the caller decides whether a failure matters.
+    Tests point the tools at a file with ``CIB_file=`` instead of a live cluster.
     """
 
     def __init__(self, run: Runner) -> None:
@@ -184,11 +184,6 @@ class ClusterTools:
     def utilization_delete(self, resource: str, name: str) -> bool:
         return self._ok(["crm_resource", "--resource", resource, "--utilization",
                          "--delete-parameter", name])
-
-    def node_attribute_get(self, node: str, name: str, lifetime: str = "forever") -> str | None:
-        value = self._value(["crm_attribute", "--type", "nodes", "--node", node, "--name", name,
-                             "--lifetime", lifetime, "--query", "--quiet"])
-        return None if value in (None, "", "(null)") else value
 
 
 # -- promotion scores (promotable clones) ---------------------------------------------
