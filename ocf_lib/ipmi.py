@@ -25,6 +25,7 @@ not "0xd4".
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
@@ -178,7 +179,29 @@ def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int]) -> Any:
     hash_of = {17: 256, 3: 1}
     order = [hash_of[c] for c in ciphers]  # shared by the attempts of one login
 
+    module = sys.modules[base.__module__]
+
     class Session(base):  # type: ignore[misc, valid-type]
+        def awaitresponse(self, retry: Any) -> None:
+            # pyghmi's I/O thread may take the reply off the socket before this
+            # thread has queued its wait; the reply then sits in pktqueue until
+            # the retransmit timer (0.5-1 s) wakes us.  Look at pktqueue first,
+            # and wait in short slices.
+            while retry and self.lastresponse is None and self.logged:
+                self.process_pktqueue()
+                if self.lastresponse is not None:
+                    break
+                left = self.expiration - module._monotonic_time()
+                module._io_wait(max(0.0, min(left, 0.02)), self.sockaddr)
+                while self.iterwaiters:
+                    self.iterwaiters.pop()({"success": True})
+                self.process_pktqueue()
+                with module.util.protect(module.WAITING_SESSIONS):
+                    if (self in self.waiting_sessions
+                            and self.expiration < module._monotonic_time()):
+                        self.waiting_sessions.pop(self, None)
+                        self._timedout()
+
         def _initsession(self) -> None:
             super()._initsession()
             self.attemptedhash = order[0]
