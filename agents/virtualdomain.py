@@ -40,7 +40,12 @@ from ocf_lib.virt import (
     parse_migrate_options,
     parse_shutdown_modes,
 )
-from ocf_lib.vmtools import forget_utilization, run_monitor_scripts, sync_utilization
+from ocf_lib.vmtools import (
+    forget_utilization,
+    run_monitor_scripts,
+    sync_utilization,
+    wait_until_up,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -286,13 +291,7 @@ def start(ctx: Context) -> int:
             remember(ctx, lv.create(cfg.xml))
     except VirtError as exc:
         virt_failure(ctx, exc, f"failed to start domain {cfg.name}")
-    while True:
-        rc = monitor(ctx)
-        if rc == codes.SUCCESS:
-            return rc
-        if ctx.deadline.soft_expired():
-            ctx.fail(codes.ERR_GENERIC, f"domain {cfg.name} did not come up in time")
-        ctx.deadline.sleep(0.5)
+    return wait_until_up(ctx, monitor, cfg.name)
 
 
 def undefine_keeping_config(ctx: Context, lv: Libvirt, cfg: DomainConfig) -> None:

@@ -30,7 +30,12 @@ import time
 from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param
-from ocf_lib.vmtools import forget_utilization, run_monitor_scripts, sync_utilization
+from ocf_lib.vmtools import (
+    forget_utilization,
+    run_monitor_scripts,
+    sync_utilization,
+    wait_until_up,
+)
 from ocf_lib.xentool import DomInfo, Toolstack, ToolstackError
 
 REBOOT_GRACE = 5.0  # seconds a rebooting domain may be missing from the list
@@ -171,13 +176,7 @@ def start(ctx: Context) -> int:
         ts.create(path, name, memory)
     except ToolstackError as exc:
         ctx.fail(codes.ERR_GENERIC, f"cannot start domain {name}: {exc}")
-    while True:
-        rc = monitor(ctx)
-        if rc == codes.SUCCESS:
-            return rc
-        if ctx.deadline.soft_expired():
-            ctx.fail(codes.ERR_GENERIC, f"domain {name} did not come up in time")
-        ctx.deadline.sleep(0.5)
+    return wait_until_up(ctx, monitor, name)
 
 
 @agent.action("stop", timeout="40s")

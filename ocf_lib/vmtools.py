@@ -1,4 +1,4 @@
-"""What the VM agents (VirtualDomain, Xen) share: monitor scripts and utilization.
+"""What the VM agents (VirtualDomain, Xen) share: start waits, monitor scripts, utilization.
 
 * :func:`run_monitor_scripts`: the ``monitor_scripts`` parameter, each command
   run directly (no shell) under the action's deadline; a failure fails the
@@ -17,9 +17,18 @@ from . import codes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from .ocf import Context
+
+
+def wait_until_up(ctx: Context, monitor: Callable[[Context], int], name: str) -> int:
+    """After a start: the agent's monitor until it succeeds, within the deadline."""
+    while monitor(ctx) != codes.SUCCESS:
+        if ctx.deadline.soft_expired():
+            ctx.fail(codes.ERR_GENERIC, f"domain {name} did not come up in time")
+        ctx.deadline.sleep(0.5)
+    return codes.SUCCESS
 
 
 def run_monitor_scripts(ctx: Context, scripts: str | None) -> None:
