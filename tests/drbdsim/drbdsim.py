@@ -595,6 +595,8 @@ def main() -> int:
     argv = sys.argv[1:]
     if not BASE or not NODE:
         return die(20, f"{prog} (pyha simulator): PYHA_DRBDSIM_DIR and __DRBD_NODE__ must be set")
+    if not os.path.isdir(BASE):  # the test is over: do not leave a new tree behind
+        return die(20, f"{prog} (pyha simulator): {BASE} does not exist")
     os.makedirs(node_dir(NODE), exist_ok=True)
     with open(os.path.join(node_dir(NODE), "calls.log"), "a", encoding="utf-8") as log:
         log.write(f"{time.time():.3f} {prog} {' '.join(argv)}\n")

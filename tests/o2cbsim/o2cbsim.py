@@ -283,6 +283,9 @@ def main() -> int:
         sys.stderr.write(f"{prog} (pyha simulator): PYHA_KERNEL_ROOT and PYHA_O2CBSIM_DIR "
                          "must be set\n")
         return 1
+    if not os.path.isdir(SIM):
+        sys.stderr.write(f"{prog} (pyha simulator): {SIM} does not exist\n")
+        return 1
     with open(os.path.join(SIM, "calls.log"), "a") as log:
         log.write(f"{time.time():.3f} {prog} {' '.join(argv)}\n")
     if prog == "modprobe":
