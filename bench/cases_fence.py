@@ -73,4 +73,6 @@ CASES = [
           _ipmi_up, _ipmi_down),
     _pair("fence_ilo_mp/status", "fence_ilo_mp", [*ILO, "-o", "status"], 0, 0.7,
           _ilo_up, _ilo_down),
+    _pair("fence_ilo_mp/reboot", "fence_ilo_mp", [*ILO, "-o", "reboot"], 0, 0.7,
+          _ilo_up, _ilo_down),
 ]
