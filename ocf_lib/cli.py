@@ -217,3 +217,43 @@ class SSHCLI(CLITransport):
             self.child.close(force=True)
         except Exception:  # noqa: BLE001 - the session is over either way
             pass
+
+
+class LoopbackCLI(CLITransport):
+    """The test double: ``device(line)`` returns the text the device prints for a line.
+
+    ``banner`` is what the device prints before any input (a prompt).  Secrets
+    are recorded as ``[secret]`` so a test can check none was sent in clear.
+    """
+
+    def __init__(self, device: Any, banner: str = "") -> None:
+        self.device = device
+        self.buf = banner
+        self.sent: list[str] = []
+        self.closed = False
+
+    def send(self, line: str) -> None:
+        if self.closed:
+            raise CLIError("loopback device closed")
+        self.sent.append(line)
+        self.buf += self.device(line)
+
+    def send_secret(self, line: str) -> None:
+        if self.closed:
+            raise CLIError("loopback device closed")
+        self.sent.append("[secret]")
+        self.buf += self.device(line)
+
+    def expect(self, patterns: Sequence[str], timeout: float) -> tuple[int, str]:
+        best = None
+        for index, pattern in enumerate(patterns):
+            m = re.search(pattern, self.buf, re.IGNORECASE)
+            if m and (best is None or m.start() < best[1].start()):
+                best = (index, m)
+        if best is None:
+            raise CLITimeout(f"loopback device timed out waiting for {' or '.join(patterns)}")
+        text, self.buf = self.buf[:best[1].end()], self.buf[best[1].end():]
+        return best[0], text
+
+    def close(self) -> None:
+        self.closed = True

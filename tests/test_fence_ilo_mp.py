@@ -268,3 +268,33 @@ def test_ssh_wrong_key(sshd, tmp_path):
     argv[argv.index(str(sshd.dir / "client"))] = str(key)
     res = run_fence(AGENT, args=argv)
     assert res.rc == 1 and "login" in res.err.lower(), res.err
+
+
+def test_smash_clp_parsing_through_the_loopback_seam():
+    """The agent's session code against ocf_lib.cli's test double (same interface)."""
+    from fence.ilo_mp import SmashCLP
+    from ocf_lib.cli import LoopbackCLI
+    from ocf_lib.fence import FenceError
+
+    class Ctx:
+        class options:  # noqa: N801 - a stand-in for the runtime's Values
+            @staticmethod
+            def get(name, default=None):
+                return {"command_prompt": "MP>|hpiLO->", "shell_timeout": 1.0,
+                        "power_timeout": 1.0}.get(name, default)
+
+        @staticmethod
+        def limit(want):
+            return want
+
+    replies = {"show /system1": "status=0\nEnabledState=Disabled\nhpiLO-> "}
+    cli = LoopbackCLI(lambda line: replies.get(line, "Invalid command\nhpiLO-> "))
+    clp = SmashCLP(Ctx(), cli)
+    assert clp.status(None) == "off"
+    replies["show /system1"] = "status=0\nEnabledState=Quiescing\nhpiLO-> "
+    with pytest.raises(FenceError, match="EnabledState=Quiescing"):
+        clp.status(None)
+    replies["stop -f /system1"] = "status=2\nerror_tag=COMMAND ERROR\nhpiLO-> "
+    with pytest.raises(FenceError, match="refused"):
+        clp.set_power(None, "off")
+    assert cli.sent == ["show /system1", "show /system1", "stop -f /system1"]

@@ -426,3 +426,33 @@ def test_aes_shim_matches_cryptography():
         assert sealed == ref.update(data) + ref.finalize()
         back = aes.Cipher(aes.AES(key), aes.CBC(iv)).decryptor()
         assert back.update(sealed) + back.finalize() == data
+
+
+def test_cycle_refused_in_a_race_is_rechecked_through_the_loopback_seam():
+    """Status said on, then the BMC refuses the cycle (0xD5): off is checked, then on."""
+    from fence.ipmilan import IPMIFence
+    from ocf_lib import ipmi
+    from ocf_lib.fence import FenceError
+    from ocf_lib.log import Logger
+
+    class Ctx:
+        log = Logger("test", {})
+
+        class options:  # noqa: N801 - a stand-in for the runtime's Values
+            @staticmethod
+            def get(name, default=None):
+                return {"shell_timeout": 1.0, "login_timeout": 1.0}.get(name, default)
+
+        @staticmethod
+        def limit(want):
+            return want
+
+    bmc = ipmi.LoopbackBMC("off")  # went off after the status read
+    fence = IPMIFence(Ctx(), ipmi.LoopbackSession(bmc))
+    assert fence.cycle(None) is True
+    assert bmc.requests == [ipmi.POWER_CYCLE, ipmi.POWER_UP] and bmc.power == "on"
+    bmc = ipmi.LoopbackBMC("on")
+    bmc.refuse[ipmi.POWER_CYCLE] = 0xD5  # refused while still on: an error, never success
+    fence = IPMIFence(Ctx(), ipmi.LoopbackSession(bmc))
+    with pytest.raises(FenceError, match=r"not supported in present state \(0xd5\)"):
+        fence.cycle(None)
