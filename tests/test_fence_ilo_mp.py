@@ -19,7 +19,7 @@ import pytest
 from conftest import METADATA, ROOT, run_fence
 
 AGENT = "fence_ilo_mp"
-TELNET_PORT, SSH_PORT = 2320, 2220
+TELNET_PORT, SSH_PORT, SSH_PW_PORT = 2320, 2220, 2221
 RNG = "/usr/share/cluster/relaxng/metadata.rng"
 SIM = ROOT / "tests/sim/ilosim.py"
 
@@ -298,3 +298,98 @@ def test_smash_clp_parsing_through_the_loopback_seam():
     with pytest.raises(FenceError, match="refused"):
         clp.set_power(None, "off")
     assert cli.sent == ["show /system1", "show /system1", "stop -f /system1"]
+
+
+# -- SSH with a password: sshd in a private mount namespace -----------------------------
+# The device account "ilo" (password "secret") exists only in copies of /etc/passwd
+# and /etc/shadow bind-mounted over the originals inside sshd's own mount namespace.
+
+
+@pytest.fixture(scope="module")
+def sshd_pw():
+    folder = Path(f"/tmp/pyha-fence-ilo-{SSH_PW_PORT}")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    folder.chmod(0o777)
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "hostkey")],
+                   check=True)
+    digest = subprocess.run(["openssl", "passwd", "-6", "secret"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    (folder / "passwd").write_text(Path("/etc/passwd").read_text()
+                                   + f"ilo:x:60999:60999::{folder}:/bin/sh\n")
+    (folder / "shadow").write_text(Path("/etc/shadow").read_text() + f"ilo:{digest}:19000::::::\n")
+    (folder / "shadow").chmod(0o640)
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {SSH_PW_PORT}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
+        f"PidFile {folder}/sshd.pid\nPasswordAuthentication yes\nPubkeyAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nAllowUsers ilo\nPrintMotd no\n"
+        f"PrintLastLog no\nForceCommand /usr/bin/python3 {SIM} --stdio {folder}\n")
+    script = (f"mount --bind {folder}/passwd /etc/passwd && "
+              f"mount --bind {folder}/shadow /etc/shadow && "
+              f"exec /usr/sbin/sshd -D -e -f {config}")
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            stderr=subprocess.DEVNULL)
+    wait_tcp(SSH_PW_PORT)
+    dev = Device(folder)
+    dev.reset()
+    for name in ("power", "mode", "commands.log"):
+        (folder / name).chmod(0o666)
+    yield dev
+    proc.terminate()
+    proc.wait(5)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def pw_args(dev: Device, password: str, *extra: str) -> list[str]:
+    return ["-a", "127.0.0.1", "-x", "-u", str(SSH_PW_PORT), "-l", "ilo", "-p", password,
+            "--power-wait=0", "--accept-new-hostkey",
+            f"--ssh-options=-o UserKnownHostsFile={dev.dir}/known_hosts "
+            "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR", *extra]
+
+
+def test_ssh_password_login_never_shows_the_password(sshd_pw, tmp_path):
+    import threading
+
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if b"ssh" in cmd or b"fence_ilo_mp" in cmd:
+                        seen.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    debug = tmp_path / "debug.log"
+    text = (f"action=reboot\nip=127.0.0.1\nipport={SSH_PW_PORT}\nusername=ilo\n"
+            "password=secret\nssh=1\npower_wait=0\naccept_new_hostkey=1\n"
+            f"ssh_options=-o UserKnownHostsFile={sshd_pw.dir}/known_hosts "
+            "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR\n"
+            f"verbose=1\ndebug_file={debug}\n")
+    try:
+        res = run_fence(AGENT, stdin=text)
+    finally:
+        stop.set()
+        watcher.join()
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    assert any("/usr/bin/ssh" in c for c in seen), "the ssh client was never observed"
+    assert all("secret" not in c for c in seen)
+    assert "secret" not in res.err + debug.read_text()
+    assert "sent: (password, not logged)" in debug.read_text()
+    cmds = sshd_pw.commands()
+    assert cmds.index("stop -f /system1") < cmds.index("start /system1")
+
+
+def test_ssh_wrong_password(sshd_pw):
+    res = run_fence(AGENT, args=pw_args(sshd_pw, "Wr0ngPass", "-o", "off"))
+    assert res.rc == 1 and "Unable to connect/login" in res.err, res.err
+    assert "Wr0ngPass" not in res.err and sshd_pw.power == "on"
