@@ -7,6 +7,7 @@ command replies, and faults.  Ports 23800-23849 on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -274,3 +275,32 @@ def test_password_never_printed(na, tmp_path):
     text = res.out + res.err + debug.read_text()
     assert "sending 01:1" in text
     assert PASSWORD not in text
+
+
+def test_default_port_238_in_a_private_namespace(tmp_path):
+    """The real TNAP port, 238, inside a private network namespace of our own."""
+    ns = f"pyha-na-{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    sim = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        state = tmp_path / "na238"
+        sim = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3",
+                                str(ROOT / "tests/sim/nasim.py"), "238", str(state),
+                                "--scale", "0.05"])
+        end = time.monotonic() + 5
+        while "238" not in subprocess.run(["ip", "netns", "exec", ns, "ss", "-Htln"],
+                                          capture_output=True, text=True).stdout:
+            assert time.monotonic() < end, "nasim did not listen on 238"
+            time.sleep(0.05)
+        text = (f"agent=fence_na\nipaddr=127.0.0.1\nlogin=motoko\npasswd={PASSWORD}\n"
+                "port=02\naction=off\nconfig_file=/nonexistent\n")
+        res = subprocess.run(["ip", "netns", "exec", ns, str(ROOT / "fence/fence_na")],
+                             input=text, capture_output=True, text=True, timeout=60)
+        assert (res.returncode, res.stdout) == (0, "Success: Powered OFF\n"), res.stderr
+        assert "02 P1 R0 F0 L1" in state.read_text()
+    finally:
+        if sim is not None:
+            sim.terminate()
+            sim.wait(5)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
