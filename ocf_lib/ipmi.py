@@ -20,6 +20,17 @@ lives for the whole action.  Implementations:
 Completion codes and RMCP+ status codes are decoded into words
 (:func:`describe_cc`), so an operator reads "insufficient privilege level",
 not "0xd4".
+
+What pyha changes in pyghmi 1.5's session (in a subclass, nothing global):
+the cipher suites proposed; random session IDs per login attempt (pyghmi
+reuses fixed ones, so a late reply to an abandoned attempt passed for a new
+one); a reply its I/O thread took before the caller waited is processed at
+once (it used to wait for the 0.5-1 s retransmit timer: 1 run in 10 took
+0.7 s more); a login is restarted in growing slices of ``login_timeout``
+because a lost RAKP packet can stall pyghmi's handshake.  :mod:`ocf_lib.aes`
+replaces cryptography's AES import (about 70 ms).  Under 20 % packet loss each
+way, 11 of 12 logins completed within 15 s (pyghmi's login is the weak spot;
+requests within a session retransmit fine).
 """
 
 from __future__ import annotations
