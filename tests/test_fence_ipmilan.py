@@ -129,7 +129,7 @@ def test_reboot_cman_stdin_legacy_names(bmc):
     # the per-node <device action="reboot"/>, libfence adds nodename.
     text = (f"action=reboot\nnodename=an-node01.alteeve.com\nagent=fence_ipmilan\n"
             f"ipaddr=127.0.0.1\nipport={SIM_PORT}\nlogin=admin\npasswd=secret\n"
-            "lanplus=1\npower_wait=0\n")
+            "power_wait=0\n")  # no lanplus, as in the seed: the BMC offers RMCP+, pyha takes it
     res = run_fence(AGENT, stdin=text)
     assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
     assert bmc.power_log() == ["off", "on"]
