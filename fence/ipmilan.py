@@ -160,8 +160,12 @@ class IPMIFence(Session):
     def __init__(self, ctx: FenceContext, session: ipmi.IPMISession) -> None:
         self.ctx = ctx
         self.ipmi = session
-        self.request_timeout = ctx.limit(max(ctx.options.get("shell_timeout") or 3.0,
-                                             ctx.options.get("login_timeout") or 5.0))
+        # A request to a BMC that has answered may need several retransmits on a
+        # lossy network: give it as long as a power change may take.
+        o = ctx.options
+        self.request_timeout = ctx.limit(max(o.get("shell_timeout") or 3.0,
+                                             o.get("login_timeout") or 5.0,
+                                             o.get("power_timeout") or 20.0))
 
     def _limit(self) -> None:
         self.ipmi.timeout = self.ctx.limit(self.request_timeout)
@@ -211,9 +215,12 @@ def connect(ctx: FenceContext) -> Session:
     cfg = config(ctx)
     for secret in (cfg.password, ctx.options.get("hexadecimal_kg")):
         ctx.log.add_secret(secret)
-    timeout = ctx.limit(ctx.options.get("login_timeout") or 5.0)
+    login = ctx.options.get("login_timeout") or 5.0
+    # An answering BMC on a lossy network may take longer than login_timeout
+    # (pyghmi restarts the whole handshake on a lost packet): power_timeout more.
+    patience = ctx.limit(login + (ctx.options.get("power_timeout") or 20.0))
     try:
-        session = ipmi.open_session(cfg, timeout, ctx.log)
+        session = ipmi.open_session(cfg, ctx.limit(login), ctx.log, patience)
     except ipmi.IPMIError as exc:
         raise FenceError(str(exc)) from None
     return IPMIFence(ctx, session)
