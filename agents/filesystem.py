@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 agent = ResourceAgent(
     "Filesystem",
+    rgmanager_primary="directory",
     shortdesc="Manages filesystem mounts",
     longdesc=(
         "Mounts a block device, a network share (NFS, CIFS) or a bind source on a directory, "

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 agent = ResourceAgent(
     "IPaddr2",
+    rgmanager_primary="ip",
     shortdesc="Manages virtual IPv4 and IPv6 addresses (Linux specific version)",
     longdesc=(
         "Adds and removes one IPv4 or IPv6 address on a Linux interface, announces it with "

@@ -73,6 +73,7 @@ def _util_params() -> list[Param]:
 
 agent = ResourceAgent(
     "VirtualDomain",
+    rgmanager_primary="config",
     version="1.1",
     shortdesc="Manages virtual domains through libvirt",
     longdesc="Starts a libvirt domain from its XML definition, stops it gracefully (then by "

@@ -42,6 +42,7 @@ REBOOT_GRACE = 5.0  # seconds a rebooting domain may be missing from the list
 
 agent = ResourceAgent(
     "Xen",
+    rgmanager_primary="xmfile",
     shortdesc="Manages Xen unprivileged domains (DomUs)",
     longdesc="Starts, stops, monitors and live-migrates a Xen domU with xl (or xm). "
              "Memory of all running domUs can be rebalanced on start and stop.",
