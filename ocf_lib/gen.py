@@ -1,7 +1,8 @@
 """``pyha-metadata``: regenerate (or check) every file in ``metadata/``.
 
 Each resource agent gets ``<Type>.xml`` (OCF 1.1), ``<Type>.ocf-1.0.xml``
-(inside ra-api-1.dtd) and ``<Type>.rgmanager.xml``; each fence agent and
+(inside ra-api-1.dtd) and ``<Type>.rgmanager`` (rgmanager's own DTD, not
+metadata.rng, hence no ``.xml`` suffix, like LINBIT's ``drbd.metadata``); each fence agent and
 alias gets ``<name>.xml``.  ``--check`` exits 1 and names the files that
 differ from what the declarations generate.
 """
@@ -45,7 +46,7 @@ def generated() -> dict[str, str]:
         files[f"{ra.name}.xml"] = ra.metadata("ocf-1.1")
         files[f"{ra.name}.ocf-1.0.xml"] = ra.metadata("ocf-1.0")
         if ra.rgmanager_primary:
-            files[f"{ra.name}.rgmanager.xml"] = ra.metadata("rgmanager")
+            files[f"{ra.name}.rgmanager"] = ra.metadata("rgmanager")
     for fa in fence_agents():
         for name in fa.alias_shortdesc:
             files[f"{name}.xml"] = fa.metadata(name)
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.makedirs(args.dir, exist_ok=True)
                 with open(path, "w", encoding="utf-8") as handle:
                     handle.write(text)
-    stale = [n for n in os.listdir(args.dir) if n.endswith(".xml") and n not in files] \
-        if os.path.isdir(args.dir) else []
+    present = os.listdir(args.dir) if os.path.isdir(args.dir) else []
+    stale = [n for n in present if n.endswith((".xml", ".rgmanager")) and n not in files]
     for name in stale:
         if not args.check:
             os.unlink(os.path.join(args.dir, name))

@@ -41,7 +41,7 @@ def ocf(name: str, module: str) -> None:
             # rgmanager runs every executable in /usr/share/cluster; pyha's links
             # there are named <Type>.sh.  An agent without an rgmanager primary
             # has no such file and falls through to the runtime.
-            suffix = ".rgmanager.xml"
+            suffix = ".rgmanager"
         if _print_file(os.path.join(METADATA_DIR, name + suffix)):
             sys.exit(0)
     agent = __import__(module, fromlist=["agent"]).agent

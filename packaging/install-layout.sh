@@ -44,7 +44,7 @@ if [ "$modules" = 1 ]; then
     done
 fi
 
-install -m 0644 "$SRC"/metadata/*.xml "$DEST$SHARE/metadata/"
+install -m 0644 "$SRC"/metadata/*.xml "$SRC"/metadata/*.rgmanager "$DEST$SHARE/metadata/"
 
 # Resource agents: every executable in agents/ without a dot or leading underscore.
 for path in "$SRC"/agents/*; do
@@ -53,7 +53,7 @@ for path in "$SRC"/agents/*; do
     [ -f "$path" ] && [ -x "$path" ] || continue
     install -m 0755 "$path" "$DEST$SHARE/agents/$name"
     ln -sfr "$DEST$SHARE/agents/$name" "$DEST/usr/lib/ocf/resource.d/pyha/$name"
-    if [ -f "$SRC/metadata/$name.rgmanager.xml" ]; then
+    if [ -f "$SRC/metadata/$name.rgmanager" ]; then
         mkdir -p "$DEST/usr/share/cluster"
         ln -sfr "$DEST$SHARE/agents/$name" "$DEST/usr/share/cluster/$name.sh"
     fi
