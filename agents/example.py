@@ -21,7 +21,7 @@ agent = ResourceAgent(
         "except showing and testing the pyha runtime; use it like ocf:pacemaker:Dummy."
     ),
     params=[
-        Param("state", PATH, unique=True,
+        Param("state", PATH, unique=True, identifies=True,
               shortdesc="State file",
               longdesc="Where the running state is kept. "
                        "Default: $HA_RSCTMP/Example-<instance>.state"),

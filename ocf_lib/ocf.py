@@ -12,9 +12,14 @@ must never get wrong:
 
 * actions come from ``argv[1]``; an unknown one returns 3;
 * ``meta-data`` and ``usage`` need no environment and no privileges;
-* parameters are validated once, with one clear message per bad value; an
-  invalid configuration fails ``start``/``validate-all`` with 6, but ``stop``
-  is still attempted and never fails because of validation;
+* parameters are validated once (their types, then the agent's declared
+  cross-field validators), with one clear message per bad value; an invalid
+  configuration fails ``start``/``validate-all``/``monitor`` with 6;
+* ``stop`` ignores the parameters it does not need: an invalid one falls back
+  to its declared default.  When a parameter that *identifies* the resource
+  is unusable, stop cannot know what to stop: it succeeds only if the agent's
+  declared absence proof (state recorded at start, the kernel) shows nothing
+  is running, and fails otherwise;
 * failures print one ``ocf-exit-reason:`` line on stderr; no traceback ever
   reaches the caller;
 * every external call is bounded by one :class:`Deadline` taken from
@@ -35,11 +40,15 @@ from .params import Param, ParamError, parse
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, NoReturn, TypeVar
+
+    from .params import Values
 
     Handler = Callable[["Context"], int]
     H = TypeVar("H", bound=Handler)
+    Validator = Callable[[Values], Iterable[ParamError]]
+    AbsenceProof = Callable[["Context"], bool]
 
 # rgmanager (and LSB habit) names -> OCF names.
 ACTION_ALIASES = {"status": "monitor", "verify-all": "validate-all", "migrate": "migrate_to"}
@@ -86,6 +95,7 @@ class ResourceAgent:
         ocf_version: str = "1.1",
         promotable: bool = False,
         rgmanager_primary: str | None = None,
+        validators: Sequence[Validator] = (),
     ) -> None:
         self.name = name
         self.shortdesc = shortdesc
@@ -96,6 +106,9 @@ class ResourceAgent:
         self.promotable = promotable
         self.rgmanager_primary = rgmanager_primary
         self.actions: dict[str, Action] = {}
+        # Cross-field checks; they run once every parameter converted cleanly.
+        self.validators = list(validators)
+        self.absence_proof: AbsenceProof | None = None
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"{name}: a parameter is declared twice")
@@ -119,6 +132,24 @@ class ResourceAgent:
             return handler
 
         return register
+
+    def validator(self, check: Validator) -> Validator:
+        """Declare a cross-field check: ``check(values)`` yields :class:`ParamError`."""
+        self.validators.append(check)
+        return check
+
+    def proves_absent(self, proof: AbsenceProof) -> AbsenceProof:
+        """Declare how stop proves the resource absent when a parameter that
+        identifies it is unusable (e.g. from the state recorded at start).
+        ``proof(ctx)`` returns True only when nothing can be running."""
+        self.absence_proof = proof
+        return proof
+
+    def param(self, name: str) -> Param | None:
+        for p in self.params:
+            if p.name == name:
+                return p
+        return None
 
     def check_levels(self) -> list[int]:
         """The OCF_CHECK_LEVEL depths the monitor advertises (always including 0)."""
@@ -225,6 +256,9 @@ class Context:
         for p in agent.params:
             if p.secret and p.name in self.params.raw:
                 self.log.add_secret(self.params.raw[p.name])
+        if not self.param_errors:
+            for check in agent.validators:
+                self.param_errors.extend(check(self.params))
         rg_timeout = env.get("OCF_RESKEY_RGMANAGER_meta_timeout")
         if rg_timeout and rg_timeout.isdigit():
             self.deadline = Deadline.from_timeout_ms(str(int(rg_timeout) * 1000))
@@ -300,27 +334,19 @@ class Context:
     def execute(self, action: Action) -> int:
         errors = self.param_errors
         self.log.debug(f"{self.action} begins ({self.deadline})")
-        if errors:
-            # Every bad value once; the first is logged with the exit reason below.
-            for err in errors if self.action == "stop" else errors[1:]:
+        if errors and self.action == "stop":
+            rc = self._stop_despite(errors)
+            if rc is not None:
+                return rc
+        elif errors:
+            for err in errors[1:]:  # the first is logged with the exit reason
                 self.log.error(str(err))
-            if self.action == "stop":
-                # Stop must be attempted even with a broken configuration; the
-                # agent's stop uses what it can and treats the rest as absent.
-                self.log.warning("stop proceeds despite invalid parameters")
-            else:
-                return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(errors[0]))
+            return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(errors[0]))
         try:
             rc = action.handler(self)
         except OCFError as exc:
-            if self.action == "stop" and errors and exc.rc == codes.ERR_CONFIGURED:
-                self.log.warning(f"stop: {exc.reason}; nothing this agent could have started")
-                return codes.SUCCESS
             return _exit_reason(self.env, self.log, exc.rc, exc.reason)
         except ParamError as exc:
-            if self.action == "stop":
-                self.log.warning(f"stop: {exc}; nothing this agent could have started")
-                return codes.SUCCESS
             return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(exc))
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             from .proc import CommandNotFound, CommandTimeout
@@ -340,6 +366,48 @@ class Context:
             rc = codes.SUCCESS  # 7 from stop is a stop failure to Pacemaker; stopped is success
         self.log.debug(f"{self.action} returns {rc}")
         return rc
+
+    def _stop_despite(self, errors: list[ParamError]) -> int | None:
+        """The stop rule for invalid parameters; None means "run the stop handler".
+
+        A parameter stop does not need falls back to its declared default.  An
+        unusable one that identifies the resource leaves stop unable to say
+        what to stop: succeed only on the agent's proof that nothing runs.
+        """
+        blocking = []
+        for err in errors:
+            p = self.agent.param(err.param)
+            if p is None or p.identifies:
+                blocking.append(err)
+                continue
+            self.log.warning(f"stop ignores {err}")
+            fallback = None
+            if p.default is not None:
+                try:
+                    fallback = p.convert(p.default)
+                except ParamError:
+                    fallback = None
+            self.params.set(p.name, fallback)
+        if not blocking:
+            return None
+        for err in blocking[1:]:
+            self.log.error(str(err))
+        proof = self.agent.absence_proof
+        if proof is not None:
+            try:
+                absent = proof(self)
+            except OCFError as exc:
+                return _exit_reason(self.env, self.log, exc.rc,
+                                    f"{blocking[0]}; and {exc.reason}")
+            except Exception as exc:  # noqa: BLE001 - a proof that breaks proves nothing
+                self.log.debug(_traceback_text())
+                absent = False
+                self.log.error(f"absence proof failed: {type(exc).__name__}: {exc}")
+            if absent:
+                self.log.warning(f"stop: {blocking[0]}; the resource is verifiably not running")
+                return codes.SUCCESS
+        return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED,
+                            f"stop cannot identify the resource: {blocking[0]}")
 
 
 def _exit_reason(env: Mapping[str, str], log: Logger | None, rc: int, reason: str) -> int:

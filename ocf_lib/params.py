@@ -220,6 +220,11 @@ class Param:
     (its value then flows there when the new one is not given).  ``secret``
     values never appear in logs, error messages or subprocess argv.
 
+    ``identifies`` marks what a resource agent's ``stop`` needs to find its
+    resource (the address, the mount point, the domain).  stop ignores every
+    other parameter: when one of those is invalid, stop runs with its
+    declared default instead.
+
     Fence agents also use ``getopt`` (short option letter), ``longopt`` (the
     command-line name, defaults to ``name`` with ``-``), ``aliases`` (legacy
     stdin names such as ``ipaddr``) and ``order`` (metadata position).
@@ -228,7 +233,7 @@ class Param:
     __slots__ = (
         "name", "type", "default", "required", "unique", "unique_group", "reloadable",
         "deprecated", "secret", "shortdesc", "longdesc", "getopt", "longopt", "aliases",
-        "order", "takes_value",
+        "order", "takes_value", "identifies",
     )
 
     def __init__(
@@ -250,6 +255,7 @@ class Param:
         aliases: Iterable[str] = (),
         order: int = 1,
         takes_value: bool | None = None,
+        identifies: bool = False,
     ) -> None:
         self.name = name
         self.type = type
@@ -268,6 +274,7 @@ class Param:
         self.order = order
         # Command-line flags: booleans are switches unless said otherwise.
         self.takes_value = (type is not BOOLEAN) if takes_value is None else takes_value
+        self.identifies = identifies
 
     def __repr__(self) -> str:
         return f"Param({self.name!r})"

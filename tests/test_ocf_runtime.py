@@ -232,21 +232,83 @@ def test_invalid_parameter_fails_start_and_validate_with_6(
             "ocf-exit-reason:parameter 'count': value '9' is above the maximum 5"]
 
 
-def test_stop_is_attempted_despite_invalid_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_ignores_parameters_it_does_not_need(capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid parameter that does not identify the resource takes its declared
+    default in stop, so the handler never sees None for it."""
     rc, seen = run(["stop"], {"OCF_RESKEY_count": "9"})
-    assert rc == 0 and len(seen) == 1 and seen[0].params.count is None
-    rc, seen = run(["stop"], {"OCF_RESKEY_count": "9", "OCF_RESKEY_mode": "config"})
-    assert rc == 0
-    rc, seen = run(["stop"], {"OCF_RESKEY_flag": "perhaps", "OCF_RESKEY_mode": "param"})
-    assert rc == 0
+    assert rc == 0 and len(seen) == 1 and seen[0].params.count == 1
+    rc, seen = run(["stop"], {"OCF_RESKEY_flag": "perhaps"})
+    assert rc == 0 and seen[0].params.flag is False
+    assert reason_lines(capsys.readouterr().err) == []
 
 
-def test_stop_never_fails_on_a_parameter_error_raised_late(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_failures_raised_late_are_failures(capsys: pytest.CaptureFixture[str]) -> None:
+    """A stop that finds its configuration unusable mid-way has not stopped anything."""
+    rc, _ = run(["stop"], {"OCF_RESKEY_count": "9", "OCF_RESKEY_mode": "config"})
+    assert rc == codes.ERR_CONFIGURED
     rc, _ = run(["stop"], {"OCF_RESKEY_mode": "param"})
-    assert rc == 0
+    assert rc == codes.ERR_CONFIGURED
     rc, _ = run(["start"], {"OCF_RESKEY_mode": "param"})
     assert rc == codes.ERR_CONFIGURED
+    assert len(reason_lines(capsys.readouterr().err)) == 3
+
+
+def identified_agent(seen: list[Context], proof: object) -> ResourceAgent:
+    agent = ResourceAgent("I", shortdesc="i", longdesc="i", params=[
+        Param("slot", INTEGER(0, 9), identifies=True, required=True),
+        Param("count", INTEGER(0, 5), default="1"),
+    ])
+    agent.action("stop")(lambda ctx: seen.append(ctx) or codes.SUCCESS)  # type: ignore[func-returns-value]
+    agent.action("start")(lambda ctx: seen.append(ctx) or codes.SUCCESS)  # type: ignore[func-returns-value]
+    if proof is not None:
+        def prove(ctx: Context) -> bool:
+            if isinstance(proof, Exception):
+                raise proof
+            return bool(proof)
+        agent.proves_absent(prove)
+    return agent
+
+
+@pytest.mark.parametrize(("proof", "rc"), [
+    (None, codes.ERR_CONFIGURED),  # no way to prove: fail
+    (False, codes.ERR_CONFIGURED),  # something may run: fail
+    (OSError("state unreadable"), codes.ERR_CONFIGURED),  # a broken proof proves nothing
+    (True, codes.SUCCESS),  # proven absent
+])
+def test_stop_without_its_identity_proves_absence_or_fails(
+        proof: object, rc: int, capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ({"OCF_RESKEY_slot": "x"}, {}):  # unusable, or missing
+        seen: list[Context] = []
+        got = identified_agent(seen, proof).run(["I", "stop"], {**ENV, **bad})
+        assert got == rc and seen == []  # the handler never runs without its identity
+        lines = reason_lines(capsys.readouterr().err)
+        if rc:
+            assert len(lines) == 1 and "stop cannot identify the resource" in lines[0]
+            assert "'slot'" in lines[0]
+        else:
+            assert lines == []
+
+
+def test_cross_field_validators_run_after_the_types(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[Context] = []
+    agent = identified_agent(seen, None)
+
+    @agent.validator
+    def slot_below_count(values: object) -> list[ParamError]:
+        v = values  # Values
+        if v.slot >= v.count:  # type: ignore[attr-defined]
+            return [ParamError("count", str(v.count), "must be above slot")]  # type: ignore[attr-defined]
+        return []
+
+    assert agent.run(["I", "start"], {**ENV, "OCF_RESKEY_slot": "3"}) == codes.ERR_CONFIGURED
+    assert reason_lines(capsys.readouterr().err) == [
+        "ocf-exit-reason:parameter 'count': value '1' must be above slot"]
+    # count does not identify the resource: stop runs with it as declared
+    assert agent.run(["I", "stop"], {**ENV, "OCF_RESKEY_slot": "3"}) == codes.SUCCESS
+    assert agent.run(["I", "start"], {**ENV, "OCF_RESKEY_slot": "0"}) == codes.SUCCESS
+    # a type error masks the cross-field check: one message, not two
+    assert agent.run(["I", "start"], {**ENV, "OCF_RESKEY_slot": "q"}) == codes.ERR_CONFIGURED
+    assert len(reason_lines(capsys.readouterr().err)) == 1
 
 
 def test_stop_of_a_stopped_resource_is_success(capsys: pytest.CaptureFixture[str]) -> None:
