@@ -353,7 +353,9 @@ class Context:
 
             if isinstance(exc, CommandNotFound):
                 return _exit_reason(self.env, self.log, codes.ERR_INSTALLED, str(exc))
-            if isinstance(exc, CommandTimeout):
+            from .state import UnsafePath
+
+            if isinstance(exc, (CommandTimeout, UnsafePath)):
                 return _exit_reason(self.env, self.log, codes.ERR_GENERIC, str(exc))
             self.log.debug(_traceback_text())
             return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
