@@ -366,6 +366,13 @@ class Context:
                                 "exit code")
         if self.action == "stop" and rc == codes.NOT_RUNNING:
             rc = codes.SUCCESS  # 7 from stop is a stop failure to Pacemaker; stopped is success
+        if self.action == "stop" and rc == codes.SUCCESS:
+            proc = sys.modules.get("ocf_lib.proc")
+            left = getattr(proc, "abandoned", None)
+            if left:  # e.g. a umount in D state may still complete, or not: unproven
+                return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
+                                    f"stop cannot be confirmed: {left[0][0]} (pid "
+                                    f"{left[0][1]}) could not be killed and may still act")
         self.log.debug(f"{self.action} returns {rc}")
         return rc
 
