@@ -42,6 +42,7 @@ class Logger:
         trace = env.get("OCF_TRACE_RA", "").strip().lower() in _TRUE
         self.debug_on = trace or env.get("HA_debug", "0").strip().lower() in _TRUE
         self.trace_file = (env.get("OCF_TRACE_FILE") or None) if trace else None
+        self.trace_all = False
         self._syslog_open = False
 
     def add_secret(self, value: str | None) -> None:
@@ -68,6 +69,8 @@ class Logger:
             wrote = True
         if self.trace_file and level == DEBUG:
             wrote = _append(self.trace_file, line) or wrote
+        elif self.trace_file and self.trace_all:  # a trace holds every line of its action
+            _append(self.trace_file, line)
         if not wrote:
             try:
                 sys.stderr.write(line)

@@ -211,6 +211,14 @@ class ResourceAgent:
             return _exit_reason(env, None, codes.ERR_UNIMPLEMENTED,
                                 f"action '{requested}' is not supported by {self.name}")
         ctx = Context(self, name, argv, env)
+        if "OCF_RESKEY_trace_ra" in env or "OCF_TRACE_RA" in env:
+            from . import trace
+
+            if trace.wanted(env):
+                trace.begin(ctx)
+                rc = ctx.execute(action)
+                trace.end(ctx, rc)
+                return rc
         return ctx.execute(action)
 
     def _recover(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
