@@ -1,0 +1,1 @@
+"""Labs and helpers shared by test modules (not tests themselves)."""
