@@ -388,24 +388,17 @@ def routes(family: int, table: int = RT_TABLE_MAIN) -> list[Route]:
     return found
 
 
-PROTOCOLS = {"kernel": 2, "boot": 3, "static": 4, "ra": 9, "zebra": 11, "bird": 12,
-             "dhcp": 16}
-
-
 def best_route(ip: str, *, prefix: int | None = None, oif: int | None = None,
-               proto: str | None = None) -> Route | None:
+               proto: int | None = None) -> Route | None:
     """The route that places ``ip`` (upstream's findif, without gawk or forks).
 
     Main table, unicast, never a default route; optionally only via ``oif``,
-    of protocol ``proto`` (name or number), and at most as narrow as
+    of protocol number ``proto``, and at most as narrow as
     ``prefix`` (a route must contain the whole ``ip/prefix``).  The longest
     prefix wins, then the lowest metric.  127/8 addresses fall back to the
     local table, where loopback routes live.
     """
     family = family_of(ip)
-    want_proto = None
-    if proto:
-        want_proto = int(proto) if proto.isdigit() else PROTOCOLS.get(proto, -1)
     tables = [(RT_TABLE_MAIN, RTN_UNICAST)]
     if family == AF_INET and pack_ip(ip)[0] == 127:
         tables.append((RT_TABLE_LOCAL, RTN_LOCAL))
@@ -416,7 +409,7 @@ def best_route(ip: str, *, prefix: int | None = None, oif: int | None = None,
                 continue
             if oif is not None and r.oif != oif:
                 continue
-            if want_proto is not None and r.protocol != want_proto:
+            if proto is not None and r.protocol != proto:
                 continue
             if prefix is not None and r.dst_len > prefix:
                 continue
