@@ -56,7 +56,7 @@ from ocf_lib.params import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from ocf_lib.params import Values
@@ -473,7 +473,21 @@ def _resolve(ctx: Context) -> Config:
 
 # -- actions --------------------------------------------------------------------
 
+def _consistent(action: Callable[[Context], int]) -> Callable[[Context], int]:
+    """No answer from an inconsistent view of the kernel: a dump interrupted again and
+    again by concurrent changes fails the action (1), never reads as "absent"."""
+
+    def run(ctx: Context) -> int:
+        try:
+            return action(ctx)
+        except netlink.DumpInterrupted as exc:
+            ctx.fail(codes.ERR_GENERIC, f"{ctx.action}: {exc.strerror}")
+
+    return run
+
+
 @agent.action("start", timeout="20s")
+@_consistent
 def start(ctx: Context) -> int:
     rc = _namespace(ctx)
     if rc is not None:
@@ -527,6 +541,7 @@ def start(ctx: Context) -> int:
 
 
 @agent.action("stop", timeout="20s")
+@_consistent
 def stop(ctx: Context) -> int:
     rc = _namespace(ctx)
     if rc is not None:
@@ -586,6 +601,7 @@ def stop(ctx: Context) -> int:
 
 
 @agent.action("monitor", timeout="20s", interval="10s", depth=0)
+@_consistent
 def monitor(ctx: Context) -> int:
     rc = _namespace(ctx)
     if rc is not None:
@@ -614,6 +630,7 @@ def monitor(ctx: Context) -> int:
 
 
 @agent.action("validate-all", timeout="20s")
+@_consistent
 def validate_all(ctx: Context) -> int:
     rc = _namespace(ctx)
     if rc is not None:

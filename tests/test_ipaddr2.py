@@ -557,3 +557,92 @@ def test_tolerated_value_that_matters_is_still_refused(net: None, rsctmp: Path) 
     # preferred_lft is used for IPv6: garbage there never worked upstream either (ip fails)
     res = agent("validate-all", {"ip": "fd00:210::134", "preferred_lft": "soon"}, rsctmp)
     assert res.rc == 6 and res.reason and "preferred_lft" in res.reason
+
+
+# -- interrupted netlink dumps (NLM_F_DUMP_INTR) -----------------------------------------
+
+IN_PROCESS = """
+import json, os, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from lib.netlink_double import InterruptingSocket
+from ocf_lib import netlink
+from agents.ipaddr2 import agent
+netlink.socket_factory = InterruptingSocket.factory({ip!r}, {times})
+rc = agent.run(["IPaddr2", "monitor"], {{**os.environ, **json.loads(sys.argv[1])}})
+print(json.dumps({{"rc": rc, "retaken": netlink.stats["interrupted"],
+                  "flagged": InterruptingSocket.dumps_interrupted}}))
+"""
+
+
+def monitor_through_double(params: dict[str, str], rsctmp: Path, times: int) -> tuple[
+        dict[str, int], str]:
+    env = {**base_env(rsctmp), "OCF_RESOURCE_INSTANCE": "test",
+           "OCF_RESKEY_CRM_meta_interval": "10000", "OCF_RESKEY_CRM_meta_timeout": "20000",
+           **{f"OCF_RESKEY_{k}": v for k, v in params.items()}}
+    code = IN_PROCESS.format(root=str(ROOT), tests=str(ROOT / "tests"), ip=params["ip"],
+                             times=times)
+    proc = subprocess.run(["ip", "netns", "exec", NS_A, sys.executable, "-c", code,
+                           json.dumps(env)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1]), proc.stderr
+
+
+def test_an_interrupted_dump_is_taken_again(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.140", "arp_count": "1"}
+    assert agent("start", params, rsctmp).rc == 0
+    try:
+        # two dumps flagged and missing the address; the third is complete
+        seen, _err = monitor_through_double(params, rsctmp, times=2)
+        assert seen == {"rc": 0, "retaken": 2, "flagged": 2}
+        # every dump interrupted: no consistent view, so 1 with a reason, never 7
+        seen, err = monitor_through_double(params, rsctmp, times=-1)
+        assert seen["rc"] == 1 and seen["flagged"] >= 5, err
+        assert "ocf-exit-reason:" in err and "interrupted" in err
+        assert find("10.210.1.140")  # it was there all along
+    finally:
+        assert agent("stop", params, rsctmp).rc == 0
+
+
+CHURN_NS = f"pyha-ip-{os.getpid()}c"
+
+
+def test_monitor_never_says_stopped_under_address_churn(tmp_path: Path, rsctmp: Path) -> None:
+    """Real interrupted dumps: thousands of addresses on the interface, a process
+    deleting and re-adding some of them as fast as it can, and the agent monitoring
+    an address that stays put."""
+    sh("ip", "netns", "add", CHURN_NS)
+    churn = None
+    try:
+        nsip(CHURN_NS, "link", "set", "lo", "up")
+        nsip(CHURN_NS, "link", "add", "c0", "type", "veth", "peer", "name", "c1")
+        nsip(CHURN_NS, "link", "set", "c0", "up")
+        nsip(CHURN_NS, "link", "set", "c1", "up")
+        many = [f"addr add 10.211.{i // 250}.{i % 250 + 1}/32 dev c0" for i in range(3000)]
+        (tmp_path / "setup").write_text("\n".join(many) + "\n")
+        nsip(CHURN_NS, "-batch", str(tmp_path / "setup"))
+        ops = [f"addr {op} 10.211.0.{k % 50 + 1}/32 dev c0" for k in range(5000)
+               for op in ("del", "add")]
+        (tmp_path / "ops").write_text("\n".join(ops) + "\n")
+        params = {"ip": "10.212.0.1", "nic": "c0", "cidr_netmask": "24", "arp_count": "1"}
+        assert agent("start", params, rsctmp, ns=CHURN_NS).rc == 0
+        churn = subprocess.Popen(
+            ["sh", "-c", f"while :; do ip -n {CHURN_NS} -force -batch {tmp_path / 'ops'}; done"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(0.5)
+        probe = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                 "from ocf_lib import netlink\n"
+                 "for _ in range(100):\n"
+                 "    try: netlink.addresses()\n"
+                 "    except netlink.DumpInterrupted: pass\n"
+                 "print(netlink.stats['interrupted'])\n")
+        retaken = int(sh("ip", "netns", "exec", CHURN_NS, sys.executable, "-c", probe))
+        assert retaken > 0  # the churn really interrupts dumps
+        rcs = [agent("monitor", params, rsctmp, ns=CHURN_NS,
+                     OCF_RESKEY_CRM_meta_interval="10000").rc for _ in range(40)]
+        assert 7 not in rcs and set(rcs) <= {0, 1}, rcs
+        assert [a["prefixlen"] for a in find("10.212.0.1", CHURN_NS)] == [24]
+    finally:
+        if churn is not None:
+            os.killpg(churn.pid, 15)
+            churn.wait(timeout=10)
+        sh("ip", "netns", "del", CHURN_NS, check=False)

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: seam doubles and the bad-input sweep runner."""
