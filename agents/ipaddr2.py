@@ -2,14 +2,21 @@
 
 Same parameters, defaults and meaning as upstream.  Everything talks to the
 kernel over rtnetlink (:mod:`ocf_lib.netlink`): a monitor is one address dump
-and one link dump, no fork (upstream: ~23-44 execs).  Announcements are sent
-in-process (:mod:`ocf_lib.announce`).
+and one link dump, no fork.  Announcements are sent in-process
+(:mod:`ocf_lib.announce`).  Every value is parsed by its declared type; values
+the upstream agent accepted are taken as it took them, with a warning
+(docs/ipaddr2.md lists the exceptions).
 
 Exit codes, chosen deliberately (upstream's own ocft suites disagree with
 upstream HEAD here, see the README):
 
-* malformed ``ip``/``cidr_netmask``/``broadcast``/tunables: 6 at start and
-  validate-all (the configuration is wrong on every node);
+* malformed ``ip``/``cidr_netmask``/``broadcast``/tunables: 6 (the
+  configuration is wrong on every node); stop ignores all but ``ip`` and
+  ``network_namespace``;
+* ``network_namespace`` does not exist: 6 at validate-all, 5 at start, 7 from
+  monitor, 0 from stop (no address can be configured in it);
+* a view of the kernel that stays inconsistent (address dumps interrupted
+  again and again by concurrent changes): 1, never 7;
 * ``nic`` does not exist: 5 at start (this node lacks it; the resource may
   run elsewhere), 6 at validate-all;
 * no route to the address, or a ``cidr_netmask`` the route contradicts: 1
@@ -456,11 +463,11 @@ def _cluster(ctx: Context, cfg: Config) -> Any:
 def _strict_problem(name: str, raw: str) -> str:
     """Why the strict type behind a Tolerant parameter refuses ``raw``."""
     param = agent.param(name)
-    assert param is not None
-    try:
-        param.type.strict.convert(raw, name)  # type: ignore[attr-defined]
-    except ParamError as exc:
-        return exc.problem
+    if param is not None and isinstance(param.type, Tolerant):
+        try:
+            param.type.strict.convert(raw, name)
+        except ParamError as exc:
+            return exc.problem
     return "is invalid"
 
 
