@@ -495,7 +495,7 @@ class _Prefix(ParamType):
             prefix = dotted_netmask_prefix(text)
             if prefix:
                 return Lenient(prefix, f"is a dotted netmask; used as /{prefix} "
-                                       f"(write cidr_netmask={prefix})")
+                                       f"(write {name}={prefix})")
         raise ParamError(name, raw, "is not a prefix length 1-128 or an IPv4 netmask")
 
 
