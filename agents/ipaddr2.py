@@ -217,7 +217,8 @@ def _check_together(v: Values) -> Iterator[ParamError]:
 @agent.proves_absent
 def _nothing_started(ctx: Context) -> bool:
     """stop without a usable ip or network_namespace: pyha's start records every address
-    it adds under the resource's instance name; no record, nothing of ours can run."""
+    it adds under the resource's instance name (and a monitor that finds one running,
+    after a switch from another agent); no record, nothing of ours can run."""
     return not ctx.state.exists(_record_name(ctx))
 
 
@@ -630,6 +631,13 @@ def monitor(ctx: Context) -> int:
         if not buckets or cfg.clone_no not in buckets:
             ctx.fail(codes.ERR_GENERIC, f"cluster IP bucket {cfg.clone_no} of {cfg.ip} is "
                                         "not in the firewall")
+    record = _record_name(ctx)
+    if not ctx.state.exists(record):  # started by another agent (a live switch to pyha)
+        try:
+            ctx.state.ensure()
+            ctx.state.write(record, f"{cfg.ip}\n", 0o644)
+        except OSError as exc:
+            ctx.log.warning(f"cannot record {cfg.ip} as running: {exc}")
     refresh = ctx.params.arp_count_refresh
     if refresh and cfg.family == netlink.AF_INET:
         _announce(ctx, cfg, refresh, start=False)

@@ -646,3 +646,29 @@ def test_monitor_never_says_stopped_under_address_churn(tmp_path: Path, rsctmp: 
             os.killpg(churn.pid, 15)
             churn.wait(timeout=10)
         sh("ip", "netns", "del", CHURN_NS, check=False)
+
+
+def test_stop_cannot_identify_the_namespace_it_started_in(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.135", "network_namespace": NS_A, "arp_count": "1"}
+    env = base_env(rsctmp)
+    assert run_ocf("IPaddr2", "start", params, env=env).rc == 0
+    try:
+        res = run_ocf("IPaddr2", "stop", {**params, "network_namespace": "a/b"}, env=env)
+        assert res.rc == 6 and res.reason and "cannot identify" in res.reason
+        assert find("10.210.1.135")
+    finally:
+        assert run_ocf("IPaddr2", "stop", params, env=env).rc == 0
+    assert not find("10.210.1.135")
+
+
+def test_a_running_address_started_by_upstream_is_recorded(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.136", "arp_count": "1"}
+    assert agent("start", params, rsctmp, path=UPSTREAM).rc == 0
+    try:
+        assert agent("monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="0").rc == 0
+        res = agent("stop", {**params, "ip": "10.210.1.999"}, rsctmp)
+        assert res.rc == 6 and res.reason and "cannot identify" in res.reason
+        assert find("10.210.1.136")
+    finally:
+        assert agent("stop", params, rsctmp).rc == 0
+    assert not find("10.210.1.136")
