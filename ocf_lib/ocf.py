@@ -267,6 +267,13 @@ class Context:
         if not self.param_errors:
             for check in agent.validators:
                 self.param_errors.extend(check(self.params))
+        # Values tolerated for compatibility (params.Lenient): said once per action,
+        # but not every few seconds by a recurring monitor.
+        for text in self.params.warnings:
+            if action == "monitor" and (self.meta("interval") or "0") != "0":
+                self.log.debug(text)
+            else:
+                self.log.warning(text)
         rg_timeout = env.get("OCF_RESKEY_RGMANAGER_meta_timeout")
         if rg_timeout and rg_timeout.isdigit():
             self.deadline = Deadline.from_timeout_ms(str(int(rg_timeout) * 1000))

@@ -1,1 +1,1 @@
-"""Labs and helpers shared by test modules (not tests themselves)."""
+"""Labs, doubles and runners shared by test modules (not tests themselves)."""
