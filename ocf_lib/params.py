@@ -204,12 +204,23 @@ class _Path(ParamType):
         return text
 
 
+class _FilePath(_Path):
+    doc = "absolute path of a file"
+
+    def convert(self, raw: str, name: str) -> str:
+        text = super().convert(raw, name)
+        if text.endswith("/") or text.rsplit("/", 1)[-1] in (".", ".."):
+            raise ParamError(name, raw, "names a directory, not a file")
+        return text
+
+
 STRING: ParamType = _String()
 INTEGER = _Integer()
 BOOLEAN: ParamType = _Boolean()
 DURATION: ParamType = _Duration()
 IPADDR: ParamType = _IPAddress()
 PATH: ParamType = _Path()
+FILE_PATH: ParamType = _FilePath()
 
 
 class Param:

@@ -31,7 +31,17 @@ def example(tmp: Path) -> World:
 
 def ipaddr2(tmp: Path) -> World:
     return World(AGENTS / "IPaddr2", "ocf", environment({"HA_RSCTMP": str(tmp)}),
-                 {"ip": "10.213.0.50", "cidr_netmask": "24", "nic": "lo"}, actions=OCF_ACTIONS)
+                 {"ip": "10.213.0.5"}, actions=OCF_ACTIONS)
+
+
+def ipaddr2_clone(tmp: Path) -> World:
+    """The cluster-IP parameters only matter inside a clone: sweep them there too."""
+    env = environment({"HA_RSCTMP": str(tmp), "OCF_RESKEY_CRM_meta_clone_max": "2",
+                       "OCF_RESKEY_CRM_meta_clone": "0"})
+    return World(AGENTS / "IPaddr2", "ocf", env, {"ip": "10.213.0.5"},
+                 actions=("validate-all", "monitor", "stop"),
+                 only=("mac", "clusterip_hash", "clusterip_hash_seed", "clusterip_firewall",
+                       "clusterip_mac_mangle"))
 
 
 def filesystem(tmp: Path) -> World:
@@ -72,6 +82,7 @@ def fence(name: str, base: dict[str, str]) -> Callable[[Path], World]:
 WORLDS: dict[str, Callable[[Path], World]] = {
     "Example": example,
     "IPaddr2": ipaddr2,
+    "IPaddr2-clone": ipaddr2_clone,
     "Filesystem": filesystem,
     "VirtualDomain": virtualdomain,
     "Xen": xen,
@@ -98,7 +109,9 @@ def report(bad: list) -> str:
 
 @pytest.mark.parametrize("name", list(WORLDS))
 def test_hostile_values(name: str, tmp_path: Path) -> None:
-    bad = sweep(WORLDS[name](tmp_path))
+    world = WORLDS[name](tmp_path)
+    world.cwd = str(tmp_path)
+    bad = sweep(world)
     assert not bad, report(bad)
 
 

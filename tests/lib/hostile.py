@@ -32,9 +32,9 @@ MARKER = Path("/tmp/pyha-sweep-pwned")
 # non-ASCII, "/", "0".  MARKER appears in the metacharacter values: if any shell
 # ever runs one, the file exists afterwards.
 VALUES: tuple[str, ...] = (
-    "", "   ", "x" * 4096, "../../../../../etc/shadow", "/", "0", "010", "0x1F", "NaN",
-    "-1", f"$(touch {MARKER})", f"a;touch {MARKER};#", f"`touch {MARKER}`", "ünï→ 𝄞",
-    "1e999", "a b\tc",
+    "", " ", "\t \t", "x" * 4096, "../../../../etc/passwd", "/", "0", "-1", "010", "0x10",
+    "NaN", "inf", "1e999", f"$(touch {MARKER})", f"`touch {MARKER}`", f"a;touch {MARKER};#",
+    "a|b&c>d", "'\"", "ünïcødé²𝄞", "\u202e", "a\nb", "%s%n", "-o", "--help",
 )
 
 
@@ -49,6 +49,8 @@ class World:
     hide: Sequence[str] = ()  # directories covered by an empty tmpfs (e.g. libvirt's sockets)
     actions: Sequence[str] = ()
     skip: frozenset[str] = field(default_factory=frozenset)  # parameters not swept
+    cwd: str = "/tmp"  # where relative paths land
+    only: Sequence[str] = ()  # sweep just these parameters (default: all declared)
 
     def parameters(self) -> list[str]:
         if self.kind == "ocf":
@@ -58,7 +60,8 @@ class World:
         out = subprocess.run(argv, capture_output=True, text=True, check=True,
                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
         names = [p.get("name") or "" for p in ET.fromstring(out).iter("parameter")]
-        return [n for n in names if n and n not in self.skip and n != "action"]
+        names = [n for n in names if n and n not in self.skip and n != "action"]
+        return [n for n in names if n in self.only] if self.only else names
 
 
 @dataclass
@@ -82,8 +85,9 @@ class Outcome:
         top = 9 if kind == "ocf" else 2
         if not 0 <= self.rc <= top:
             found.append(f"exit {self.rc} outside the protocol")
-        if kind == "ocf" and self.rc not in (0, 7, 8) and "ocf-exit-reason:" not in self.err:
-            found.append(f"exit {self.rc} without an ocf-exit-reason line")
+        reasons = self.err.count("ocf-exit-reason:")
+        if kind == "ocf" and self.rc not in (0, 7, 8) and reasons != 1:
+            found.append(f"exit {self.rc} with {reasons} ocf-exit-reason lines, not one")
         if kind == "fence" and self.rc == 1 and "Failed:" not in self.err:
             found.append("exit 1 without a Failed: line")
         return found
@@ -96,6 +100,12 @@ class Outcome:
 
 _CLONE_NEWNS, _CLONE_NEWNET, _CLONE_NEWPID = 0x00020000, 0x40000000, 0x20000000
 _MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 0x1, 0x20, 0x1000
+# What a hostile value must never be able to write (a debug_file of
+# "../../../etc/shadow" once did): read-only inside every call.  /tmp stays
+# writable for the world's own directory.
+PROTECTED = ("/etc", "/usr", "/var", "/root", "/boot", "/home", "/opt", "/srv", "/work",
+             "/lib", "/bin", "/sbin")
 _FLAGS = _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID
 
 
@@ -121,6 +131,12 @@ def _in_fresh_namespaces(world: World, argv: list[str], env: dict[str, str], std
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
         libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
         libc.mount(b"proc", b"/proc", b"proc", 0, None)
+        for path in PROTECTED:
+            if os.path.isdir(path) and not os.path.islink(path):
+                raw = path.encode()
+                if libc.mount(raw, raw, None, _MS_BIND | _MS_REC, None) == 0:
+                    libc.mount(None, raw, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
+        os.chdir(world.cwd)
         for path in world.hide:
             if os.path.isdir(path):
                 libc.mount(b"pyha-sweep", path.encode(), b"tmpfs", 0, None)
@@ -214,19 +230,46 @@ def _call(world: World, param: str, value: str, action: str, timeout: float) -> 
                        err.read().decode("utf-8", "replace"))
 
 
-def sweep(world: World, values: Iterable[str] = VALUES, *,
-          timeout: float = 60) -> list[tuple[Outcome, list[str]]]:
+def sweep(world: World, values: Iterable[str] = VALUES, *, timeout: float = 60,
+          workers: int = 2) -> list[tuple[Outcome, list[str]]]:
     """Every (parameter, value, action) of ``world``; the calls that broke a rule.
 
-    Calls run one at a time: the runner forks, and a forking process must not
-    have threads.
+    The calls are shared among ``workers`` forked processes (one per core), each
+    running its share one call at a time: a process that forks must not have
+    threads.
     """
+    import json
+
     # Import the agent here, once: every forked call then starts warm.
     import ocf_lib.launch  # noqa: F401
 
     __import__(_entry_point(world.agent)[1], fromlist=["agent"])
-    outcomes = [_call(world, p, v, a, timeout)
-                for p in world.parameters() for v in values for a in world.actions]
+    jobs = [(p, v, a) for p in world.parameters() for v in values for a in world.actions]
+    children = []
+    for n in range(workers):
+        share = jobs[n::workers]
+        sink = tempfile.TemporaryFile()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                done = [vars(_call(world, *job, timeout)) for job in share]
+                sink.write(json.dumps(done).encode())
+                sink.flush()
+            except BaseException:  # noqa: BLE001 - never return into pytest
+                code = 1
+            finally:
+                os._exit(code)
+        children.append((pid, sink))
+    outcomes = []
+    for pid, sink in children:
+        _, status = os.waitpid(pid, 0)
+        with sink:
+            sink.seek(0)
+            data = sink.read()
+        if status != 0 or not data:
+            raise RuntimeError(f"sweep worker {pid} failed (status {status})")
+        outcomes.extend(Outcome(**item) for item in json.loads(data))
     bad = [(o, o.problems(world.kind)) for o in outcomes]
     return [(o, p) for o, p in bad if p]
 
