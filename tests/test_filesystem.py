@@ -424,3 +424,61 @@ def test_image_file_with_loop_option(lab: Lab, rsctmp: Path) -> None:
     assert agent(lab, "stop", params, rsctmp).rc == 0
     assert lab.mounted(mnt) is None
     assert str(image) not in sh("losetup", "-l").stdout  # mount's autoclear detached it
+
+
+# -- declared types, validators and the stop rule --------------------------------------
+
+def test_parameter_types_refuse_what_mount_would_misread() -> None:
+    from agents.filesystem import agent
+    from ocf_lib.params import parse
+
+    def errors(**given: str) -> list[str]:
+        values = {"device": "/dev/sdz1", "directory": "/srv/x", **given}
+        _, errs = parse(agent.params, values)
+        return [str(e) for e in errs]
+
+    assert errors() == []
+    assert errors(device="-U 1234-ABCD", fstype="vfat") == []
+    for device in ("-oremount,exec", "--bind", " /dev/sdz1", "/dev/sd\nz"):
+        assert errors(device=device) and "device" in errors(device=device)[0], device
+    for directory in ("/", "//.", "relative", "/srv/x "):
+        assert errors(directory=directory), directory
+    assert errors(fstype="ext4 -o exec") and errors(fstype="-oexec")
+    for options in ("ro,,exec", "ro, exec", "remount", "x-mount.mkdir", "'a'", "--bind"):
+        assert errors(options=options), options
+    for signals in ("NOPE", "0", "65", ",", "TERM x"):
+        assert errors(term_signals=signals), signals
+    assert errors(term_signals="SIGHUP, 15 usr1") == []
+    for prefix in ("/etc/", "../x", "a/../../b"):
+        assert errors(statusfile_prefix=prefix), prefix
+    # Upstream's lenient words stay accepted (and warned about when used).
+    assert errors(run_fsck="maybe", force_unmount="safe,move,bogus") == []
+    secret = errors(options="username=u,password=s3cr3t,helper=x")
+    assert secret and "s3cr3t" not in secret[0] and "password=****" in secret[0]
+
+
+def test_cross_field_check_is_declared(lab: Lab, rsctmp: Path) -> None:
+    res = agent(lab, "validate-all", {"device": "LABEL=x", "directory": str(BASE / "v1"),
+                                      "fstype": "none"}, rsctmp)
+    assert res.rc == 6 and res.reason and "absolute path for a bind mount" in res.reason
+    res = agent(lab, "validate-all", {"device": lab.loops["ext4"], "directory": str(BASE / "v2"),
+                                      "kill_signals": "KILL NOPE"}, rsctmp)
+    assert res.rc == 6 and res.reason and "'NOPE' is not a signal" in res.reason
+
+
+def test_stop_without_its_identity_proves_absence_or_fails(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "identity"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    # The configuration changed after start: stop cannot tell what to unmount.
+    for broken in ({**params, "device": " " + lab.loops["ext4"]},
+                   {**params, "directory": "/"}):
+        res = agent(lab, "stop", broken, rsctmp)
+        assert res.rc != 0 and res.reason, broken
+        assert lab.mounted(mnt) is not None, broken
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+    # Now the kernel proves it: the mount point is free, the device mounted nowhere.
+    for broken in ({**params, "device": " " + lab.loops["ext4"]}, {**params, "directory": "/"}):
+        res = agent(lab, "stop", broken, rsctmp)
+        assert res.rc == 0, (broken, res.err)
