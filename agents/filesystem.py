@@ -388,7 +388,19 @@ class Target:
         self.move: bool = p.force_unmount.move
 
 
-def configure(ctx: Context, strict: bool = True) -> Target:
+def mount_point(ctx: Context, table: list[mounts.Mount]) -> str:
+    """The mount point with every symlink resolved, the same way in every action."""
+    try:
+        directory = mounts.resolve_mountpoint(ctx.params.directory, table)
+    except OSError as exc:
+        raise OCFError(codes.ERR_GENERIC, f"cannot resolve the mount point "
+                                          f"{ctx.params.directory}: {exc.strerror}") from None
+    if directory == "/":
+        raise ParamError("directory", ctx.params.directory, "resolves to the root directory")
+    return directory
+
+
+def configure(ctx: Context, table: list[mounts.Mount], strict: bool = True) -> Target:
     """The parameters resolved against the node; ``strict=False`` (stop) skips the checks
     that only matter for mounting."""
     p = ctx.params
@@ -397,14 +409,7 @@ def configure(ctx: Context, strict: bool = True) -> Target:
     if strict and p.force_unmount.unknown:
         ctx.log.warning(f"force_unmount: unknown word(s) {', '.join(p.force_unmount.unknown)} "
                         "ignored")
-    # Resolve symlinks in the parent only: a stat of the mount point itself would be
-    # answered by the mounted filesystem, and hangs on a dead NFS server.
-    parent, name = os.path.split(p.directory)
-    directory = os.path.join(os.path.realpath(parent), name)
-    if ctx.action == "start" and os.path.islink(directory):
-        directory = os.path.realpath(directory)
-    if directory == "/":
-        raise ParamError("directory", p.directory, "resolves to the root directory")
+    directory = mount_point(ctx, table)
     raw = p.device.text
     block = False
     if p.device.tag:
@@ -506,9 +511,9 @@ def status_file(ctx: Context, cfg: Target) -> str:
 
 @agent.action("start", timeout="60s")
 def start(ctx: Context) -> int:
-    cfg = configure(ctx)
-    _cluster_safety(ctx, cfg)
     table = mounts.read_mountinfo()
+    cfg = configure(ctx, table)
+    _cluster_safety(ctx, cfg)
     inner = mounts.below(table, cfg.directory)
     if inner:
         ctx.fail(codes.ERR_CONFIGURED, f"{inner[0].mountpoint} is mounted below "
@@ -556,8 +561,8 @@ def start(ctx: Context) -> int:
 
 @agent.action("stop", timeout="60s")
 def stop(ctx: Context) -> int:
-    cfg = configure(ctx, strict=False)
     table = mounts.read_mountinfo()
+    cfg = configure(ctx, table, strict=False)
     top = mounts.at(table, cfg.directory)
     moved = _moved_dir(cfg)
     if top is not None and status(ctx, cfg, table)[0] == OTHER:
@@ -607,10 +612,10 @@ def absent(ctx: Context) -> bool:
     p = ctx.params
     table = mounts.read_mountinfo()
     if p.directory is not None:  # the device is what is unusable: is the mount point free?
-        parent, name = os.path.split(p.directory)
-        directory = os.path.join(os.path.realpath(parent), name)
-        if os.path.islink(directory):
-            directory = os.path.realpath(directory)
+        try:
+            directory = mount_point(ctx, table)
+        except (OCFError, ParamError):
+            return False
         moved = os.path.join(os.path.dirname(directory), "." + os.path.basename(directory))
         return mounts.at(table, directory) is None and mounts.at(table, moved) is None
     # The mount point is what is unusable: only a block device can be proven mounted
@@ -626,8 +631,8 @@ def absent(ctx: Context) -> bool:
               more=[{"timeout": "40s", "interval": "61s", "depth": "10"},
                     {"timeout": "40s", "interval": "62s", "depth": "20"}])
 def monitor(ctx: Context) -> int:
-    cfg = configure(ctx)
     table = mounts.read_mountinfo()
+    cfg = configure(ctx, table)
     if cfg.move and mounts.at(table, _moved_dir(cfg)):
         ctx.fail(codes.ERR_GENERIC, f"{cfg.device} is mounted on {_moved_dir(cfg)} "
                                     "(a stop in move mode did not finish)")
@@ -648,7 +653,7 @@ def monitor(ctx: Context) -> int:
 
 @agent.action("validate-all", timeout="5s")
 def validate_all(ctx: Context) -> int:
-    cfg = configure(ctx)
+    cfg = configure(ctx, mounts.read_mountinfo())
     _cluster_safety(ctx, cfg)
     _check_fstype(ctx, cfg)
     return codes.SUCCESS

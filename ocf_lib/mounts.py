@@ -116,6 +116,30 @@ def at(mounts: list[Mount], mountpoint: str) -> Mount | None:
     return found
 
 
+def resolve_mountpoint(path: str, table: list[Mount]) -> str:
+    """``path`` with every symlink resolved, as the kernel will see the mount point.
+
+    The last component is never stat()ed while it is a mount point in ``table``
+    (that stat would be answered by the mounted filesystem, and hangs on a dead
+    NFS server); a symlink cannot be a mount point, so readlink() is asked only
+    about paths that are not.  Raises OSError (ELOOP) on a symlink loop.
+    """
+    points = {m.mountpoint for m in table}
+    for _ in range(40):  # the kernel's own limit on symlinks in one lookup
+        parent, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            return os.path.realpath(path)  # a directory above: not this mount point
+        path = os.path.join(os.path.realpath(parent), name)
+        if path in points:
+            return path
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return path  # not a symlink (or not there yet: start creates it)
+        path = os.path.join(os.path.dirname(path), target)
+    raise OSError(40, "Too many levels of symbolic links", path)
+
+
 def below(mounts: list[Mount], mountpoint: str) -> list[Mount]:
     """Mounts strictly below ``mountpoint``, deepest first (the unmount order)."""
     prefix = mountpoint.rstrip("/") + "/"

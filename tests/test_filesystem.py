@@ -482,3 +482,35 @@ def test_stop_without_its_identity_proves_absence_or_fails(lab: Lab, rsctmp: Pat
     for broken in ({**params, "device": " " + lab.loops["ext4"]}, {**params, "directory": "/"}):
         res = agent(lab, "stop", broken, rsctmp)
         assert res.rc == 0, (broken, res.err)
+
+
+# -- a mount point given through symlinks ----------------------------------------------
+
+def test_mount_point_through_a_symlink(lab: Lab, rsctmp: Path) -> None:
+    real, link, hop = BASE / "sym-real", BASE / "sym-link", BASE / "sym-hop"
+    real.mkdir()
+    hop.symlink_to(real.name)  # relative, two hops: link -> hop -> real
+    link.symlink_to(hop)
+    params = {"device": lab.loops["ext4"], "directory": str(link), "fstype": "ext4"}
+
+    def findmnt() -> str:
+        out = lab.ns("findmnt", "-n", "-o", "SOURCE,TARGET", "--source", lab.loops["ext4"],
+                     check=False).stdout
+        return " ".join(out.split())
+
+    for starter in ("Filesystem", UPSTREAM):
+        assert agent(lab, "start", params, rsctmp, path=starter).rc == 0
+        assert findmnt() == f"{lab.loops['ext4']} {real}"
+        for prober in ("Filesystem", UPSTREAM):
+            res = agent(lab, "monitor", params, rsctmp, path=prober)
+            assert res.rc == 0, (starter, prober, res.err)
+            res = agent(lab, "monitor", params, rsctmp, path=prober,
+                        OCF_RESKEY_CRM_meta_interval="0")
+            assert res.rc == 0, (starter, prober, res.err)
+        assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20").rc == 0
+        res = agent(lab, "stop", params, rsctmp)
+        assert res.rc == 0, res.err
+        assert findmnt() == ""
+        assert agent(lab, "monitor", params, rsctmp).rc == 7
+        assert agent(lab, "monitor", params, rsctmp, path=UPSTREAM).rc == 7
+    assert link.is_symlink() and hop.is_symlink()  # the links are left as they were
