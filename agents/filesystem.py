@@ -4,7 +4,11 @@ Same parameters, defaults and meaning as upstream.  The mount table comes
 from one read of ``/proc/self/mountinfo`` (:mod:`ocf_lib.mounts`), so a
 monitor forks nothing (upstream: ~34 execs) and mount points with spaces or
 other escaped characters work.  The device is compared by device number, so
-``/dev/disk/by-*`` and ``/dev/mapper`` symlinks need no ``readlink``.
+``/dev/disk/by-*`` and ``/dev/mapper`` symlinks need no ``readlink``; where the
+mount carries an anonymous number (btrfs: ``0:N``), by its source device or the
+btrfs filesystem's member list.  A mount is "another filesystem" only when the
+kernel proves it; otherwise the monitor fails (1) rather than guess.  The mount
+point is resolved through symlinks the same way in every action.
 
 Stop has ONE deadline for everything, submounts included: ``umount``; then
 the processes found in ``/proc`` (cwd, root, exe, open files, memory maps) get
@@ -447,24 +451,33 @@ def _state_name(cfg: Target) -> str:
 OTHER = -1  # status(): verifiably another filesystem on the mount point
 
 
+def our_device(ctx: Context, cfg: Target) -> tuple[int, int] | None:
+    """(major, minor) of our block device: for UUID=/LABEL=, the node recorded at start."""
+    device = cfg.device if not cfg.tag else (ctx.state.read(_state_name(cfg)) or "").strip()
+    if not device:
+        device = resolve(ctx, cfg) or ""
+    return mounts.block_dev(device) if device else None
+
+
 def status(ctx: Context, cfg: Target, table: list[mounts.Mount]) -> tuple[int, str]:
     """(rc, reason): 0 mounted with our device, 7 not mounted, OTHER another device is
     (verified by device number), 1 something is mounted that cannot be compared."""
     top = mounts.at(table, cfg.directory)
     if top is None:
         return codes.NOT_RUNNING, f"{cfg.directory} is not mounted"
-    want = None
     if cfg.block:
-        device = cfg.device if not cfg.tag else (ctx.state.read(_state_name(cfg)) or "").strip()
-        if not device:
-            device = resolve(ctx, cfg) or ""
-        want = mounts.block_dev(device) if device else None
+        want = our_device(ctx, cfg)
         if want is None:
             return codes.ERR_GENERIC, (f"{cfg.directory} has {top.source} mounted, and "
                                        f"{cfg.device} cannot be found to compare")
-        if top.dev != want:
+        same = mounts.same_filesystem(top, want)
+        if same is None:
+            return codes.ERR_GENERIC, (f"{cfg.directory} has {top.source} ({top.fstype}) "
+                                       f"mounted, and it cannot be told whether that is "
+                                       f"{cfg.device}")
+        if not same:
             return OTHER, (f"{cfg.directory} has another device mounted "
-                                       f"({top.source}), not {cfg.device}")
+                           f"({top.source}), not {cfg.device}")
         return codes.SUCCESS, ""
     if cfg.bind:
         try:
@@ -582,9 +595,11 @@ def stop(ctx: Context) -> int:
                 top = mounts.at(mounts.read_mountinfo(), moved) or top
         table = mounts.read_mountinfo()
         targets = mounts.below(table, top.mountpoint)
-        if cfg.block:  # other mounts of the same device (binds elsewhere) go too
-            targets += [m for m in table if m.dev == top.dev and m.mount_id != top.mount_id
-                        and m not in targets]
+        want = our_device(ctx, cfg) if cfg.block else None
+        if cfg.block:  # other mounts of the same filesystem (binds, subvolumes) go too
+            targets += [m for m in table if m.mount_id != top.mount_id and m not in targets
+                        and (m.dev == top.dev or (want is not None
+                                                  and mounts.same_filesystem(m, want)))]
         targets.append(top)
     elif cfg.move:
         left = mounts.at(table, moved)
@@ -619,12 +634,11 @@ def absent(ctx: Context) -> bool:
         moved = os.path.join(os.path.dirname(directory), "." + os.path.basename(directory))
         return mounts.at(table, directory) is None and mounts.at(table, moved) is None
     # The mount point is what is unusable: only a block device can be proven mounted
-    # nowhere (by number, or by the source of an anonymous-device mount such as btrfs).
+    # nowhere, every mount proven to be another filesystem.
     want = mounts.block_dev(p.device.text) if p.device is not None else None
     if want is None or p.fstype == "none" or "bind" in p.options:
         return False
-    return not any(m.dev == want or (m.source.startswith("/") and mounts.block_dev(m.source)
-                                     == want) for m in table)
+    return all(mounts.same_filesystem(m, want) is False for m in table)
 
 
 @agent.action("monitor", timeout="40s", interval="20s", depth=0,

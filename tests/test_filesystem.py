@@ -514,3 +514,83 @@ def test_mount_point_through_a_symlink(lab: Lab, rsctmp: Path) -> None:
         assert agent(lab, "monitor", params, rsctmp).rc == 7
         assert agent(lab, "monitor", params, rsctmp, path=UPSTREAM).rc == 7
     assert link.is_symlink() and hop.is_symlink()  # the links are left as they were
+
+
+# -- btrfs: the mount's device number is anonymous (0:N), never the block device's -----
+
+@pytest.fixture(scope="module")
+def btrfs(lab: Lab) -> Iterator[tuple[str, str]]:
+    """A two-device btrfs (data single, metadata raid1) on two loop devices; mkfs.btrfs
+    comes from btrfs-progs (packaging/debian-packages.txt)."""
+    assert shutil.which("mkfs.btrfs"), "install btrfs-progs"
+    loops = []
+    try:
+        for name in ("btrfs-a.img", "btrfs-b.img"):
+            sh("truncate", "-s", "128M", str(BASE / name))
+            loops.append(sh("losetup", "-f", "--show", str(BASE / name)).stdout.strip())
+        sh("mkfs.btrfs", "-q", "-f", "-d", "single", "-m", "raid1", *loops)
+        yield loops[0], loops[1]
+    finally:
+        for loop in loops:
+            sh("losetup", "-d", loop, check=False)
+
+
+def test_btrfs_is_recognised_by_source_and_members(lab: Lab, rsctmp: Path,
+                                                   btrfs: tuple[str, str]) -> None:
+    first, second = btrfs
+    mnt, sub = BASE / "btrfs", BASE / "btrfs-sub"
+
+    def findmnt(target: Path) -> list[str]:
+        out = lab.ns("findmnt", "-n", "-o", "SOURCE,FSTYPE", "--mountpoint", str(target),
+                     check=False).stdout
+        return out.split()
+
+    for device in (first, second):  # the second: mountinfo names the first member
+        params = {"device": device, "directory": str(mnt), "fstype": "btrfs"}
+        res = agent(lab, "start", params, rsctmp)
+        assert res.rc == 0, res.err
+        assert findmnt(mnt)[1:] == ["btrfs"]
+        assert lab.ns("stat", "-c", "%d", str(mnt)).stdout.strip() != "0"
+        for prober in ("Filesystem", UPSTREAM):
+            assert agent(lab, "monitor", params, rsctmp, path=prober,
+                         OCF_RESKEY_CRM_meta_interval="0").rc == 0, prober
+        assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20").rc == 0
+        assert agent(lab, "start", params, rsctmp).rc == 0  # already ours: no second mount
+        assert len(lab.ns("findmnt", "-n", "--mountpoint", str(mnt)).stdout.splitlines()) == 1
+        # Another mount of the same filesystem keeps the device busy: stop takes it too.
+        lab.ns("mkdir", "-p", str(sub))
+        lab.ns("btrfs", "subvolume", "create", str(mnt / "vol"))
+        lab.ns("mount", "-o", "subvol=vol", first, str(sub))
+        res = agent(lab, "stop", params, rsctmp)
+        assert res.rc == 0, res.err
+        assert findmnt(mnt) == [] and findmnt(sub) == []
+        assert agent(lab, "monitor", params, rsctmp).rc == 7
+        lab.ns("mount", first, str(mnt))
+        lab.ns("btrfs", "subvolume", "delete", str(mnt / "vol"))
+        lab.ns("umount", str(mnt))
+
+
+def test_btrfs_other_filesystems_only_when_proven(lab: Lab, rsctmp: Path,
+                                                  btrfs: tuple[str, str]) -> None:
+    first, _ = btrfs
+    mnt = BASE / "btrfs-other"
+    ours = {"device": first, "directory": str(mnt), "fstype": "btrfs"}
+    ext4 = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    probe = {"OCF_RESKEY_CRM_meta_interval": "0"}
+    assert agent(lab, "start", ours, rsctmp).rc == 0
+    # An ext4 resource probing a mount point that holds the btrfs: proven not there.
+    assert agent(lab, "monitor", ext4, rsctmp, **probe).rc == 7
+    res = agent(lab, "start", ext4, rsctmp)
+    assert res.rc == 1 and res.reason and "another device" in res.reason
+    assert agent(lab, "stop", ext4, rsctmp).rc == 0  # not ours: left alone
+    assert lab.mounted(mnt)[2] == "btrfs"  # type: ignore[index]
+    assert agent(lab, "stop", ours, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+    # A tmpfs on the mount point has no block device at all: not our btrfs.
+    lab.ns("mount", "-t", "tmpfs", first, str(mnt))  # even named like our device
+    try:
+        assert agent(lab, "monitor", ours, rsctmp, **probe).rc == 7
+        assert agent(lab, "stop", ours, rsctmp).rc == 0
+        assert lab.mounted(mnt)[2] == "tmpfs"  # type: ignore[index]
+    finally:
+        lab.ns("umount", str(mnt))
