@@ -512,12 +512,97 @@ def _moved_dir(cfg: Target) -> str:
     return os.path.join(parent, "." + name)
 
 
-def status_file(ctx: Context, cfg: Target) -> str:
-    name = f"{ctx.params.statusfile_prefix}{ctx.instance}"
+def status_name(ctx: Context) -> str:
+    """The depth-20 status file's name, in its directory (upstream's naming)."""
+    name = f"{ctx.params.statusfile_prefix.stem}{ctx.instance}"
     clone = ctx.meta("clone")
     if clone:
         name += f"_{clone}"
-    return os.path.join(cfg.directory, f"{name}_{os.uname().nodename}")
+    return f"{name}_{os.uname().nodename}"
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def status_dir(ctx: Context, cfg: Target, create: bool) -> int:
+    """A descriptor of the status file's directory, walked down from the mount root
+    one component at a time without following a symlink: the filesystem's users own
+    these paths, and root must never write through a link they planted.  Ownership
+    is not checked (root_squash NFS, CIFS uid=: root's own files belong to others)."""
+    fd = os.open(cfg.directory, _DIR_FLAGS)
+    try:
+        for name in ctx.params.statusfile_prefix.dirs:
+            if create:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                below = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (20, 40):  # ENOTDIR, ELOOP: a file or a symlink
+                    raise OSError(exc.errno, f"{name} is not a directory (symlinks are "
+                                             "never followed)") from None
+                raise
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _remove_status_file(ctx: Context, cfg: Target) -> None:
+    try:
+        fd = status_dir(ctx, cfg, create=False)
+    except OSError:
+        return
+    try:
+        os.unlink(status_name(ctx), dir_fd=fd)  # removes a planted link, never its target
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_status_file(ctx: Context, cfg: Target) -> str:
+    """Write the status file and read it back; "" when that worked, else the problem.
+
+    The data goes to a new file (O_EXCL, O_NOFOLLOW, a name nobody can predict) that
+    is then renamed over the status file: a planted symlink there is replaced, and its
+    target is never opened."""
+    name = status_name(ctx)
+    shown = os.path.join(cfg.directory, *ctx.params.statusfile_prefix.dirs, name)
+    text = (ctx.instance + "\n").encode()
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_SYNC | os.O_CLOEXEC
+    buf: bytes | mmap.mmap = text
+    back: bytearray | mmap.mmap = bytearray(len(text))
+    if cfg.block:  # past the page cache, to the device
+        flags |= os.O_DIRECT
+        buf, back = _aligned(4096), _aligned(4096)
+        buf[: len(text)] = text
+    dfd = status_dir(ctx, cfg, create=True)
+    tmp = f".{name}.{os.getpid()}.{os.urandom(8).hex()}"
+    try:
+        fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
+        try:
+            os.write(fd, buf)
+            os.fsync(fd)
+            os.preadv(fd, [back], 0)
+        finally:
+            os.close(fd)
+        if bytes(back[: len(text)]) != text:
+            return f"status file {shown} did not read back what was written"
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        tmp = ""
+    finally:
+        if tmp:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+        os.close(dfd)
+    return ""
 
 
 # -- actions ------------------------------------------------------------------------
@@ -584,10 +669,7 @@ def stop(ctx: Context) -> int:
     targets: list[mounts.Mount] = []
     if top is not None:
         if cfg.fstype not in NETWORK_FS:  # an unlink on a dead NFS server would hang stop
-            try:
-                os.unlink(status_file(ctx, cfg))
-            except OSError:
-                pass
+            _remove_status_file(ctx, cfg)
         if cfg.move:
             os.makedirs(moved, mode=0o700, exist_ok=True)
             res = ctx.run(["mount", "--move", cfg.directory, moved], timeout=10)
@@ -788,22 +870,5 @@ def _io(ctx: Context, cfg: Target, level: int) -> str:
         finally:
             os.close(fd)
     if level >= 20:
-        path = status_file(ctx, cfg)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        text = (ctx.instance + "\n").encode()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_SYNC | os.O_CLOEXEC
-        buf: bytes | mmap.mmap = text
-        if cfg.block:
-            flags |= os.O_DIRECT
-            buf = _aligned(4096)
-            buf[: len(text)] = text
-        fd = os.open(path, flags, 0o644)
-        try:
-            os.write(fd, buf)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with open(path, "rb") as handle:
-            if not handle.read().startswith(text):
-                return f"status file {path} did not read back what was written"
+        return write_status_file(ctx, cfg)
     return ""

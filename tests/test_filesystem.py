@@ -594,3 +594,50 @@ def test_btrfs_other_filesystems_only_when_proven(lab: Lab, rsctmp: Path,
         assert lab.mounted(mnt)[2] == "tmpfs"  # type: ignore[index]
     finally:
         lab.ns("umount", str(mnt))
+
+
+# -- the depth-20 status file: written as root into a filesystem its users own ---------
+
+def test_status_file_never_follows_planted_symlinks(lab: Lab, rsctmp: Path) -> None:
+    mnt, outside = BASE / "planted", BASE / "planted-victims"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    name = f"test_{os.uname().nodename}"
+    outside.mkdir()
+    victim = outside / "shadow"
+    victim.write_text("precious\n")
+    (outside / name).write_text("precious too\n")
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    status = mnt / ".Filesystem_status"
+    try:
+        # The status directory is a user's symlink to a directory of root's.
+        lab.ns("rm", "-rf", str(status))  # the ext4 is shared with earlier tests
+        lab.ns("ln", "-s", str(outside), str(status))
+        res = agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20")
+        assert res.rc == 1 and res.reason and "symlinks are never followed" in res.reason
+        assert agent(lab, "stop", params, rsctmp).rc == 0
+        assert sorted(p.name for p in outside.iterdir()) == sorted([name, "shadow"])
+        assert (outside / name).read_text() == "precious too\n"
+        assert agent(lab, "start", params, rsctmp).rc == 0
+        lab.ns("rm", str(status))
+        # The status file is a user's symlink to a file of root's (/etc/shadow).  The
+        # directory belongs to a user as on root_squash NFS: that must not matter.
+        lab.ns("mkdir", str(status))
+        lab.ns("chown", "65534:65534", str(status))
+        lab.ns("ln", "-s", str(victim), str(status / name))
+        for _ in range(2):
+            res = agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20")
+            assert res.rc == 0, res.err
+        assert victim.read_text() == "precious\n"
+        listing = lab.ns("ls", "-lA", str(status)).stdout
+        assert lab.ns("cat", str(status / name)).stdout == "test\n" + "\0" * 4091
+        assert "->" not in listing and len(listing.splitlines()) == 2, listing  # no leftovers
+        lab.ns("ln", "-sf", str(victim), str(status / name))
+    finally:
+        assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert victim.read_text() == "precious\n"
+    lab.ns("mount", lab.loops["ext4"], str(mnt))
+    try:
+        assert lab.ns("ls", "-A", str(status)).stdout.split() == []  # stop removed the link
+        lab.ns("rmdir", str(status))
+    finally:
+        lab.ns("umount", str(mnt))
