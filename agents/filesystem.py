@@ -358,6 +358,7 @@ NETWORK_FS = frozenset(("nfs", "nfs4", "aznfs", "efs", "smbfs", "cifs", "smb3", 
                         "ceph", "rozofs", "lustre", "cvfs"))
 VIRTUAL_FS = frozenset(("none", "tmpfs", "overlay", "overlayfs", "zfs", "proc", "sysfs"))
 CLUSTER_FS = frozenset(("ocfs2", "gfs2"))
+CIFS = frozenset(("cifs", "smb3"))  # mount.cifs: a password can come from credentials=
 LOCAL_FS = ("ext", "reiser", "xfs", "jfs", "btrfs", "vfat")
 NO_FSCK = frozenset(("ext4", "ext4dev", "ext3", "reiserfs", "reiser4", "nss", "xfs", "jfs",
                      "vfat", "fat", "btrfs", *NETWORK_FS, *VIRTUAL_FS, *CLUSTER_FS))
@@ -371,6 +372,17 @@ def _is_bind(p: Values) -> bool:
 def _bind_source(p: Values) -> Iterator[ParamError]:
     if _is_bind(p) and not p.device.text.startswith("/"):
         yield ParamError("device", p.device.text, "must be an absolute path for a bind mount")
+
+
+@agent.validator
+def _password_only_for_cifs(p: Values) -> Iterator[ParamError]:
+    # Only mount.cifs can take a password from a file instead of its command line.
+    movable = p.fstype in CIFS and all(
+        w.lower().startswith(("password=", "pass=")) for w in p.options.words if _hide(w) != w)
+    if p.options.secrets() and not movable:
+        yield ParamError("options", p.options.shown(), "holds a password that would show in "
+                         "the process list (only password= or pass= with fstype cifs or smb3 "
+                         "is moved to a credentials file); use credentials=<file>")
 
 
 class Target:
@@ -806,17 +818,43 @@ def _fsck(ctx: Context, cfg: Target, device: str) -> None:
         ctx.fail(codes.ERR_GENERIC, f"fsck of {device} failed (exit {res.rc}): {res.reason()}")
 
 
+def _credentials_file(ctx: Context, cfg: Target) -> tuple[str, str]:
+    """(path, -o text): a CIFS password moved out of mount's argv into a mode-0600
+    file that mount.cifs reads (credentials=); ("", options) when there is none."""
+    secret = [w for w in cfg.options.words if w.lower().startswith(("password=", "pass="))]
+    if not secret:
+        return "", cfg.options.text
+    ctx.state.ensure()
+    path = ctx.state.file(f".Filesystem-credentials-{os.getpid()}-{os.urandom(8).hex()}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, f"password={secret[-1].partition('=')[2]}\n".encode())
+    finally:
+        os.close(fd)
+    words = [w for w in cfg.options.words if w not in secret]
+    return path, ",".join([*words, f"credentials={path}"])
+
+
 def _mount(ctx: Context, cfg: Target, device: str) -> None:
     argv = ["mount"]
+    credentials, options = "", cfg.options.text
     if cfg.bind:
         argv += ["--bind", device, cfg.directory]
     else:
         if cfg.fstype:
             argv += ["-t", cfg.fstype]
-        if cfg.options:
-            argv += ["-o", cfg.options.text]
+        if cfg.fstype in CIFS:
+            credentials, options = _credentials_file(ctx, cfg)
+        if options:
+            argv += ["-o", options]
         argv += [device, cfg.directory]
-    res = ctx.run(argv, timeout=ctx.deadline.limit(None, soft=True))
+    try:
+        res = ctx.run(argv, timeout=ctx.deadline.limit(None, soft=True))
+    finally:
+        if credentials:
+            os.unlink(credentials)
     if not res.ok:
         ctx.fail(codes.ERR_GENERIC, f"couldn't mount {cfg.device} on {cfg.directory}: "
                                     f"{res.reason()}")

@@ -641,3 +641,67 @@ def test_status_file_never_follows_planted_symlinks(lab: Lab, rsctmp: Path) -> N
         lab.ns("rmdir", str(status))
     finally:
         lab.ns("umount", str(mnt))
+
+
+# -- CIFS passwords: never in argv, never in a log ---------------------------------------
+
+HELPER = """#!/bin/sh
+# mount.cifs stand-in: no cifs module and no server here.  It records what a real
+# helper would receive, then mounts a tmpfs named like the share (or fails).
+rec={work}/record
+opts=""; prev=""
+for arg in "$@"; do [ "$prev" = "-o" ] && opts="$arg"; prev="$arg"; done
+creds=$(printf '%s' "$opts" | tr ',' '\\n' | sed -n 's/^credentials=//p')
+{{
+  echo "helper: $*"
+  echo "mount: $(tr '\\0' ' ' < /proc/$PPID/cmdline)"
+  echo "creds: $(stat -c '%a %U' "$creds") $(cat "$creds")"
+}} > "$rec"
+grep -F -l -f {work}/pw /proc/[0-9]*/cmdline > {work}/leaks 2>/dev/null
+if [ -e {work}/fail ]; then echo "mount error(13): Permission denied" >&2; exit 32; fi
+exec mount -i -t tmpfs -o size=1m "$1" "$2"
+"""
+
+
+def test_cifs_password_is_in_no_argv_and_no_log(lab: Lab, rsctmp: Path) -> None:
+    work = BASE / "cifs"
+    (work / "helpers").mkdir(parents=True)
+    helper = work / "helpers" / "mount.cifs"
+    helper.write_text(HELPER.format(work=work))
+    helper.chmod(0o755)
+    password = "Pw-s3cr3t-42"
+    (work / "pw").write_text(password + "\n")
+    mnt = work / "mnt"
+    # A namespace of its own, where mount finds the stand-in in /sbin (= /usr/sbin).
+    ns = Lab()
+    try:
+        ns.ns("mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={work / 'helpers'}:/usr/sbin", "/usr/sbin")
+        params = {"device": "//srv/share", "directory": str(mnt), "fstype": "cifs",
+                  "options": f"username=u,password={password},vers=3.0"}
+        res = agent(ns, "start", params, rsctmp, HA_debug="1")
+        assert res.rc == 0, res.err
+        assert ns.mounted(mnt)[:2] == ["//srv/share", str(mnt)]  # type: ignore[index]
+        record = (work / "record").read_text()
+        assert password not in record.replace(f"creds: 600 root password={password}", ""), record
+        assert f"creds: 600 root password={password}\n" in record
+        assert "credentials=" in record and "username=u" in record
+        assert (work / "leaks").read_text() == ""  # no /proc/PID/cmdline held it
+        assert "running: mount" in res.err and password not in res.err
+        assert list(rsctmp.glob(".Filesystem-credentials*")) == []  # removed after mount
+        assert agent(ns, "monitor", params, rsctmp).rc == 0
+        assert agent(ns, "stop", params, rsctmp).rc == 0
+        assert ns.mounted(mnt) is None
+        # A failed mount: the reason, the warning and the debug lines hide it too.
+        (work / "fail").touch()
+        res = agent(ns, "start", params, rsctmp, HA_debug="1")
+        assert res.rc == 1 and res.reason and "Permission denied" in res.reason
+        assert "WARNING" in res.err and password not in res.err
+        assert list(rsctmp.glob(".Filesystem-credentials*")) == []
+        assert ns.mounted(mnt) is None
+        # Where no credentials file exists, a password is refused, and not shown.
+        nfs = {**params, "device": "srv:/export", "fstype": "nfs"}
+        res = agent(ns, "validate-all", nfs, rsctmp)
+        assert res.rc == 6 and password not in res.err and "password=****" in res.err
+    finally:
+        ns.close()
