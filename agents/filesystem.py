@@ -684,7 +684,7 @@ def stop(ctx: Context) -> int:
             _remove_status_file(ctx, cfg)
         if cfg.move:
             os.makedirs(moved, mode=0o700, exist_ok=True)
-            res = ctx.run(["mount", "--move", cfg.directory, moved], timeout=10)
+            res = ctx.run(["mount", "--move", "--", cfg.directory, moved], timeout=10)
             if res.ok:
                 top = mounts.at(mounts.read_mountinfo(), moved) or top
         table = mounts.read_mountinfo()
@@ -841,7 +841,7 @@ def _mount(ctx: Context, cfg: Target, device: str) -> None:
     argv = ["mount"]
     credentials, options = "", cfg.options.text
     if cfg.bind:
-        argv += ["--bind", device, cfg.directory]
+        argv += ["--bind", "--", device, cfg.directory]
     else:
         if cfg.fstype:
             argv += ["-t", cfg.fstype]
@@ -849,7 +849,7 @@ def _mount(ctx: Context, cfg: Target, device: str) -> None:
             credentials, options = _credentials_file(ctx, cfg)
         if options:
             argv += ["-o", options]
-        argv += [device, cfg.directory]
+        argv += ["--", device, cfg.directory]  # nothing after "--" is read as an option
     try:
         res = ctx.run(argv, timeout=ctx.deadline.limit(None, soft=True))
     finally:
@@ -860,10 +860,11 @@ def _mount(ctx: Context, cfg: Target, device: str) -> None:
                                     f"{res.reason()}")
     extra = [o for o in cfg.options.words if o != "bind"] if cfg.bind else []
     if extra:  # bind mounts take their flags (ro, nosuid...) only through a remount
-        res = ctx.run(["mount", "-o", ",".join(["remount", "bind", *extra]), cfg.directory],
+        res = ctx.run(["mount", "-o", ",".join(["remount", "bind", *extra]), "--",
+                       cfg.directory],
                       timeout=ctx.deadline.limit(None, soft=True))
         if not res.ok:
-            ctx.run(["umount", cfg.directory], timeout=10)
+            ctx.run(["umount", "--", cfg.directory], timeout=10)
             ctx.fail(codes.ERR_GENERIC, f"couldn't apply {','.join(extra)} to the bind mount "
                                         f"{cfg.directory}: {res.reason()}")
 

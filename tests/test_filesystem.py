@@ -271,6 +271,10 @@ def bad_cases(lab: Lab) -> list[tuple[dict[str, str], int, str]]:
         ({"device": loop, "directory": "/", "fstype": "ext4"}, 6, "root directory"),
         ({"device": loop, "directory": str(BASE / "b10"), "fstype": "xfs"}, 1,
          "couldn't mount"),  # the mount itself fails: the new mount point goes again
+        ({"device": "-oremount,exec", "directory": str(BASE / "b11"), "fstype": "ext4"}, 6,
+         "starts with '-'"),  # would be an option to mount
+        ({"device": "--bind", "directory": str(BASE / "b12"), "fstype": "none"}, 6,
+         "starts with '-'"),
     ]
 
 
@@ -686,6 +690,7 @@ def test_cifs_password_is_in_no_argv_and_no_log(lab: Lab, rsctmp: Path) -> None:
         assert password not in record.replace(f"creds: 600 root password={password}", ""), record
         assert f"creds: 600 root password={password}\n" in record
         assert "credentials=" in record and "username=u" in record
+        assert f" -- //srv/share {mnt} " in record  # mount reads no option after "--"
         assert (work / "leaks").read_text() == ""  # no /proc/PID/cmdline held it
         assert "running: mount" in res.err and password not in res.err
         assert list(rsctmp.glob(".Filesystem-credentials*")) == []  # removed after mount
