@@ -735,9 +735,7 @@ def absent(ctx: Context) -> bool:
     return all(mounts.same_filesystem(m, want) is False for m in table)
 
 
-@agent.action("monitor", timeout="40s", interval="20s", depth=0,
-              more=[{"timeout": "40s", "interval": "61s", "depth": "10"},
-                    {"timeout": "40s", "interval": "62s", "depth": "20"}])
+@agent.action("monitor", timeout="40s", interval="20s", depth=0)
 def monitor(ctx: Context) -> int:
     table = mounts.read_mountinfo()
     cfg = configure(ctx, table)

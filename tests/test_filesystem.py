@@ -97,6 +97,25 @@ def holder(lab: Lab, script: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def test_advertised_monitors_are_upstreams() -> None:
+    """pcs creates one default operation per advertised monitor: the same as upstream,
+    so no depth-20 monitor writes a status file unless the administrator asks."""
+    def monitors(path: str) -> list[dict[str, str]]:
+        env = {**base_env(), "OCF_ROOT": "/usr/lib/ocf"}
+        out = subprocess.run([path, "meta-data"], capture_output=True, text=True, env=env,
+                             timeout=30, check=True).stdout
+        import xml.etree.ElementTree as ET
+
+        return [dict(a.attrib) for a in ET.fromstring(out).iter("action")
+                if a.get("name") == "monitor"]
+
+    ours = monitors(str(ROOT / "agents/Filesystem"))
+    assert ours == [{"name": "monitor", "timeout": "40s", "interval": "20s", "depth": "0"}]
+    assert [sorted(m.items()) for m in ours] == [sorted(m.items()) for m in monitors(UPSTREAM)]
+    for path in ("Filesystem.xml", "Filesystem.ocf-1.0.xml"):
+        assert 'depth="10"' not in (ROOT / "metadata" / path).read_text()
+
+
 @pytest.mark.parametrize("fs", ["ext4", "xfs"])
 def test_lifecycle_and_depths(lab: Lab, rsctmp: Path, fs: str) -> None:
     mnt = BASE / f"mnt {fs}"  # a space: mountinfo escapes it as \040
@@ -330,7 +349,9 @@ def test_pyha_tester_passes(lab: Lab, tmp_path: Path, fs: str) -> None:
                            "-o", f"fstype={fs}", "--rsctmp", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAIL" not in proc.stdout and "OCF_CHECK_LEVEL=20" in proc.stdout
+    # Only depth 0 is advertised (as upstream), so the tester runs no deeper level.
+    assert "FAIL" not in proc.stdout and "OCF_CHECK_LEVEL=0" in proc.stdout
+    assert "OCF_CHECK_LEVEL=20" not in proc.stdout
     assert lab.mounted(mnt) is None
 
 
