@@ -586,7 +586,7 @@ def write_status_file(ctx: Context, cfg: Target) -> str:
     name = status_name(ctx)
     shown = os.path.join(cfg.directory, *ctx.params.statusfile_prefix.dirs, name)
     text = (ctx.instance + "\n").encode()
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_SYNC | os.O_CLOEXEC
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     buf: bytes | mmap.mmap = text
     back: bytearray | mmap.mmap = bytearray(len(text))
     if cfg.block:  # past the page cache, to the device
