@@ -404,6 +404,29 @@ class Target:
         self.move: bool = p.force_unmount.move
 
 
+def elsewhere(cfg: Target, directory: str) -> Target:
+    """The same resource on another mount point."""
+    other = object.__new__(Target)
+    for name in Target.__slots__:
+        setattr(other, name, getattr(cfg, name))
+    other.directory = directory
+    return other
+
+
+def _started_name(ctx: Context) -> str:
+    return f"Filesystem-{ctx.instance}.mountpoint".replace("/", "%2F")
+
+
+def started_at(ctx: Context, cfg: Target, table: list[mounts.Mount]) -> Target | None:
+    """Where start mounted this resource, when the mount point now resolves elsewhere
+    (a symlink re-pointed) and our filesystem is still mounted there; else None."""
+    recorded = (ctx.state.read(_started_name(ctx)) or "").rstrip("\n")
+    if not recorded or recorded == cfg.directory:
+        return None
+    old = elsewhere(cfg, recorded)
+    return old if status(ctx, old, table)[0] == codes.SUCCESS else None
+
+
 def mount_point(ctx: Context, table: list[mounts.Mount]) -> str:
     """The mount point with every symlink resolved, the same way in every action."""
     try:
@@ -633,7 +656,12 @@ def start(ctx: Context) -> int:
     rc, reason = status(ctx, cfg, table)
     if rc == codes.SUCCESS:
         ctx.log.info(f"{cfg.device} is already mounted on {cfg.directory}")
+        _record_mount_point(ctx, cfg)
         return codes.SUCCESS
+    old = started_at(ctx, cfg, table)
+    if old is not None:
+        ctx.fail(codes.ERR_GENERIC, f"{old.device} is still mounted on {old.directory}, "
+                                    f"where {ctx.params.directory} pointed at start")
     if rc != codes.NOT_RUNNING:
         ctx.fail(codes.ERR_GENERIC, f"{reason}; not mounting over it")
     if cfg.directory != (ctx.params.directory.rstrip("/") or "/"):
@@ -666,13 +694,32 @@ def start(ctx: Context) -> int:
     rc, reason = status(ctx, cfg, mounts.read_mountinfo())
     if rc != codes.SUCCESS:
         ctx.fail(codes.ERR_GENERIC, f"mount reported success but: {reason}")
+    _record_mount_point(ctx, cfg)
     return codes.SUCCESS
+
+
+def _record_mount_point(ctx: Context, cfg: Target) -> None:
+    if cfg.directory != ctx.params.directory:  # only a path through symlinks can move
+        ctx.state.ensure()
+        ctx.state.write(_started_name(ctx), cfg.directory + "\n", 0o644)
 
 
 @agent.action("stop", timeout="60s")
 def stop(ctx: Context) -> int:
     table = mounts.read_mountinfo()
     cfg = configure(ctx, table, strict=False)
+    old = started_at(ctx, cfg, table)
+    if old is not None:  # the symlink was re-pointed: what start mounted goes first
+        ctx.log.warning(f"{ctx.params.directory} now resolves to {cfg.directory}; "
+                        f"unmounting {old.directory}, where it pointed at start")
+        _stop_at(ctx, old, table)
+        table = mounts.read_mountinfo()
+    _stop_at(ctx, cfg, table)
+    ctx.state.remove(_started_name(ctx))
+    return codes.SUCCESS
+
+
+def _stop_at(ctx: Context, cfg: Target, table: list[mounts.Mount]) -> None:
     top = mounts.at(table, cfg.directory)
     moved = _moved_dir(cfg)
     if top is not None and status(ctx, cfg, table)[0] == OTHER:
@@ -711,7 +758,6 @@ def stop(ctx: Context) -> int:
         except OSError as exc:
             ctx.log.warning(f"could not remove {moved}: {exc.strerror}")
     ctx.state.remove(_state_name(cfg))
-    return codes.SUCCESS
 
 
 @agent.proves_absent
@@ -743,6 +789,12 @@ def monitor(ctx: Context) -> int:
         ctx.fail(codes.ERR_GENERIC, f"{cfg.device} is mounted on {_moved_dir(cfg)} "
                                     "(a stop in move mode did not finish)")
     rc, reason = status(ctx, cfg, table)
+    if rc in (codes.NOT_RUNNING, OTHER):
+        old = started_at(ctx, cfg, table)
+        if old is not None:  # never "stopped" while it is mounted where start put it
+            ctx.fail(codes.ERR_GENERIC, f"{ctx.params.directory} now resolves to "
+                                        f"{cfg.directory}, but {old.device} is still mounted "
+                                        f"on {old.directory}, where it pointed at start")
     if rc == codes.NOT_RUNNING:
         return rc
     if rc == OTHER and ctx.is_probe:

@@ -541,6 +541,27 @@ def test_mount_point_through_a_symlink(lab: Lab, rsctmp: Path) -> None:
     assert link.is_symlink() and hop.is_symlink()  # the links are left as they were
 
 
+def test_symlink_re_pointed_while_mounted(lab: Lab, rsctmp: Path) -> None:
+    first, second, link = BASE / "repoint-1", BASE / "repoint-2", BASE / "repoint"
+    first.mkdir()
+    second.mkdir()
+    link.symlink_to(first)
+    params = {"device": lab.loops["ext4"], "directory": str(link), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    assert lab.mounted(first) is not None
+    link.unlink()
+    link.symlink_to(second)  # the administrator moves the link under a running resource
+    for interval in ("0", "20000"):  # never "not running" while mounted where start put it
+        res = agent(lab, "monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval=interval)
+        assert res.rc == 1 and res.reason and "still mounted" in res.reason, res.err
+    res = agent(lab, "start", params, rsctmp)  # and never mounted a second time
+    assert res.rc == 1 and lab.mounted(second) is None
+    res = agent(lab, "stop", params, rsctmp)
+    assert res.rc == 0, res.err
+    assert lab.mounted(first) is None and lab.mounted(second) is None
+    assert agent(lab, "monitor", params, rsctmp).rc == 7
+
+
 # -- btrfs: the mount's device number is anonymous (0:N), never the block device's -----
 
 @pytest.fixture(scope="module")
