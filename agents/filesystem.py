@@ -427,14 +427,15 @@ def started_at(ctx: Context, cfg: Target, table: list[mounts.Mount]) -> Target |
     return old if status(ctx, old, table)[0] == codes.SUCCESS else None
 
 
-def mount_point(ctx: Context, table: list[mounts.Mount]) -> str:
-    """The mount point with every symlink resolved, the same way in every action."""
+def mount_point(ctx: Context, table: list[mounts.Mount], strict: bool = True) -> str:
+    """The mount point with every symlink resolved, the same way in every action;
+    "/" is refused unless ``strict`` is False (stop, which never unmounts it)."""
     try:
         directory = mounts.resolve_mountpoint(ctx.params.directory, table)
     except OSError as exc:
         raise OCFError(codes.ERR_GENERIC, f"cannot resolve the mount point "
                                           f"{ctx.params.directory}: {exc.strerror}") from None
-    if directory == "/":
+    if directory == "/" and strict:
         raise ParamError("directory", ctx.params.directory, "resolves to the root directory")
     return directory
 
@@ -448,7 +449,7 @@ def configure(ctx: Context, table: list[mounts.Mount], strict: bool = True) -> T
     if strict and p.force_unmount.unknown:
         ctx.log.warning(f"force_unmount: unknown word(s) {', '.join(p.force_unmount.unknown)} "
                         "ignored")
-    directory = mount_point(ctx, table)
+    directory = mount_point(ctx, table, strict)
     raw = p.device.text
     block = False
     if p.device.tag:
@@ -714,7 +715,11 @@ def stop(ctx: Context) -> int:
                         f"unmounting {old.directory}, where it pointed at start")
         _stop_at(ctx, old, table)
         table = mounts.read_mountinfo()
-    _stop_at(ctx, cfg, table)
+    if cfg.directory == "/":  # start never mounts there; only the record could say more
+        ctx.log.warning(f"{ctx.params.directory} resolves to /, where this agent never "
+                        "mounts: nothing to unmount there")
+    else:
+        _stop_at(ctx, cfg, table)
     ctx.state.remove(_started_name(ctx))
     return codes.SUCCESS
 

@@ -560,6 +560,14 @@ def test_symlink_re_pointed_while_mounted(lab: Lab, rsctmp: Path) -> None:
     assert res.rc == 0, res.err
     assert lab.mounted(first) is None and lab.mounted(second) is None
     assert agent(lab, "monitor", params, rsctmp).rc == 7
+    # A link to /: never mounted there, and stop never tries to unmount it.
+    link.unlink()
+    link.symlink_to("/")
+    res = agent(lab, "start", params, rsctmp)
+    assert res.rc == 6 and res.reason and "resolves to the root directory" in res.reason
+    before = lab.mountinfo()
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mountinfo() == before
 
 
 # -- btrfs: the mount's device number is anonymous (0:N), never the block device's -----
