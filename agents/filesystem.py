@@ -771,6 +771,9 @@ def absent(ctx: Context) -> bool:
     shows that nothing this resource could have mounted is mounted."""
     p = ctx.params
     table = mounts.read_mountinfo()
+    recorded = (ctx.state.read(_started_name(ctx)) or "").rstrip("\n")
+    if recorded and mounts.at(table, recorded) is not None:
+        return False  # where start mounted it through a symlink is still occupied
     if p.directory is not None:  # the device is what is unusable: is the mount point free?
         try:
             directory = mount_point(ctx, table)

@@ -556,6 +556,8 @@ def test_symlink_re_pointed_while_mounted(lab: Lab, rsctmp: Path) -> None:
         assert res.rc == 1 and res.reason and "still mounted" in res.reason, res.err
     res = agent(lab, "start", params, rsctmp)  # and never mounted a second time
     assert res.rc == 1 and lab.mounted(second) is None
+    res = agent(lab, "stop", {**params, "device": "-bad"}, rsctmp)  # no false proof
+    assert res.rc == 6 and lab.mounted(first) is not None
     res = agent(lab, "stop", params, rsctmp)
     assert res.rc == 0, res.err
     assert lab.mounted(first) is None and lab.mounted(second) is None
