@@ -512,6 +512,12 @@ def status(ctx: Context, cfg: Target, table: list[mounts.Mount]) -> tuple[int, s
                                        f"mounted, and it cannot be told whether that is "
                                        f"{cfg.device}")
         if not same:
+            for m in table:  # ours may still be there, covered by a later mount
+                if m.mountpoint == cfg.directory and m is not top \
+                        and mounts.same_filesystem(m, want) is not False:
+                    return codes.ERR_GENERIC, (f"{cfg.device} is mounted on {cfg.directory} "
+                                               f"but covered by {top.source} ({top.fstype}) "
+                                               "mounted over it")
             return OTHER, (f"{cfg.directory} has another device mounted "
                            f"({top.source}), not {cfg.device}")
         return codes.SUCCESS, ""
