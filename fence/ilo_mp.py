@@ -12,7 +12,9 @@ Differences from upstream fence_ilo_mp 4.12:
   error message, or no EnabledState line at all is an error (upstream took
   anything not "enabled" for off, so an error could pass for a fence);
 * the CLP ``status=`` line after start/stop is checked, and the prompt is
-  awaited after every command, ``SMCLP`` included;
+  awaited after every command, ``SMCLP`` included; commands end with CR LF
+  as upstream's do, and the echo and the extra prompt a device-side pty
+  makes of CR LF are never taken for a reply;
 * SSH checks the device's host key (``StrictHostKeyChecking=yes``);
   ``accept_new_hostkey=1`` accepts a key seen for the first time, never a
   changed one (upstream always answered "yes");
@@ -117,12 +119,29 @@ class SmashCLP(Session):
         self.cli = cli
         self.prompt = ctx.options.get("command_prompt")
 
-    def command(self, line: str, timeout: float | None = None) -> str:
-        """Send one command, return its output up to the next prompt."""
-        wait = self.ctx.limit(timeout or self.ctx.options.get("shell_timeout") or 3.0)
+    def command(self, line: str, timeout: float | None = None, *, answer: bool = True) -> str:
+        """Send one command and return its output, without echo and prompt.
+
+        CR LF reaches a device-side pty as two line ends, so a command may be
+        followed by its echo and by one extra, empty prompt.  An empty reply
+        is therefore skipped when the command must ``answer`` (every SMASH CLP
+        command prints at least a ``status=`` line): a stale prompt is never
+        read as the reply to the next command.
+        """
+        import re
+        import time
+
+        wait = self.ctx.limit(self.ctx.options.shell_timeout if timeout is None else timeout)
+        end = time.monotonic() + wait
         try:
             self.cli.send(line)
-            return self.cli.expect([self.prompt], wait)[1]
+            while True:
+                text = self.cli.expect([self.prompt], max(0.0, end - time.monotonic()))[1]
+                m = re.search(f"(?:{self.prompt})\\Z", text, re.IGNORECASE)
+                body = [x for x in (text[:m.start()] if m else text).splitlines()
+                        if x.strip() and x.strip() != line]
+                if body or not answer:
+                    return "\n".join(body)
         except CLIError as exc:
             raise FenceError(f"iLO MP '{line}': {exc}") from None
 
@@ -199,7 +218,9 @@ def connect(ctx: FenceContext) -> Session:
     except CLIError as exc:
         raise FenceError(f"Unable to connect/login to fencing device: {exc}") from None
     session = SmashCLP(ctx, cli)
-    session.command("SMCLP")  # Integrity MP main menu -> SMASH CLP; harmless on iLO
+    # Integrity MP main menu -> SMASH CLP; on a ProLiant iLO (already SMASH CLP)
+    # an error reply, harmless.  The reply may be empty.
+    session.command("SMCLP", answer=False)
     return session
 
 

@@ -13,13 +13,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import METADATA, ROOT, run_fence
 
 AGENT = "fence_ilo_mp"
-TELNET_PORT, SSH_PORT, SSH_PW_PORT = 2320, 2220, 2221
+TELNET_PORT, SSH_PORT, SSH_PW_PORT, SSH_RAW_PORT = 2320, 2220, 2221, 2222
 RNG = "/usr/share/cluster/relaxng/metadata.rng"
 SIM = ROOT / "tests/sim/ilosim.py"
 
@@ -37,8 +38,9 @@ def wait_tcp(port: int) -> None:
 
 
 class Device:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int = 0) -> None:
         self.dir = folder
+        self.port = port
 
     @property
     def power(self) -> str:
@@ -190,9 +192,9 @@ def test_password_never_logged(dev, tmp_path):
 # -- SSH, through Debian's sshd ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sshd():
-    folder = Path(f"/tmp/pyha-fence-ilo-{SSH_PORT}")
+def start_sshd(port: int, sim_mode: str = "--stdio", extra: str = "") -> Iterator[Device]:
+    """Debian's sshd on 127.0.0.1:port, key login for root, the CLI as ForceCommand."""
+    folder = Path(f"/tmp/pyha-fence-ilo-{port}")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
@@ -202,16 +204,16 @@ def sshd():
     shutil.copy(folder / "client.pub", folder / "authorized_keys")
     config = folder / "sshd_config"
     config.write_text(
-        f"Port {SSH_PORT}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
         f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {folder}/authorized_keys\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nAllowUsers root\n"
-        "PrintMotd no\nPrintLastLog no\n"
-        f"ForceCommand /usr/bin/python3 {SIM} --stdio {folder}\n")
+        f"PrintMotd no\nPrintLastLog no\n{extra}"
+        f"ForceCommand /usr/bin/python3 {SIM} {sim_mode} {folder}\n")
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
                             stderr=subprocess.DEVNULL)
-    wait_tcp(SSH_PORT)
-    dev = Device(folder)
+    wait_tcp(port)
+    dev = Device(folder, port)
     dev.reset()
     yield dev
     proc.terminate()
@@ -219,8 +221,13 @@ def sshd():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[Device]:
+    yield from start_sshd(SSH_PORT)
+
+
 def ssh_args(dev: Device, *extra: str) -> list[str]:
-    return ["-a", "127.0.0.1", "-x", "-u", str(SSH_PORT), "-l", "root",
+    return ["-a", "127.0.0.1", "-x", "-u", str(dev.port), "-l", "root",
             "-k", str(dev.dir / "client"), "--power-wait=0",
             f"--ssh-options=-o UserKnownHostsFile={dev.dir}/known_hosts "
             "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR", *extra]
@@ -270,26 +277,74 @@ def test_ssh_wrong_key(sshd, tmp_path):
     assert res.rc == 1 and "login" in res.err.lower(), res.err
 
 
+@pytest.fixture(scope="module")
+def sshd_raw() -> Iterator[Device]:
+    """An embedded SSH CLI: no line discipline on the device side, LF ends a line."""
+    yield from start_sshd(SSH_RAW_PORT, "--stdio-raw")
+
+
+def test_ssh_cli_without_line_discipline(sshd_raw):
+    """Commands end with CR LF: a CLI that reads LF-terminated lines gets every one.
+
+    The same simulator, served through a real sshd: with CR alone it never sees
+    ``SMCLP`` and the action times out.
+    """
+    sshd_raw.reset()
+    base = ssh_args(sshd_raw, "--accept-new-hostkey")
+    res = run_fence(AGENT, args=[*base, "-o", "reboot"])
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    cmds = sshd_raw.commands()
+    assert cmds[:2] == ["SMCLP", "show /system1"]
+    assert cmds.index("stop -f /system1") < cmds.index("start /system1")
+    res = run_fence(AGENT, args=[*base, "-o", "off"])
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert sshd_raw.power == "off"
+    assert run_fence(AGENT, args=[*base, "-o", "status"]).rc == 2
+
+
+def test_echo_and_extra_prompt_are_not_replies():
+    """A device-side pty echoes each command and answers CR LF with a second prompt."""
+    from fence.ilo_mp import SmashCLP
+    from ocf_lib.cli import LoopbackCLI
+
+    power = {"state": "Enabled"}
+
+    def device(line: str) -> str:
+        reply = {"show /system1": f"status=0\n  EnabledState={power['state']}\n",
+                 "stop -f /system1": "status=0\n", "SMCLP": ""}.get(line, "bad command\n")
+        if line == "stop -f /system1":
+            power["state"] = "Disabled"
+        # echo, reply, prompt; then the empty line's prompt
+        return f"{line}\n{reply}hpiLO-> \nhpiLO-> "
+
+    cli = LoopbackCLI(device, banner="MP> ")
+    cli.expect(["MP>"], 1)
+    clp = SmashCLP(loopback_ctx(), cli)
+    assert clp.status(None) == "on"
+    clp.set_power(None, "off")
+    assert clp.status(None) == "off"
+    assert cli.sent == ["show /system1", "stop -f /system1", "show /system1"]
+
+
+def loopback_ctx():
+    """A real FenceContext of fence_ilo_mp, for the session code on the loopback seam."""
+    from fence.ilo_mp import agent
+    from ocf_lib.fence import FenceContext
+
+    raw = {"action": "status", "ip": "127.0.0.1", "username": "admin", "password": "x",
+           "shell_timeout": "1", "power_timeout": "1"}
+    return FenceContext(agent, AGENT, agent.params, raw, {})
+
+
 def test_smash_clp_parsing_through_the_loopback_seam():
     """The agent's session code against ocf_lib.cli's test double (same interface)."""
     from fence.ilo_mp import SmashCLP
     from ocf_lib.cli import LoopbackCLI
     from ocf_lib.fence import FenceError
 
-    class Ctx:
-        class options:  # noqa: N801 - a stand-in for the runtime's Values
-            @staticmethod
-            def get(name, default=None):
-                return {"command_prompt": "MP>|hpiLO->", "shell_timeout": 1.0,
-                        "power_timeout": 1.0}.get(name, default)
-
-        @staticmethod
-        def limit(want):
-            return want
-
     replies = {"show /system1": "status=0\nEnabledState=Disabled\nhpiLO-> "}
     cli = LoopbackCLI(lambda line: replies.get(line, "Invalid command\nhpiLO-> "))
-    clp = SmashCLP(Ctx(), cli)
+    clp = SmashCLP(loopback_ctx(), cli)
     assert clp.status(None) == "off"
     replies["show /system1"] = "status=0\nEnabledState=Quiescing\nhpiLO-> "
     with pytest.raises(FenceError, match="EnabledState=Quiescing"):
