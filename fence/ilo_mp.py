@@ -15,9 +15,10 @@ Differences from upstream fence_ilo_mp 4.12:
   awaited after every command, ``SMCLP`` included; commands end with CR LF
   as upstream's do, and the echo and the extra prompt a device-side pty
   makes of CR LF are never taken for a reply;
-* SSH checks the device's host key (``StrictHostKeyChecking=yes``);
-  ``accept_new_hostkey=1`` accepts a key seen for the first time, never a
-  changed one (upstream always answered "yes");
+* SSH records the key of a device seen for the first time and refuses a
+  changed key (OpenSSH's ``StrictHostKeyChecking=accept-new``);
+  ``accept_new_hostkey=0`` refuses any key not already in known_hosts
+  (upstream answered "yes" to every question);
 * a password typed into the session never reaches a log (upstream logged
   ``Sent: <password>`` at debug level);
 * the default prompt is one regex, ``MP>|hpiLO->`` (upstream showed a Python
@@ -60,8 +61,11 @@ PARAMS = [
     *opt_plug(required=False, port_as_ip=True),
     Param("ssh", BOOLEAN, getopt="x", aliases=("secure",), shortdesc="Use SSH connection"),
     Param("ssh_options", STRING, shortdesc="SSH options to use"),
-    Param("accept_new_hostkey", BOOLEAN, default="0",
-          shortdesc="Accept an SSH host key seen for the first time (never a changed one)"),
+    Param("accept_new_hostkey", BOOLEAN, default="1",
+          shortdesc="Record the SSH host key of a device seen for the first time, as "
+                    "OpenSSH's StrictHostKeyChecking=accept-new; a changed key is always "
+                    "refused. Set to 0 for strict checking: only keys already in "
+                    "known_hosts are accepted"),
     opt_login(required=True),
     *opt_common(power_wait="5"),
     Param("ssh_path", STRING, default="/usr/bin/ssh", order=200, shortdesc="Path to ssh binary"),
@@ -188,16 +192,23 @@ def login(ctx: FenceContext) -> CLITransport:
     if o.get("ssh"):
         cli: CLITransport = SSHCLI(ssh_argv(ctx, port if o.given("ipport") else 22), ctx.log)
         waits = [PASSWORD_RE, "passphrase", prompt, "host key verification failed",
-                 "permission denied"]
+                 "permission denied", "identification has changed", "host key is known"]
         index, text = cli.expect(waits, timeout)
         if index in (0, 1):
             if not password:
                 raise FenceError("the SSH key or account needs a password or passphrase")
             cli.send_secret(password)
             index, text = cli.expect(waits, timeout)
+        if index == 5:
+            raise FenceError(f"the SSH host key of {o.ip} has changed: refused (if the "
+                             "device was replaced, remove its old key from known_hosts "
+                             "with ssh-keygen -R)")
+        if index == 6:
+            raise FenceError(f"the SSH host key of {o.ip} is not in known_hosts, and "
+                             "accept_new_hostkey=0 asks for strict checking")
         if index == 3:
-            raise FenceError(f"SSH host key of {o.get('ip')} is not known or has changed "
-                             "(add it to known_hosts, or set accept_new_hostkey=1)")
+            raise FenceError(f"the SSH host key of {o.ip} could not be verified "
+                             "(host key verification failed)")
         if index != 2:
             raise FenceError("Unable to connect/login to fencing device: login refused")
         return cli

@@ -237,27 +237,30 @@ def test_ssh_host_key_checking(sshd):
     sshd.reset()
     known = sshd.dir / "known_hosts"
     known.unlink(missing_ok=True)
+    # Strict checking on request: an unknown key is refused before any command.
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey=0"))
+    assert res.rc == 1 and "not in known_hosts" in res.err, res.err
+    assert sshd.commands() == [] and not known.exists()
+    # By default the first contact succeeds and records the key (OpenSSH's accept-new).
     res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status"))
-    assert res.rc == 1 and "host key" in res.err, res.err
-    assert sshd.commands() == []
-    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey"))
     assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
-    assert known.exists()
-    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status"))  # known now: strict passes
-    assert res.rc == 0, res.err
-    # A changed key is refused even when new keys may be accepted.
+    host_key = (sshd.dir / "hostkey.pub").read_text().split()[1]
+    assert host_key in known.read_text()
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey=0"))
+    assert res.rc == 0, res.err  # known now: strict passes
+    # A changed key is refused, whatever accept_new_hostkey says.
     other = sshd.dir / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known.write_text(f"[127.0.0.1]:{SSH_PORT} " + (sshd.dir / "other.pub").read_text())
-    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "off", "--accept-new-hostkey"))
-    assert res.rc == 1 and "host key" in res.err
-    assert sshd.power == "on"
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "off"))
+    assert res.rc == 1 and "host key of 127.0.0.1 has changed" in res.err, res.err
+    assert sshd.power == "on" and "stop -f /system1" not in sshd.commands()
     known.unlink()
 
 
 def test_ssh_actions(sshd):
     sshd.reset()
-    base = ssh_args(sshd, "--accept-new-hostkey")
+    base = ssh_args(sshd)
     res = run_fence(AGENT, args=[*base, "-o", "reboot"])
     assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
     cmds = sshd.commands()
@@ -271,7 +274,7 @@ def test_ssh_actions(sshd):
 def test_ssh_wrong_key(sshd, tmp_path):
     key = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    argv = ssh_args(sshd, "--accept-new-hostkey", "-o", "off")
+    argv = ssh_args(sshd, "-o", "off")
     argv[argv.index(str(sshd.dir / "client"))] = str(key)
     res = run_fence(AGENT, args=argv)
     assert res.rc == 1 and "login" in res.err.lower(), res.err
@@ -290,7 +293,7 @@ def test_ssh_cli_without_line_discipline(sshd_raw):
     ``SMCLP`` and the action times out.
     """
     sshd_raw.reset()
-    base = ssh_args(sshd_raw, "--accept-new-hostkey")
+    base = ssh_args(sshd_raw)
     res = run_fence(AGENT, args=[*base, "-o", "reboot"])
     assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
     cmds = sshd_raw.commands()
@@ -399,7 +402,7 @@ def sshd_pw():
 
 def pw_args(dev: Device, password: str, *extra: str) -> list[str]:
     return ["-a", "127.0.0.1", "-x", "-u", str(SSH_PW_PORT), "-l", "ilo", "-p", password,
-            "--power-wait=0", "--accept-new-hostkey",
+            "--power-wait=0",
             f"--ssh-options=-o UserKnownHostsFile={dev.dir}/known_hosts "
             "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR", *extra]
 
@@ -426,7 +429,7 @@ def test_ssh_password_login_never_shows_the_password(sshd_pw, tmp_path):
     watcher.start()
     debug = tmp_path / "debug.log"
     text = (f"action=reboot\nip=127.0.0.1\nipport={SSH_PW_PORT}\nusername=ilo\n"
-            "password=secret\nssh=1\npower_wait=0\naccept_new_hostkey=1\n"
+            "password=secret\nssh=1\npower_wait=0\n"
             f"ssh_options=-o UserKnownHostsFile={sshd_pw.dir}/known_hosts "
             "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR\n"
             f"verbose=1\ndebug_file={debug}\n")
