@@ -12,8 +12,13 @@ report a fence that did not happen:
 * an unknown action is an error, never a fallback to ``reboot``;
 * booleans parsed by value (``ssh=0`` means no SSH);
 * ``password_script`` run without a shell, under a time limit;
-* one :class:`Deadline` for the whole action; ``power_timeout`` is seconds,
-  not poll iterations, and it stays finite under Pacemaker;
+* every step has its own time limit (``login_timeout``, ``shell_timeout``,
+  ``power_timeout``, ``power_wait``, ``delay``); ``power_timeout`` is
+  seconds, not poll iterations, and stays finite under Pacemaker;
+* one :class:`Deadline` for the whole action, their sum, unless
+  ``disable_timeout`` is true, as it is by default under pacemaker-fenced
+  (``PCMK_service=pacemaker-fenced``), which passes no timeout and kills the
+  agent at its own ``pcmk_<action>_timeout``;
 * ``off`` returns 0 only once the device *reports* the target off;
   ``reboot`` is off, verify off, then on: 0 once off is verified even if
   power-on fails (logged);
@@ -30,7 +35,7 @@ import sys
 from . import codes
 from .deadline import Deadline
 from .log import Logger
-from .params import BOOLEAN, DURATION, INTEGER, STRING, Param, ParamError, parse
+from .params import BOOLEAN, DURATION, INTEGER, STRING, Param, ParamError, ParamType, parse
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
@@ -43,10 +48,10 @@ ACTION_ALIASES = {"meta-data": "metadata", "reset": "reboot", "enable": "on", "d
                   "stat": "status", "poweroff": "off", "poweron": "on"}
 # Old stdin names that are not a parameter's own legacy key.
 STDIN_ALIASES = {"option": "action", "fm": "plug", "blade": "plug", "hostname": "ip"}
-# Pacemaker never runs an agent longer than its fence timeout (60 s by default)
-# and SIGKILLs it then; our own deadline ends before that.
-PACEMAKER_DEFAULT_TIMEOUT = 60.0
-PACEMAKER_MARGIN = 5.0
+# pacemaker-fenced passes no timeout: it SIGKILLs the agent at pcmk_<action>_timeout.
+# fence-agents then disables its own time limits, and so does the runtime (the
+# whole-action one only).
+FENCER_SERVICE = "pacemaker-fenced"
 
 
 class FenceError(Exception):
@@ -83,6 +88,18 @@ class Session:
 # -- the standard options ------------------------------------------------------
 # Builders, so each agent lists exactly the groups it uses and fence-agents'
 # names, letters and order come out the same everywhere.
+
+
+class _TrueFalse(ParamType):
+    """fence-agents' ``disable_timeout``: a string option that holds true or false."""
+
+    doc = "true or false"
+
+    def convert(self, raw: str, name: str) -> bool:
+        return bool(BOOLEAN.convert(raw, name))
+
+
+TRUE_FALSE: ParamType = _TrueFalse()
 
 
 def opt_action(default: str = "reboot") -> Param:
@@ -142,8 +159,11 @@ def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeou
               shortdesc="Separator for plug parameter when specifying more than 1 plug"),
         Param("delay", DURATION, default="0", order=200,
               shortdesc="Wait X seconds before fencing is started"),
-        Param("disable_timeout", STRING, order=200,
-              shortdesc="Accepted for compatibility; pyha keeps its time limits finite"),
+        Param("disable_timeout", TRUE_FALSE, order=200,
+              shortdesc="Disable the time limit of the whole action (true/false) "
+                        "(default: true when run by pacemaker-fenced, which bounds the agent "
+                        "with pcmk_<action>_timeout). Each step keeps its own limit: "
+                        "login_timeout, shell_timeout, power_timeout, power_wait, delay"),
         Param("login_timeout", DURATION, default=login_timeout, order=200,
               shortdesc="Wait X seconds for cmd prompt after login"),
         Param("power_timeout", DURATION, default=power_timeout, order=200,
@@ -466,16 +486,20 @@ class FenceContext:
             return self.options.get("ip") is not None
         return False
 
-    def _budget(self) -> float:
-        """Seconds this action may take: the sum of its configured steps, capped under Pacemaker."""
+    def _budget(self) -> float | None:
+        """Seconds this action may take: the sum of its steps; None when disabled."""
         o = self.options
-        step = (o.get("power_wait", 0.0) or 0.0) + (o.get("power_timeout", 20.0) or 20.0)
+        disabled = o.get("disable_timeout")
+        if disabled is None:  # upstream's default: only the fencer bounds the agent itself
+            disabled = self.env.get("PCMK_service") == FENCER_SERVICE
+        steps = ("delay", "login_timeout", "shell_timeout", "power_timeout", "power_wait")
+        if disabled or any(o.get(name) is None for name in steps):
+            # No whole-action limit, or an agent without these steps (fence_pcmk,
+            # which sets its own deadline): every step still has its own bound.
+            return None
         phases = 2 if self.action == "reboot" else 1
-        total = ((o.get("delay", 0.0) or 0.0) + (o.get("login_timeout", 5.0) or 5.0)
-                 + 2 * (o.get("shell_timeout", 3.0) or 3.0) + phases * step + 5.0)
-        if self.env.get("PCMK_service"):
-            total = min(total, PACEMAKER_DEFAULT_TIMEOUT - PACEMAKER_MARGIN)
-        return total
+        return (o.delay + o.login_timeout + 2 * o.shell_timeout
+                + phases * (o.power_wait + o.power_timeout) + 5.0)
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
         from .proc import run

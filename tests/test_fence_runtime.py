@@ -399,17 +399,59 @@ def test_metadata_manpage_help_version(capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().out == "pyha 0.1.0\n"
 
 
-def test_deadline_is_finite_and_below_pacemakers_timeout(switch: Switch) -> None:
-    def budget(env: dict[str, str], **opts: str) -> float:
-        raw = {"action": "reboot", "device": str(switch.path), "plug": "1", **opts}
-        ctx = FenceContext(fencedev.agent, "fence_pyhatest", PARAMS, raw, env)
-        return ctx.deadline.remaining()
+def budget(switch: Switch, env: dict[str, str], **opts: str) -> float:
+    raw = {"action": "reboot", "device": str(switch.path), "plug": "1", **opts}
+    ctx = FenceContext(fencedev.agent, "fence_pyhatest", PARAMS, raw, env)
+    assert not ctx.errors, ctx.errors
+    return ctx.deadline.remaining()
 
-    small = budget({})
-    assert 15 < small < 30
-    assert budget({"PCMK_service": "pacemaker-fenced"}, power_timeout="600") <= 55.0
-    assert budget({}, power_timeout="600") > 1200  # a hand run honours what was asked
-    assert budget({"PCMK_service": "pacemaker-fenced"}, disable_timeout="1") <= 55.0
+
+FENCER = {"PCMK_service": "pacemaker-fenced"}
+
+
+def test_whole_action_deadline_is_the_sum_of_its_steps(switch: Switch) -> None:
+    # fencedev declares power_timeout 3, login 2, shell 2; reboot has two power phases.
+    assert 15 < budget(switch, {}) <= 2 + 2 * 2 + 2 * 3 + 5
+    assert budget(switch, {}, power_timeout="600") > 1200  # a hand run honours what was asked
+    assert budget(switch, {}, delay="60") > 60
+    assert budget(switch, {}, disable_timeout="true") == float("inf")
+
+
+def test_no_whole_action_cap_under_the_fencer(switch: Switch) -> None:
+    """pacemaker-fenced bounds the agent itself: disable_timeout defaults to true there."""
+    assert budget(switch, FENCER) == float("inf")
+    assert budget(switch, FENCER, delay="60") == float("inf")
+    # disable_timeout=false: the sum of the steps, with no cap below it
+    assert budget(switch, FENCER, disable_timeout="false", delay="60") > 60
+    assert budget(switch, FENCER, disable_timeout="0", power_timeout="600") > 1200
+    # only the fencer: other Pacemaker daemons (or none) keep the sum
+    assert budget(switch, {"PCMK_service": "pacemaker-controld"}) < 30
+
+
+def test_disable_timeout_takes_true_or_false_only(switch: Switch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="status", port="1", disable_timeout="maybe")) == 1
+    assert "'disable_timeout': value 'maybe' is not a boolean" in capsys.readouterr().err
+
+
+def test_steps_stay_bounded_under_the_fencer(switch: Switch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """No whole-action limit, but power_timeout still ends a wait for a switch that ignores off."""
+    switch.update(ignore_off=True)
+    started = time.monotonic()
+    rc = fence(stdin_lines(switch, action="off", port="1", power_timeout="1"), env=FENCER)
+    assert rc == codes.FENCE_FAIL and time.monotonic() - started < 4
+    assert "Timed out waiting to power OFF" in capsys.readouterr().err
+
+
+def test_exec_delay_under_the_fencer(switch: Switch) -> None:
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", **FENCER}
+    text = f"action=off\ndevice={switch.path}\nlogin=admin\npasswd=pw\nport=2\ndelay=1.5\n"
+    started = time.monotonic()
+    res = run_fence(AGENT, stdin=text, env=env)
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert time.monotonic() - started >= 1.5
+    assert switch.plug("2") == "off"
 
 
 def test_agent_refuses_ambiguous_declarations() -> None:
