@@ -28,6 +28,8 @@ Differences from upstream fence_ilo_mp 4.12:
 
 from __future__ import annotations
 
+import os.path
+
 from ocf_lib.cli import CLIError, CLITransport
 from ocf_lib.fence import (
     FenceAgent,
@@ -55,7 +57,7 @@ PARAMS = [
     Param("identity_file", STRING, getopt="k", shortdesc="Identity file (private key) for SSH"),
     Param("inet4_only", BOOLEAN, getopt="4", shortdesc="Forces agent to use IPv4 addresses only"),
     Param("inet6_only", BOOLEAN, getopt="6", shortdesc="Forces agent to use IPv6 addresses only"),
-    opt_ip(required=True),
+    opt_ip(required=False),
     opt_ipport("23"),
     *opt_password(),
     *opt_plug(required=False, port_as_ip=True),
@@ -81,6 +83,10 @@ def validate(ctx: FenceContext) -> list[str]:
         out.append("You have to enter password, password script or identity file")
     if o.get("identity_file") and not o.get("ssh"):
         out.append("You have to use identity file together with ssh connection (-x)")
+    if o.get("identity_file") and not os.path.isfile(o.identity_file):
+        out.append(f"Identity file {o.identity_file} does not exist")
+    if o.get("ip") is None:
+        out.append("You have to enter fence address (ip, or plug with port_as_ip=1)")
     ip = o.get("ip") or ""
     if not ip.isprintable() or " " in ip:
         out.append(f"parameter 'ip': value {ip!r} contains spaces or control characters")

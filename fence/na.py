@@ -21,9 +21,10 @@ Differences from the Perl fence_na 1.1.6 (removed upstream in 2013):
 * off polls ``00:0`` until the feed drops, for up to ``power_timeout``
   (default 40 s: the device itself may take 30 s), instead of one look after
   1 s; reboot returns 0 once off is verified even if power-on fails;
-* all settings are ordinary options (``ipaddr``, ``tcp_port``, ``max_nodes``,
-  ``aliases``); ``fence_na.conf`` is still read when present, but a missing
-  file is not an error, and the log file is never truncated;
+* all settings are ordinary options (``ipaddr``, ``ipport``, ``max_nodes``,
+  ``aliases``; the 1.1.6 name ``tcp_port`` is accepted for ``ipport``);
+  ``fence_na.conf`` is still read when present, but a missing file is not
+  an error, and the log file is never truncated;
 * the password is never printed (the device has no authentication: login
   and password are only compared with ``fence_na.conf`` when it sets them).
 """
@@ -38,6 +39,7 @@ from ocf_lib.fence import (
     opt_action,
     opt_common,
     opt_ip,
+    opt_ipport,
     opt_login,
     opt_password,
     opt_plug,
@@ -51,8 +53,7 @@ ERROR_WORDS = ("bad command", "message too", "invalid state", "only supports", "
 PARAMS = [
     opt_action(),
     opt_ip(required=True),
-    Param("tcp_port", INTEGER(1, 65535), default="238", order=1,
-          shortdesc="TCP port of the Node Assassin"),
+    opt_ipport("238", aliases=("tcp_port",)),
     opt_login(),
     *opt_password(),
     *opt_plug(required=False),
@@ -105,8 +106,8 @@ class Settings:
         conf = read_conf(o.get("config_file") or DEFAULT_CONF)
         dev = conf_device(conf, o.get("ip") or "")
         self.conf = conf
-        self.port = o.get("tcp_port")
-        if not o.given("tcp_port") and dev.get("tcp_port", "").isdigit():
+        self.port = o.ipport
+        if not o.given("ipport") and dev.get("tcp_port", "").isdigit():
             self.port = int(dev["tcp_port"])
         self.max_nodes = o.get("max_nodes")
         if self.max_nodes is None and dev.get("max_nodes", "").isdigit():

@@ -48,6 +48,8 @@ ACTION_ALIASES = {"meta-data": "metadata", "reset": "reboot", "enable": "on", "d
                   "stat": "status", "poweroff": "off", "poweron": "on"}
 # Old stdin names that are not a parameter's own legacy key.
 STDIN_ALIASES = {"option": "action", "fm": "plug", "blade": "plug", "hostname": "ip"}
+# Sent by the callers to every agent (CMAN's fenced: agent; both: nodename).
+STDIN_QUIET = ("agent", "nodename")
 # pacemaker-fenced passes no timeout: it SIGKILLs the agent at pcmk_<action>_timeout.
 # fence-agents then disables its own time limits, and so does the runtime (the
 # whole-action one only).
@@ -112,9 +114,9 @@ def opt_ip(required: bool = True) -> Param:
                  shortdesc="IP address or hostname of fencing device")
 
 
-def opt_ipport(default: str) -> Param:
-    return Param("ipport", INTEGER(1, 65535), default=default, getopt="u", order=1,
-                 shortdesc="TCP/UDP port to use for connection with device")
+def opt_ipport(default: str, aliases: Sequence[str] = ()) -> Param:
+    return Param("ipport", INTEGER(1, 65535), default=default, getopt="u", aliases=aliases,
+                 order=1, shortdesc="TCP/UDP port to use for connection with device")
 
 
 def opt_login(required: bool = False) -> Param:
@@ -285,15 +287,22 @@ class FenceAgent:
         if name not in self.alias_shortdesc:
             name = self.name
         params = self.params_for(name)
+        unknown: list[str] = []
         try:
-            raw = parse_argv(params, argv[1:]) if len(argv) > 1 else parse_stdin(params, stdin)
-            if len(argv) <= 1:
+            if len(argv) > 1:
+                raw = parse_argv(params, argv[1:])
+            else:
+                raw = parse_stdin(params, stdin, unknown)
                 # --help/--version are for people at a terminal.  From stdin (the
                 # daemons' way) they would turn a fence request into exit 0.
                 raw.pop("help", None)
                 raw.pop("version", None)
         except FenceError as exc:
             return _failed(str(exc), quiet=False)
+        if unknown and not _truthy(raw.get("quiet")):
+            # The name only: the value of a misspelt option may be a password.
+            for key in unknown:
+                sys.stderr.write(f"WARNING: Parse error: Ignoring unknown option '{key}'\n")
         if "action" in raw and not raw["action"].strip():
             return _failed("Unrecognised action '' (an empty action is not the default)",
                            quiet=False)
@@ -355,8 +364,13 @@ def _lookup_table(params: Sequence[Param]) -> dict[str, Param]:
     return table
 
 
-def parse_stdin(params: Sequence[Param], stream: Any) -> dict[str, str]:
-    """``name=value`` lines in any order; the last duplicate wins; unknown names are ignored."""
+def parse_stdin(params: Sequence[Param], stream: Any,
+                unknown: list[str] | None = None) -> dict[str, str]:
+    """``name=value`` lines in any order; the last duplicate wins.
+
+    Unknown names are ignored (the FenceAgentAPI asks for it) and collected in
+    ``unknown``, so that the caller can warn about a misspelt option.
+    """
     table = _lookup_table(params)
     raw: dict[str, str] = {}
     nodename = None
@@ -381,6 +395,8 @@ def parse_stdin(params: Sequence[Param], stream: Any) -> dict[str, str]:
             legacy[STDIN_ALIASES[key]] = value
         elif key == "name" and "username" in {p.name for p in params}:
             legacy["username"] = value
+        elif unknown is not None and key not in STDIN_QUIET and key not in unknown:
+            unknown.append(key)
     for key, value in legacy.items():
         if key in {p.name for p in params}:
             raw.setdefault(key, value)
@@ -393,6 +409,9 @@ def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
     """GNU-style short and long options, as fence-agents' getopt accepts them."""
     longs = {p.longopt: p for p in params}
     longs.update({p.name.replace("_", "-"): p for p in params})
+    # Legacy names on the command line too (fence_na's --tcp-port is now --ipport).
+    longs.update({a.replace("_", "-"): p for p in params for a in p.aliases
+                  if a.replace("_", "-") not in longs})
     shorts = {p.getopt: p for p in params if p.getopt}
     raw: dict[str, str] = {}
     verbose = 0

@@ -136,6 +136,31 @@ def test_pacemaker_and_cman_stdin(dev):
     assert "stop -f /system1" not in dev.commands()
 
 
+def test_port_as_ip_without_ip(dev):
+    """ip is not required (pcs accepts port_as_ip=1 configurations without it)."""
+    meta = run_fence(AGENT, args=["-o", "metadata"]).out
+    assert '<parameter name="ip" unique="0" required="0" obsoletes="ipaddr">' in meta
+    text = (f"action=off\nport=127.0.0.1\nport_as_ip=1\nipport={TELNET_PORT}\n"
+            "username=admin\npassword=secret\npower_wait=0\n")
+    res = run_fence(AGENT, stdin=text)
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert dev.power == "off"
+    dev.reset()
+    res = run_fence(AGENT, stdin=text.replace("port_as_ip=1\n", ""))
+    assert res.rc == 1 and "You have to enter fence address" in res.err
+    res = run_fence(AGENT, stdin=text.replace("action=off", "action=validate-all")
+                    .replace("port_as_ip=1\n", ""))
+    assert res.rc == 1 and "fence address" in res.err
+    assert dev.power == "on" and dev.commands() == []
+
+
+def test_missing_identity_file_is_a_clear_error(dev):
+    res = run_fence(AGENT, args=["-a", "127.0.0.1", "-x", "-u", str(TELNET_PORT), "-l", "admin",
+                                 "-k", "/nonexistent/id_ed25519", "-o", "off"])
+    assert res.rc == 1 and "Identity file /nonexistent/id_ed25519 does not exist" in res.err
+    assert dev.commands() == []
+
+
 def test_wrong_password_is_a_login_failure(dev):
     res = run_fence(AGENT, args=args("-o", "off", password="Wr0ngPass"))
     assert res.rc == 1 and "Unable to connect/login" in res.err

@@ -88,9 +88,11 @@ def cman(tcp: int, **kw: str) -> str:
 def test_metadata(tmp_path):
     res = run_fence(AGENT, args=["-o", "metadata"])
     assert res.rc == 0 and res.out == (METADATA / "fence_na.xml").read_text()
-    for name in ("ipaddr", "ip", "tcp_port", "login", "passwd", "port", "plug", "max_nodes",
-                 "aliases", "mode"):
+    for name in ("ipaddr", "ip", "tcp_port", "ipport", "login", "passwd", "port", "plug",
+                 "max_nodes", "aliases", "mode"):
         assert f'name="{name}"' in res.out
+    assert '<parameter name="ipport" unique="0" required="0" obsoletes="tcp_port">' in res.out
+    assert '<getopt mixed="-u, --ipport=[ipport]" />' in res.out
     assert '<action name="list"' in res.out
     path = tmp_path / "m.xml"
     path.write_text(res.out)
@@ -143,6 +145,22 @@ def test_pacemaker_stdin_with_alias_as_plug(na):
     res = run_fence(AGENT, stdin=text)
     assert res.rc == 0, res.err
     assert sim.node(3).endswith("F0 L1") and sim.node(1).endswith("F1 L0")
+
+
+def test_ipport_is_the_port_and_tcp_port_its_old_name(na):
+    """ipport / --ipport / -u, as every fence agent; tcp_port and --tcp-port still work."""
+    sim = na(23813, "--scale", "0.05")
+    base = (f"action=status\nip=127.0.0.1\nusername=motoko\npassword={PASSWORD}\n"
+            "plug=1\nconfig_file=/nonexistent\n")
+    for text in (base + "ipport=23813\n", base + "tcp_port=23813\n"):
+        res = run_fence(AGENT, stdin=text)
+        assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+        assert "unknown option" not in res.err
+    for flag in (["-u", "23813"], ["--ipport=23813"], ["--tcp-port=23813"]):
+        res = run_fence(AGENT, args=["-a", "127.0.0.1", *flag, "-l", "motoko", "-p", PASSWORD,
+                                     "--config-file=/nonexistent", "-o", "status", "-n", "1"])
+        assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    assert sim.commands() == ["00:0"] * 5
 
 
 def test_list_and_monitor(na):
@@ -232,7 +250,7 @@ def test_silent_device_times_out(na):
     (["-o", "off", "-n", "7", "--max-nodes=4"], "out of range"),
     (["-o", "off"], "plug number"),
     (["-o", "frobnicate", "-n", "1"], "Unrecognised action"),
-    (["-o", "off", "-n", "1", "--tcp-port=x"], "tcp_port"),
+    (["-o", "off", "-n", "1", "--ipport=x"], "ipport"),
     (["-o", "off", "-n", "1", "--mode=naos1"], "mode"),
 ])
 def test_bad_input_changes_nothing(na, bad, words):

@@ -149,6 +149,19 @@ def test_stdin_ipaddr_alias() -> None:
     assert parse_stdin([opt_ip()], io.StringIO("hostname=h\n")) == {"ip": "h"}
 
 
+def test_unknown_stdin_options_are_named_never_their_values(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    text = stdin_lines(switch, action="status", port="1", agent="fence_pyhatest",
+                       nodename="1", pasword="Typo$ecret", ipprot="23")
+    assert fence(text) == codes.FENCE_OK
+    err = capsys.readouterr().err
+    assert "Ignoring unknown option 'pasword'" in err and "'ipprot'" in err
+    assert "Typo$ecret" not in err
+    assert "agent" not in err and "nodename" not in err  # what the callers always send
+    assert fence(text + "quiet=1\n") == codes.FENCE_OK
+    assert capsys.readouterr().err == ""
+
+
 def test_name_is_not_a_login_for_agents_without_one() -> None:
     from ocf_lib.fence import opt_ip
 
