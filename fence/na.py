@@ -226,7 +226,14 @@ class Assassin(Session):
         return state
 
     def status(self, plug: str | None) -> str:
-        return "on" if self._node_state(plug).get("F") == 1 else "off"
+        # Only an explicit F0 is off: anything else may be a running node.
+        feed = self._node_state(plug).get("F")
+        if feed == 1:
+            return "on"
+        if feed == 0:
+            return "off"
+        raise FenceError(f"Node Assassin reports feed F{feed} for node "
+                         f"{self.settings.node(plug):02d}: neither on (F1) nor off (F0)")
 
     def set_power(self, plug: str | None, state: str) -> None:
         num = self.settings.node(plug)
@@ -247,7 +254,7 @@ class Assassin(Session):
         out: dict[str, tuple[str, str | None]] = {}
         for num in range(1, count + 1):
             state = found.get(num)
-            power = None if state is None else ("on" if state.get("F") == 1 else "off")
+            power = None if state is None else {1: "on", 0: "off"}.get(state.get("F", -1))
             out[f"{num:02d}"] = (self.settings.aliases.get(num, ""), power)
         return out
 

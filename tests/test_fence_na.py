@@ -193,6 +193,20 @@ def test_node_whose_feed_never_drops_is_never_success(na):
     assert "02:2" not in sim.commands()
 
 
+def test_only_an_explicit_feed_off_is_off(na):
+    """A feed that reads F2 is no proof of "off": status fails, reboot never skips the fence."""
+    sim = na(23814, "--scale", "0.05", "--odd-feed", "02")
+    res = run_fence(AGENT, args=args(23814, "-o", "status", "-n", "2"))
+    assert res.rc == 1 and "feed F2" in res.err, res.err
+    for action in ("reboot", "off", "on"):
+        res = run_fence(AGENT, args=args(23814, "-o", action, "-n", "2"))
+        assert res.rc == 1 and "feed F2" in res.err, (action, res.err)
+        assert "Success" not in res.out
+    assert set(sim.commands()) == {"00:0"}  # nothing was pressed on a guess
+    res = run_fence(AGENT, args=args(23814, "-o", "list-status"))
+    assert res.out.splitlines()[1] == "02,,UNKNOWN"
+
+
 def test_naos_mode(na):
     sim = na(23807, "--naos", "--scale", "0.05", "--nodes", "5")
     res = run_fence(AGENT, args=args(23807, "--mode=naos", "-o", "off", "-n", "4"))
