@@ -32,6 +32,8 @@ import os.path
 
 from ocf_lib.cli import CLIError, CLITransport
 from ocf_lib.fence import (
+    CLI_TEXT,
+    CLI_WORD,
     FenceAgent,
     FenceContext,
     FenceError,
@@ -59,7 +61,7 @@ PARAMS = [
     Param("inet6_only", BOOLEAN, getopt="6", shortdesc="Forces agent to use IPv6 addresses only"),
     opt_ip(required=False),
     opt_ipport("23"),
-    *opt_password(),
+    *opt_password(CLI_TEXT),
     *opt_plug(required=False, port_as_ip=True),
     Param("ssh", BOOLEAN, getopt="x", aliases=("secure",), shortdesc="Use SSH connection"),
     Param("ssh_options", STRING, shortdesc="SSH options to use"),
@@ -68,7 +70,7 @@ PARAMS = [
                     "OpenSSH's StrictHostKeyChecking=accept-new; a changed key is always "
                     "refused. Set to 0 for strict checking: only keys already in "
                     "known_hosts are accepted"),
-    opt_login(required=True),
+    opt_login(required=True, type=CLI_WORD),
     *opt_common(power_wait="5"),
     Param("ssh_path", STRING, default="/usr/bin/ssh", order=200, shortdesc="Path to ssh binary"),
     Param("telnet_path", STRING, default="/usr/bin/telnet", order=200,
@@ -90,9 +92,6 @@ def validate(ctx: FenceContext) -> list[str]:
     ip = o.get("ip") or ""
     if not ip.isprintable() or " " in ip:
         out.append(f"parameter 'ip': value {ip!r} contains spaces or control characters")
-    user = o.get("username") or ""
-    if not user.isprintable() or " " in user:
-        out.append("parameter 'username': contains spaces or control characters")
     import re
 
     try:
@@ -120,7 +119,7 @@ def ssh_argv(ctx: FenceContext, port: int) -> list[str]:
     else:
         argv += ["-o", "PubkeyAuthentication=no"]
     argv += shlex.split(o.get("ssh_options") or "")
-    return argv + [f"{o.get('username')}@{o.get('ip')}"]
+    return [*argv, "--", f"{o.username}@{o.ip}"]  # "--": the destination is never an option
 
 
 class SmashCLP(Session):

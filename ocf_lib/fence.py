@@ -104,6 +104,32 @@ class _TrueFalse(ParamType):
 TRUE_FALSE: ParamType = _TrueFalse()
 
 
+class CLIText(ParamType):
+    """Text typed into a device's command line (a login, a password).
+
+    No control characters: a line break would end the line and start another
+    command on the device, ESC or Ctrl-C would edit or abort it.  ``spaces``
+    says whether a blank is allowed (not in a login name, which is also part
+    of ``user@host`` on the ssh command line).
+    """
+
+    def __init__(self, spaces: bool = True) -> None:
+        self.spaces = spaces
+        self.doc = "printable text" + ("" if spaces else " without blanks")
+
+    def convert(self, raw: str, name: str) -> str:
+        shown = raw.encode("unicode_escape").decode("ascii")
+        if not raw.isprintable():
+            raise ParamError(name, shown, "contains a control character or line break")
+        if not self.spaces and " " in raw:
+            raise ParamError(name, shown, "contains a blank")
+        return raw
+
+
+CLI_TEXT: ParamType = CLIText()
+CLI_WORD: ParamType = CLIText(spaces=False)
+
+
 def opt_action(default: str = "reboot") -> Param:
     return Param("action", STRING, default=default, required=True, getopt="o", order=1,
                  shortdesc="Fencing action")
@@ -119,14 +145,15 @@ def opt_ipport(default: str, aliases: Sequence[str] = ()) -> Param:
                  order=1, shortdesc="TCP/UDP port to use for connection with device")
 
 
-def opt_login(required: bool = False) -> Param:
-    return Param("username", STRING, required=required, getopt="l", aliases=("login",),
+def opt_login(required: bool = False, type: ParamType = STRING) -> Param:  # noqa: A002
+    return Param("username", type, required=required, getopt="l", aliases=("login",),
                  order=1, shortdesc="Login name")
 
 
-def opt_password() -> list[Param]:
+def opt_password(type: ParamType = STRING) -> list[Param]:  # noqa: A002
+    """``password`` (secret) and ``password_script``; ``type`` checks the password."""
     return [
-        Param("password", STRING, getopt="p", aliases=("passwd",), order=1, secret=True,
+        Param("password", type, getopt="p", aliases=("passwd",), order=1, secret=True,
               shortdesc="Login password or passphrase"),
         Param("password_script", STRING, getopt="S", aliases=("passwd_script",), order=1,
               shortdesc="Script to run to retrieve password"),
@@ -470,6 +497,7 @@ class FenceContext:
         self.agent = agent
         self.name = name
         self.env = env
+        self.params = params
         nodename = raw.pop("__nodename", None)
         self.options, self.errors = parse(params, raw)
         self.action: str = raw["action"]
@@ -599,8 +627,13 @@ class FenceContext:
         password = (result.out.splitlines() or [""])[0]  # the first line, as fencing.py
         if not password:
             raise FenceError(f"password script {argv[0]} printed no password")
-        self.options.set("password", password)
         self.log.add_secret(password)
+        declared = next(p for p in self.params if p.name == "password")
+        try:
+            self.options.set("password", declared.convert(password))
+        except ParamError as exc:
+            raise FenceError(f"password script {argv[0]}: the password {exc.problem}") \
+                from None
 
     def _delay(self) -> None:
         delay = self.options.get("delay", 0.0) or 0.0

@@ -205,6 +205,39 @@ def test_unreachable_and_bad_input(dev):
     assert dev.power == "on" and dev.commands() == []
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["-p", "secret\r\nstop -f /system1"], "'password': value '[hidden]' contains a control"),
+    (["-p", "secret\x03"], "'password': value '[hidden]' contains a control"),
+    (["-l", "admin\nstop -f /system1"], "'username': value 'admin\\nstop -f /system1' contains"),
+    (["-l", "ad min"], "'username': value 'ad min' contains a blank"),
+])
+def test_control_characters_never_reach_the_cli(dev, argv, words):
+    """A line break in a value would type a second command into the device's CLI."""
+    for action in ("off", "validate-all"):
+        res = run_fence(AGENT, args=args("-o", action, *argv))
+        assert res.rc == 1 and words in res.err, res.err
+        assert "secret" not in res.err and "Traceback" not in res.err
+    assert dev.commands() == [] and dev.power == "on"
+
+
+def test_password_script_output_is_checked_like_a_password(dev, tmp_path):
+    script = tmp_path / "pw"
+    script.write_text("#!/bin/sh\nprintf 'secret\\033[Kstop -f /system1\\n'\n")
+    script.chmod(0o755)
+    res = run_fence(AGENT, args=["-a", "127.0.0.1", "-u", str(TELNET_PORT), "-l", "admin",
+                                 "-S", str(script), "-o", "off"])
+    assert res.rc == 1 and "the password contains a control character" in res.err, res.err
+    assert dev.commands() == [] and dev.power == "on"
+
+
+def test_ssh_destination_follows_a_double_dash():
+    from fence.ilo_mp import ssh_argv
+
+    ctx = loopback_ctx()
+    argv = ssh_argv(ctx, 22)
+    assert argv[-2:] == ["--", "admin@127.0.0.1"]
+
+
 def test_password_never_logged(dev, tmp_path):
     debug = tmp_path / "debug.log"
     res = run_fence(AGENT, args=args("-o", "reboot", "-v", "-D", str(debug)))
