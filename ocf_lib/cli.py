@@ -67,12 +67,18 @@ class TelnetCLI(CLITransport):
     def __init__(self, host: str, port: int, timeout: float, log: Logger) -> None:
         import socket
 
+        from .resolve import ResolveError, ResolveTimeout, connect
+
         self.log = log
         self.buf = ""
         self.peer = f"{host}:{port}"
         try:
-            self.sock = socket.create_connection((host, port), timeout=max(0.1, timeout))
-        except socket.timeout:
+            self.sock = connect(host, port, max(0.1, timeout))  # the DNS lookup too
+        except ResolveTimeout as exc:
+            raise CLITimeout(str(exc)) from None
+        except ResolveError as exc:
+            raise CLIError(str(exc)) from None
+        except TimeoutError:
             raise CLITimeout(f"connecting to {self.peer} timed out") from None
         except OSError as exc:
             raise CLIError(f"cannot connect to {self.peer}: {exc.strerror or exc}") from None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import METADATA, ROOT, run_fence
+from test_transport import DEAD_NAME, dead_dns  # noqa: F401 - the fixture
 
 AGENT = "fence_ilo_mp"
 TELNET_PORT, SSH_PORT, SSH_PW_PORT, SSH_RAW_PORT = 2320, 2220, 2221, 2222
@@ -509,3 +510,20 @@ def test_ssh_wrong_password(sshd_pw):
     res = run_fence(AGENT, args=pw_args(sshd_pw, "Wr0ngPass", "-o", "off"))
     assert res.rc == 1 and "Unable to connect/login" in res.err, res.err
     assert "Wr0ngPass" not in res.err and sshd_pw.power == "on"
+
+
+def test_dead_dns_server_fails_within_login_timeout(dead_dns):  # noqa: F811
+    """Telnet to a host name whose DNS server never answers (resolver timeout 10 s)."""
+    start = time.monotonic()
+    res = subprocess.run(["ip", "netns", "exec", dead_dns, str(ROOT / "fence/fence_ilo_mp"),
+                          "-a", DEAD_NAME, "-l", "admin", "-p", "secret", "-o", "status",
+                          "--login-timeout=2"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and f"resolving {DEAD_NAME} timed out" in res.stderr, res.stderr
+    assert time.monotonic() - start < 4
+    # Over SSH the client resolves the name itself; login_timeout bounds it all the same.
+    start = time.monotonic()
+    res = subprocess.run(["ip", "netns", "exec", dead_dns, str(ROOT / "fence/fence_ilo_mp"),
+                          "-a", DEAD_NAME, "-x", "-l", "admin", "-p", "secret", "-o", "status",
+                          "--login-timeout=2"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "timed out" in res.stderr, res.stderr
+    assert time.monotonic() - start < 4

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import METADATA, ROOT, run_fence
+from test_transport import DEAD_NAME, dead_dns  # noqa: F401 - the fixture
 
 AGENT = "fence_na"
 RNG = "/usr/share/cluster/relaxng/metadata.rng"
@@ -336,3 +337,14 @@ def test_default_port_238_in_a_private_namespace(tmp_path):
             sim.terminate()
             sim.wait(5)
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_dead_dns_server_fails_within_login_timeout(dead_dns):  # noqa: F811
+    """A host name and a DNS server that never answers (resolver timeout 10 s)."""
+    start = time.monotonic()
+    res = subprocess.run(["ip", "netns", "exec", dead_dns, str(ROOT / "fence/fence_na"),
+                          "-a", DEAD_NAME, "-l", "motoko", "-p", PASSWORD, "-n", "1",
+                          "--config-file=/nonexistent", "-o", "off", "--login-timeout=2"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and f"resolving {DEAD_NAME} timed out" in res.stderr, res.stderr
+    assert time.monotonic() - start < 4
