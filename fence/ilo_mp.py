@@ -34,6 +34,8 @@ from ocf_lib.cli import CLIError, CLITransport
 from ocf_lib.fence import (
     CLI_TEXT,
     CLI_WORD,
+    REGEX,
+    WORDS,
     FenceAgent,
     FenceContext,
     FenceError,
@@ -54,17 +56,18 @@ FAILED_RE = r"(invalid|incorrect|denied|failed)"
 
 PARAMS = [
     opt_action(),
-    Param("command_prompt", STRING, default="MP>|hpiLO->", getopt="c", aliases=("cmd_prompt",),
+    Param("command_prompt", REGEX, default="MP>|hpiLO->", getopt="c", aliases=("cmd_prompt",),
           shortdesc="Force Python regex for command prompt"),
     Param("identity_file", STRING, getopt="k", shortdesc="Identity file (private key) for SSH"),
     Param("inet4_only", BOOLEAN, getopt="4", shortdesc="Forces agent to use IPv4 addresses only"),
     Param("inet6_only", BOOLEAN, getopt="6", shortdesc="Forces agent to use IPv6 addresses only"),
     opt_ip(required=False),
-    opt_ipport("23"),
+    opt_ipport("23", shortdesc="TCP port to use for connection with device "
+                               "(default 23, 22 if ssh is used)"),
     *opt_password(CLI_TEXT),
     *opt_plug(required=False, port_as_ip=True),
     Param("ssh", BOOLEAN, getopt="x", aliases=("secure",), shortdesc="Use SSH connection"),
-    Param("ssh_options", STRING, shortdesc="SSH options to use"),
+    Param("ssh_options", WORDS, shortdesc="SSH options to use"),
     Param("accept_new_hostkey", BOOLEAN, default="1",
           shortdesc="Record the SSH host key of a device seen for the first time, as "
                     "OpenSSH's StrictHostKeyChecking=accept-new; a changed key is always "
@@ -92,33 +95,27 @@ def validate(ctx: FenceContext) -> list[str]:
     ip = o.get("ip") or ""
     if not ip.isprintable() or " " in ip:
         out.append(f"parameter 'ip': value {ip!r} contains spaces or control characters")
-    import re
-
-    try:
-        re.compile(o.get("command_prompt") or "")
-    except re.error as exc:
-        out.append(f"parameter 'command_prompt': not a regular expression ({exc})")
     return out
 
 
 def ssh_argv(ctx: FenceContext, port: int) -> list[str]:
-    import shlex
+    import math
 
     o = ctx.options
-    argv = [o.get("ssh_path"), "-p", str(port),
-            "-o", "StrictHostKeyChecking=" + ("accept-new" if o.get("accept_new_hostkey")
-                                             else "yes"),
+    argv = [o.ssh_path, "-p", str(port),
+            "-o", "StrictHostKeyChecking=" + ("accept-new" if o.accept_new_hostkey else "yes"),
             "-o", "NumberOfPasswordPrompts=1",
-            "-o", f"ConnectTimeout={max(1, int(o.get('login_timeout') or 5))}"]
-    if o.get("inet4_only"):
+            "-o", f"ConnectTimeout={math.ceil(o.login_timeout)}"]
+    if o.inet4_only:
         argv.append("-4")
-    if o.get("inet6_only"):
+    if o.inet6_only:
         argv.append("-6")
-    if o.get("identity_file"):
-        argv += ["-i", o.get("identity_file"), "-o", "PasswordAuthentication=no"]
+    if o.identity_file is not None:
+        argv += ["-i", o.identity_file, "-o", "PasswordAuthentication=no"]
     else:
         argv += ["-o", "PubkeyAuthentication=no"]
-    argv += shlex.split(o.get("ssh_options") or "")
+    if o.ssh_options is not None:
+        argv += o.ssh_options
     return [*argv, "--", f"{o.username}@{o.ip}"]  # "--": the destination is never an option
 
 
@@ -126,7 +123,7 @@ class SmashCLP(Session):
     def __init__(self, ctx: FenceContext, cli: CLITransport) -> None:
         self.ctx = ctx
         self.cli = cli
-        self.prompt = ctx.options.get("command_prompt")
+        self.prompt = ctx.options.command_prompt
 
     def command(self, line: str, timeout: float | None = None, *, answer: bool = True) -> str:
         """Send one command and return its output, without echo and prompt.
@@ -172,7 +169,7 @@ class SmashCLP(Session):
 
     def set_power(self, plug: str | None, state: str) -> None:
         line = "start /system1" if state == "on" else "stop -f /system1"
-        out = self.command(line, self.ctx.options.get("power_timeout"))
+        out = self.command(line, self.ctx.options.power_timeout)
         for raw in out.splitlines():
             key, _, value = raw.strip().partition("=")
             if key.strip().lower() == "status" and value.strip() not in ("0", ""):
@@ -190,17 +187,17 @@ def login(ctx: FenceContext) -> CLITransport:
     from ocf_lib.cli import SSHCLI, TelnetCLI
 
     o = ctx.options
-    timeout = ctx.limit(o.get("login_timeout") or 5.0)
-    port = o.get("ipport")
-    password = o.get("password") or ""
-    prompt = o.get("command_prompt")
-    if o.get("ssh"):
+    timeout = ctx.limit(o.login_timeout)
+    port = o.ipport
+    password = o.password  # None with an identity file and no passphrase
+    prompt = o.command_prompt
+    if o.ssh:
         cli: CLITransport = SSHCLI(ssh_argv(ctx, port if o.given("ipport") else 22), ctx.log)
         waits = [PASSWORD_RE, "passphrase", prompt, "host key verification failed",
                  "permission denied", "identification has changed", "host key is known"]
         index, text = cli.expect(waits, timeout)
         if index in (0, 1):
-            if not password:
+            if password is None:
                 raise FenceError("the SSH key or account needs a password or passphrase")
             cli.send_secret(password)
             index, text = cli.expect(waits, timeout)
@@ -217,11 +214,11 @@ def login(ctx: FenceContext) -> CLITransport:
         if index != 2:
             raise FenceError("Unable to connect/login to fencing device: login refused")
         return cli
-    cli = TelnetCLI(o.get("ip"), port, timeout, ctx.log)
+    cli = TelnetCLI(o.ip, port, timeout, ctx.log)
     cli.expect([LOGIN_RE], timeout)
-    cli.send(o.get("username"))
+    cli.send(o.username)
     cli.expect([PASSWORD_RE], timeout)
-    cli.send_secret(password)
+    cli.send_secret(password)  # validate() asks for one without ssh
     index, _ = cli.expect([prompt, LOGIN_RE, FAILED_RE], timeout)
     if index != 0:
         raise FenceError("Unable to connect/login to fencing device: login refused")

@@ -104,6 +104,63 @@ class _TrueFalse(ParamType):
 TRUE_FALSE: ParamType = _TrueFalse()
 
 
+class _Seconds(ParamType):
+    """A duration in seconds (``30``, ``30s``, ``2min``); ``positive``: above 0."""
+
+    fence_type = "second"
+
+    def __init__(self, positive: bool) -> None:
+        self.positive = positive
+        self.doc = DURATION.doc + (", above 0" if positive else "")
+
+    def convert(self, raw: str, name: str) -> float:
+        value = float(DURATION.convert(raw, name))
+        if self.positive and value <= 0:
+            # fence-agents read 0 as "wait forever"; here every wait has a bound.
+            raise ParamError(name, raw, "is not above 0 (every wait of a fence action has "
+                                        "a limit: give the seconds to wait)")
+        return value
+
+
+SECONDS: ParamType = _Seconds(positive=False)
+TIME_LIMIT: ParamType = _Seconds(positive=True)
+
+
+class _Regex(ParamType):
+    """A Python regular expression (a prompt); the value stays the pattern text."""
+
+    doc = "regular expression"
+
+    def convert(self, raw: str, name: str) -> str:
+        import re
+
+        try:
+            re.compile(raw)
+        except re.error as exc:
+            raise ParamError(name, raw, f"is not a regular expression ({exc})") from None
+        return raw
+
+
+REGEX: ParamType = _Regex()
+
+
+class _Words(ParamType):
+    """Words split as a shell would, without running one (``ssh_options``)."""
+
+    doc = "words, quoted as in a shell"
+
+    def convert(self, raw: str, name: str) -> list[str]:
+        import shlex
+
+        try:
+            return shlex.split(raw)
+        except ValueError as exc:
+            raise ParamError(name, raw, f"cannot be split into words ({exc})") from None
+
+
+WORDS: ParamType = _Words()
+
+
 class CLIText(ParamType):
     """Text typed into a device's command line (a login, a password).
 
@@ -140,9 +197,10 @@ def opt_ip(required: bool = True) -> Param:
                  shortdesc="IP address or hostname of fencing device")
 
 
-def opt_ipport(default: str, aliases: Sequence[str] = ()) -> Param:
+def opt_ipport(default: str, aliases: Sequence[str] = (),
+               shortdesc: str = "TCP/UDP port to use for connection with device") -> Param:
     return Param("ipport", INTEGER(1, 65535), default=default, getopt="u", aliases=aliases,
-                 order=1, shortdesc="TCP/UDP port to use for connection with device")
+                 order=1, shortdesc=shortdesc)
 
 
 def opt_login(required: bool = False, type: ParamType = STRING) -> Param:  # noqa: A002
@@ -171,9 +229,8 @@ def opt_plug(required: bool, port_as_ip: bool = False) -> list[Param]:
     return out
 
 
-def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
-               shell_timeout: str = "3") -> list[Param]:
-    """Options every fence agent has: output control and timing."""
+def opt_output() -> list[Param]:
+    """Output control, which every fence agent has (fence_pcmk too)."""
     return [
         Param("quiet", BOOLEAN, getopt="q", order=50, shortdesc="Disable logging to stderr."),
         Param("verbose", BOOLEAN, getopt="v", order=51, shortdesc="Verbose mode."),
@@ -184,27 +241,48 @@ def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeou
         Param("version", BOOLEAN, getopt="V", order=54,
               shortdesc="Display version information and exit"),
         Param("help", BOOLEAN, getopt="h", order=55, shortdesc="Display help and exit"),
-        Param("plug_separator", STRING, default=",", order=100,
-              shortdesc="Separator for plug parameter when specifying more than 1 plug"),
-        Param("delay", DURATION, default="0", order=200,
-              shortdesc="Wait X seconds before fencing is started"),
+    ]
+
+
+def opt_delay() -> Param:
+    return Param("delay", SECONDS, default="0", order=200,
+                 shortdesc="Wait X seconds before fencing is started")
+
+
+def opt_timing(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
+               shell_timeout: str = "3") -> list[Param]:
+    """The steps of an agent that talks to its device itself, each with its own bound."""
+    return [
         Param("disable_timeout", TRUE_FALSE, order=200,
               shortdesc="Disable the time limit of the whole action (true/false) "
                         "(default: true when run by pacemaker-fenced, which bounds the agent "
                         "with pcmk_<action>_timeout). Each step keeps its own limit: "
                         "login_timeout, shell_timeout, power_timeout, power_wait, delay"),
-        Param("login_timeout", DURATION, default=login_timeout, order=200,
+        Param("login_timeout", TIME_LIMIT, default=login_timeout, order=200,
               shortdesc="Wait X seconds for cmd prompt after login"),
-        Param("power_timeout", DURATION, default=power_timeout, order=200,
+        Param("power_timeout", TIME_LIMIT, default=power_timeout, order=200,
               shortdesc="Test X seconds for status change after ON/OFF"),
-        Param("power_wait", DURATION, default=power_wait, order=200,
+        Param("power_wait", SECONDS, default=power_wait, order=200,
               shortdesc="Wait X seconds after issuing ON/OFF"),
-        Param("shell_timeout", DURATION, default=shell_timeout, order=200,
+        Param("shell_timeout", TIME_LIMIT, default=shell_timeout, order=200,
               shortdesc="Wait X seconds for cmd prompt after issuing command"),
-        Param("stonith_status_sleep", DURATION, default="1", order=200,
+        Param("stonith_status_sleep", TIME_LIMIT, default="1", order=200,
               shortdesc="Sleep X seconds between status calls during a STONITH action"),
         Param("retry_on", INTEGER(0), default="1", order=201,
               shortdesc="Count of attempts to retry power on"),
+    ]
+
+
+def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
+               shell_timeout: str = "3") -> list[Param]:
+    """Options every agent that drives a device has: output, plugs, delay, timing."""
+    return [
+        *opt_output(),
+        Param("plug_separator", STRING, default=",", order=100,
+              shortdesc="Separator for plug parameter when specifying more than 1 plug"),
+        opt_delay(),
+        *opt_timing(power_wait=power_wait, power_timeout=power_timeout,
+                    login_timeout=login_timeout, shell_timeout=shell_timeout),
     ]
 
 
@@ -509,7 +587,8 @@ class FenceContext:
         if self.options.get("port_as_ip") and plug and not self.options.given("ip"):
             self.options.set("ip", plug)
         self.errors = [e for e in self.errors if not self._supplied(e)]
-        verbose = bool(self.options.get("verbose")) or (self.options.get("verbose_level") or 0) > 0
+        level = self.options.get("verbose_level")
+        verbose = bool(self.options.get("verbose")) or (level is not None and level > 0)
         quiet = bool(self.options.get("quiet"))
         log_env = {"HA_debug": "1" if verbose else "0"}
         if self.options.get("debug_file"):
@@ -636,7 +715,7 @@ class FenceContext:
                 from None
 
     def _delay(self) -> None:
-        delay = self.options.get("delay", 0.0) or 0.0
+        delay = self.options.delay
         if delay > 0 and self.action in ("off", "reboot"):
             self.log.info(f"delaying {delay:g}s before fencing")
             self.deadline.sleep(delay)
@@ -685,8 +764,7 @@ class FenceContext:
             sys.stdout.write("Success: Powered OFF\n")
             return codes.FENCE_OK
         if action == "on":
-            attempts = self.options.get("retry_on", 1) or 1  # as fencing.py: total tries
-            self._power_on(session, attempts)
+            self._power_on(session, self.options.retry_on)
             sys.stdout.write("Success: Powered ON\n")
             return codes.FENCE_OK
         return self._reboot(session, current)
@@ -705,7 +783,7 @@ class FenceContext:
         if current != "off":
             self._power(session, "off")
         try:
-            self._power_on(session, self.options.get("retry_on", 1) or 1)
+            self._power_on(session, self.options.retry_on)
         except Exception as exc:  # noqa: BLE001 - off is verified; on is best effort
             self.log.warning(f"target is off, but powering it on failed: {exc}")
         sys.stdout.write("Success: Rebooted\n")
@@ -735,20 +813,19 @@ class FenceContext:
 
         o = self.options
         session.set_power(self.plug, state)
-        wait = o.get("power_wait", 0.0) or 0.0
-        first = 0.5
+        wait, first = o.power_wait, 0.5
         if self.agent.poll_during_wait:
             wait, first = 0.0, 0.1  # power_wait then only lengthens the poll window
-            end = time.monotonic() + (o.get("power_wait", 0.0) or 0.0)
+            end = time.monotonic() + o.power_wait
         else:
             end = time.monotonic()
         self.deadline.sleep(wait)
-        end = max(end, time.monotonic()) + (o.get("power_timeout", 20.0) or 20.0)
-        interval = min(first, o.get("stonith_status_sleep", 1.0) or 1.0)
+        end = max(end, time.monotonic()) + o.power_timeout
+        interval = min(first, o.stonith_status_sleep)
         while True:
             if self._status(session) == state:
                 return
             if time.monotonic() >= end or self.deadline.remaining() < interval:
                 raise FenceError(f"Timed out waiting to power {state.upper()} (timed out)")
             self.deadline.sleep(interval)
-            interval = min(interval * 1.5, o.get("stonith_status_sleep", 1.0) or 1.0)
+            interval = min(interval * 1.5, o.stonith_status_sleep)

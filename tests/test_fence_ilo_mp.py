@@ -198,7 +198,8 @@ def test_unreachable_and_bad_input(dev):
     assert time.monotonic() - start < 3
     for bad, words in ((["-o", "bogus"], "Unrecognised action"),
                        (["-o", "off", "-a", "127.0.0.1 -oProxyCommand=x"], "spaces"),
-                       (["-o", "off", "-c", "MP>("], "regular expression")):
+                       (["-o", "off", "-c", "MP>("], "regular expression"),
+                       (["-o", "off", "-x", "--ssh-options=-o 'User=x"], "cannot be split")):
         res = run_fence(AGENT, args=args(*bad))
         assert res.rc == 1 and words in res.err, res.err
     res = run_fence(AGENT, stdin="action=off\nip=127.0.0.1\nipport=2320\nusername=admin\n")

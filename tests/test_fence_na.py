@@ -267,6 +267,8 @@ def test_silent_device_times_out(na):
     (["-o", "frobnicate", "-n", "1"], "Unrecognised action"),
     (["-o", "off", "-n", "1", "--ipport=x"], "ipport"),
     (["-o", "off", "-n", "1", "--mode=naos1"], "mode"),
+    (["-o", "off", "-n", "1", "--aliases=1=an-node01,two"], "'two', not NUMBER=NAME"),
+    (["-o", "off", "-n", "1", "--power-timeout=0"], "'power_timeout': value '0' is not above"),
 ])
 def test_bad_input_changes_nothing(na, bad, words):
     sim = na(23810, "--scale", "0.05")

@@ -467,6 +467,49 @@ def test_exec_delay_under_the_fencer(switch: Switch) -> None:
     assert switch.plug("2") == "off"
 
 
+@pytest.mark.parametrize("module", ["fence.ilo_mp", "fence.na", "fence.pcmk", "fencedev"])
+def test_every_declared_default_is_the_typed_value(module: str) -> None:
+    """After parsing, a parameter that was not given holds its declared default, converted."""
+    import importlib
+
+    agent = importlib.import_module(module).agent
+    ctx = FenceContext(agent, agent.name, agent.params, {"action": "monitor"}, {})
+    for p in agent.params:
+        if p.default is not None and p.name != "action":
+            assert ctx.options[p.name] == p.convert(p.default), p.name
+            assert ctx.options[p.name] is not None
+
+
+def test_fence_na_deadline_uses_its_declared_power_timeout() -> None:
+    from fence.na import agent
+
+    raw = {"action": "off", "ip": "192.0.2.1", "plug": "1"}
+    ctx = FenceContext(agent, "fence_na", agent.params, raw, {})
+    assert ctx.options.power_timeout == 40.0
+    # delay 0 + login 5 + 2 x shell 3 + power_wait 0 + power_timeout 40 + 5 s to report
+    assert 55 < ctx.deadline.remaining() <= 56
+
+
+@pytest.mark.parametrize("name", ["power_timeout", "login_timeout", "shell_timeout",
+                                  "stonith_status_sleep"])
+def test_a_zero_time_limit_is_an_error_not_a_silent_default(
+        switch: Switch, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """power_timeout=0 once became 20 s without a word (fence-agents reads it as forever)."""
+    assert fence(stdin_lines(switch, action="off", port="1", **{name: "0"})) == 1
+    assert f"'{name}': value '0' is not above 0" in capsys.readouterr().err
+    assert switch.sets() == []
+    assert fence(stdin_lines(switch, action="status", port="1", power_wait="0", delay="0")) == 0
+
+
+def test_fence_pcmk_shares_the_output_options() -> None:
+    from fence.pcmk import agent
+    from ocf_lib.fence import opt_delay, opt_output
+
+    names = [p.name for p in agent.params]
+    for p in [*opt_output(), opt_delay()]:
+        assert p.name in names
+
+
 def test_agent_refuses_ambiguous_declarations() -> None:
     with pytest.raises(ValueError):
         FenceAgent("fence_x", shortdesc="x", longdesc="x", params=[Param("a"), Param("a")],
