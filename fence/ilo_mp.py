@@ -92,9 +92,6 @@ def validate(ctx: FenceContext) -> list[str]:
         out.append(f"Identity file {o.identity_file} does not exist")
     if o.get("ip") is None:
         out.append("You have to enter fence address (ip, or plug with port_as_ip=1)")
-    ip = o.get("ip") or ""
-    if not ip.isprintable() or " " in ip:
-        out.append(f"parameter 'ip': value {ip!r} contains spaces or control characters")
     return out
 
 

@@ -35,7 +35,17 @@ import sys
 from . import codes
 from .deadline import Deadline
 from .log import Logger
-from .params import BOOLEAN, DURATION, INTEGER, STRING, Param, ParamError, ParamType, parse
+from .params import (
+    BOOLEAN,
+    DURATION,
+    HOST,
+    INTEGER,
+    STRING,
+    Param,
+    ParamError,
+    ParamType,
+    parse,
+)
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
@@ -193,7 +203,7 @@ def opt_action(default: str = "reboot") -> Param:
 
 
 def opt_ip(required: bool = True) -> Param:
-    return Param("ip", STRING, required=required, getopt="a", aliases=("ipaddr",), order=1,
+    return Param("ip", HOST, required=required, getopt="a", aliases=("ipaddr",), order=1,
                  shortdesc="IP address or hostname of fencing device")
 
 
@@ -585,7 +595,12 @@ class FenceContext:
             plug = nodename  # "port wins over nodename", but nodename beats nothing
         self.plug: str | None = plug
         if self.options.get("port_as_ip") and plug and not self.options.given("ip"):
-            self.options.set("ip", plug)
+            # The plug becomes the ip: checked by the ip's declared type.
+            declared = next(p for p in params if p.name == "ip")
+            try:
+                self.options.set("ip", declared.convert(plug))
+            except ParamError as exc:
+                self.errors.append(exc)
         self.errors = [e for e in self.errors if not self._supplied(e)]
         level = self.options.get("verbose_level")
         verbose = bool(self.options.get("verbose")) or (level is not None and level > 0)

@@ -197,7 +197,7 @@ def test_unreachable_and_bad_input(dev):
     assert res.rc == 1 and "Unable to connect/login" in res.err
     assert time.monotonic() - start < 3
     for bad, words in ((["-o", "bogus"], "Unrecognised action"),
-                       (["-o", "off", "-a", "127.0.0.1 -oProxyCommand=x"], "spaces"),
+                       (["-o", "off", "-a", "127.0.0.1 -oProxyCommand=x"], "not a host name"),
                        (["-o", "off", "-c", "MP>("], "regular expression"),
                        (["-o", "off", "-x", "--ssh-options=-o 'User=x"], "cannot be split")):
         res = run_fence(AGENT, args=args(*bad))

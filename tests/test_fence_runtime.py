@@ -510,6 +510,34 @@ def test_fence_pcmk_shares_the_output_options() -> None:
         assert p.name in names
 
 
+@pytest.mark.parametrize("agent", ["fence_ipmilan", "fence_ilo_mp", "fence_na"])
+@pytest.mark.parametrize("ip", ["a" * 64, "/var/run/bmc", "bmc..lab", "010.1.1.1",
+                                "fe80::1%eth0 -oProxyCommand=x"])
+def test_the_ip_option_is_a_host_name_or_an_address(agent: str, ip: str) -> None:
+    """A 64-character label or a path once ended in "internal error: UnicodeError ... idna"."""
+    base = "username=admin\npassword=x\nplug=1\n"
+    for action in ("validate-all", "status"):
+        res = run_fence(agent, stdin=f"action={action}\nip={ip}\n{base}")
+        assert res.rc == 1 and "parameter 'ip'" in res.err, res.err
+        assert "internal error" not in res.err and "Traceback" not in res.err
+    res = run_fence(agent, args=["-a", ip, "-l", "admin", "-p", "x", "-o", "status"])
+    assert res.rc == 1 and "parameter 'ip'" in res.err, res.err
+
+
+def test_port_as_ip_goes_through_the_ip_type() -> None:
+    res = run_fence("fence_ilo_mp", stdin="action=status\nport=" + "b" * 64 + "\nport_as_ip=1\n"
+                    "username=admin\npassword=x\n")
+    assert res.rc == 1 and "parameter 'ip'" in res.err and "internal error" not in res.err
+
+
+def test_host_names_and_addresses_are_accepted() -> None:
+    from ocf_lib.params import HOST
+
+    for ok in ("192.0.2.1", "2001:db8::1", "fe80::1%eth0", "bmc-1.lab.example.", "a" * 63,
+               "ilo_3.lab", "bücher.example"):
+        assert HOST.convert(ok, "ip") == ok
+
+
 def test_agent_refuses_ambiguous_declarations() -> None:
     with pytest.raises(ValueError):
         FenceAgent("fence_x", shortdesc="x", longdesc="x", params=[Param("a"), Param("a")],
