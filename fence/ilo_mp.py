@@ -20,7 +20,11 @@ Differences from upstream fence_ilo_mp 4.12:
   ``accept_new_hostkey=0`` refuses any key not already in known_hosts
   (upstream answered "yes" to every question);
 * a password typed into the session never reaches a log (upstream logged
-  ``Sent: <password>`` at debug level);
+  ``Sent: <password>`` at debug level); the login, the password (from
+  ``password_script`` too) and the address may hold no control character or
+  line break, and ``--`` precedes the ssh destination;
+* a host name is resolved within ``login_timeout`` (telnet), and ssh's own
+  lookup is bounded by it too;
 * the default prompt is one regex, ``MP>|hpiLO->`` (upstream showed a Python
   list repr); ``telnet_path`` is accepted and unused (no telnet binary);
 * the state is polled during ``power_wait`` over the open session.

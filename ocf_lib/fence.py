@@ -14,7 +14,8 @@ report a fence that did not happen:
 * ``password_script`` run without a shell, under a time limit;
 * every step has its own time limit (``login_timeout``, ``shell_timeout``,
   ``power_timeout``, ``power_wait``, ``delay``); ``power_timeout`` is
-  seconds, not poll iterations, and stays finite under Pacemaker;
+  seconds, not poll iterations, and stays finite under Pacemaker; a limit of
+  0 is refused (fence-agents reads it as "wait forever");
 * one :class:`Deadline` for the whole action, their sum, unless
   ``disable_timeout`` is true, as it is by default under pacemaker-fenced
   (``PCMK_service=pacemaker-fenced``), which passes no timeout and kills the
@@ -22,6 +23,9 @@ report a fence that did not happen:
 * ``off`` returns 0 only once the device *reports* the target off;
   ``reboot`` is off, verify off, then on: 0 once off is verified even if
   power-on fails (logged);
+* an unknown stdin option is named in a warning on stderr (never its value)
+  and ignored, except ``agent`` and ``nodename``, which the callers send to
+  every agent;
 * exit codes 0, 1, and 2 for ``status`` of a target that is off; error text
   contains ``timed out`` / ``Unrecognised action`` where Pacemaker keys on
   those words.
