@@ -63,7 +63,16 @@ class Call:
         return "".join(f"{k}={v}\n" for k, v in self.lines)
 
     def secret_values(self, secrets: frozenset[str] | None) -> list[str]:
-        return [v for k, v in self.lines if v and is_secret(k, secrets)]
+        """The values to mask in the agent's output.
+
+        For an agent without declarations, switches (``lanplus=1``, ``ssh=on``)
+        are not masked there: no secret, and masking every "1" garbles messages.
+        """
+        from .params import FALSE_WORDS, TRUE_WORDS
+
+        switches = TRUE_WORDS | FALSE_WORDS if secrets is None else frozenset()
+        return [v for k, v in self.lines
+                if v and is_secret(k, secrets) and v.strip().lower() not in switches]
 
     def shown(self, secrets: frozenset[str] | None) -> str:
         return "".join(f"{k}={'****' if is_secret(k, secrets) else v}\n"

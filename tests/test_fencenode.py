@@ -180,13 +180,14 @@ def test_verbose_output_is_masked_whole_tokens(tmp_path):
                      "echo 'Unable to connect to the device' >&2\nexit 1\n")
     agent.chmod(0o755)
     cfg = conf(tmp_path, '<method name="m"><device name="c" port="n2"/></method>',
-               '<fencedevice name="c" agent="fence_chatty" passwd="b" '
+               '<fencedevice name="c" agent="fence_chatty" passwd="b" lanplus="1" '
                'secret_key="wJalrXUtnFEMIEXAMPLE"/>')
     res = fence_node("-c", str(cfg), "--agent-path", str(tmp_path), "-v", "n2")
     assert res.returncode == 1
     assert "wJalrXUtnFEMIEXAMPLE" not in res.stderr and "got passwd=b" not in res.stderr
     assert "got passwd=****" in res.stderr and "got secret_key=****" in res.stderr
     assert "Unable to connect to the device" in res.stderr
+    assert "got lanplus=1" in res.stderr  # a switch, not a secret
 
 
 def test_agent_time_limit(tmp_path):
