@@ -340,10 +340,17 @@ def test_ssh_wrong_key(sshd, tmp_path):
     assert res.rc == 1 and "login" in res.err.lower(), res.err
 
 
-@pytest.fixture(scope="module")
-def sshd_raw() -> Iterator[Device]:
-    """An embedded SSH CLI: no line discipline on the device side, LF ends a line."""
-    yield from start_sshd(SSH_RAW_PORT, "--stdio-raw")
+@pytest.fixture(scope="module", params=["raw pty", "no pty"])
+def sshd_raw(request: pytest.FixtureRequest) -> Iterator[Device]:
+    """An embedded SSH CLI: no line discipline on the device side, LF ends a line.
+
+    "raw pty": sshd grants the pty, the CLI puts it in raw mode (the ssh client
+    then sends bytes as typed).  "no pty": sshd refuses it (PermitTTY no).
+    """
+    if request.param == "raw pty":
+        yield from start_sshd(SSH_RAW_PORT, "--stdio-raw")
+    else:
+        yield from start_sshd(SSH_RAW_PORT + 1, "--stdio-raw", "PermitTTY no\n")
 
 
 def test_ssh_cli_without_line_discipline(sshd_raw):
