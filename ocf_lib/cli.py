@@ -7,8 +7,11 @@ expressions; that is all a CLI fence agent needs.  Two real ones:
   device proposes is refused (IAC DO/WILL answered with WONT/DONT), so lines
   arrive as sent; no ``telnet`` binary, no pty turning ``\\r\\n`` into two lines.
 * :class:`SSHCLI`: the OpenSSH client driven by pexpect (it insists on a
-  terminal for its password prompt).  Host keys are checked
-  (``StrictHostKeyChecking=yes``) unless new keys may be accepted.
+  terminal for its password prompt).  Commands end with CR LF, as
+  fence-agents sends them: an embedded SSH CLI with no terminal line
+  discipline reads LF-terminated lines and never sees a line that ends with
+  CR alone, while a device-side pty turns CR LF into two line ends (the
+  caller then sees the echo and one extra prompt).
 
 Passwords go through :meth:`CLITransport.send_secret`, which never logs what
 it sends.  A test double implements the same three methods.
@@ -64,12 +67,18 @@ class TelnetCLI(CLITransport):
     def __init__(self, host: str, port: int, timeout: float, log: Logger) -> None:
         import socket
 
+        from .resolve import ResolveError, ResolveTimeout, connect
+
         self.log = log
         self.buf = ""
         self.peer = f"{host}:{port}"
         try:
-            self.sock = socket.create_connection((host, port), timeout=max(0.1, timeout))
-        except socket.timeout:
+            self.sock = connect(host, port, max(0.1, timeout))  # the DNS lookup too
+        except ResolveTimeout as exc:
+            raise CLITimeout(str(exc)) from None
+        except ResolveError as exc:
+            raise CLIError(str(exc)) from None
+        except TimeoutError:
             raise CLITimeout(f"connecting to {self.peer} timed out") from None
         except OSError as exc:
             raise CLIError(f"cannot connect to {self.peer}: {exc.strerror or exc}") from None
@@ -173,7 +182,10 @@ class TelnetCLI(CLITransport):
 class SSHCLI(CLITransport):
     """``ssh`` under pexpect; ``argv`` is the full client command line (no secrets)."""
 
-    eol = "\r"  # the Enter key: a terminal sends CR (\r\n would be two lines)
+    eol = "\r\n"
+    # The password goes to the local ssh client's own prompt (a tty in canonical
+    # mode): one LF, so no stray line end is left over for the device.
+    secret_eol = "\n"
 
     def __init__(self, argv: Sequence[str], log: Logger) -> None:
         from .lazy import need
@@ -195,7 +207,7 @@ class SSHCLI(CLITransport):
 
     def send_secret(self, line: str) -> None:
         self.log.debug("sent: (password, not logged)")
-        self.child.send(line + self.eol)
+        self.child.send(line + self.secret_eol)
 
     def expect(self, patterns: Sequence[str], timeout: float) -> tuple[int, str]:
         compiled = [re.compile(p, re.IGNORECASE) for p in patterns]

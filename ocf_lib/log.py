@@ -13,7 +13,11 @@ debug *on* for ``HA_debug=0``; here 0 means off) or when ``OCF_TRACE_RA`` is
 true, in which case they also go to ``OCF_TRACE_FILE`` (default stderr).
 
 Every registered secret is replaced by ``****`` before a line is written
-anywhere.
+anywhere.  A secret is masked as a whole token: where it starts and ends
+with a letter or digit, its neighbours must not be letters or digits, so a
+one-character password never turns "Unable" into "Una****le".  A secret of
+``SUBSTRING_MIN`` characters or more is masked wherever it appears, glued to
+other text too (``-Pverysecret``): a string that long is the secret.
 """
 
 from __future__ import annotations
@@ -29,6 +33,33 @@ if TYPE_CHECKING:
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR"}
 _TRUE = ("1", "yes", "true", "on")
+SUBSTRING_MIN = 8
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def mask_token(text: str, secret: str) -> str:
+    """``text`` with every whole-token occurrence of ``secret`` replaced by ``****``."""
+    if len(secret) >= SUBSTRING_MIN:
+        return text.replace(secret, "****")
+    out = []
+    start = 0
+    i = text.find(secret)
+    while i >= 0:
+        end = i + len(secret)
+        before_ok = i == 0 or not (_word(secret[0]) and _word(text[i - 1]))
+        after_ok = end == len(text) or not (_word(secret[-1]) and _word(text[end]))
+        if before_ok and after_ok:
+            out.append(text[start:i])
+            out.append("****")
+            start = end
+            i = text.find(secret, end)
+        else:
+            i = text.find(secret, i + 1)
+    out.append(text[start:])
+    return "".join(out)
 
 
 class Logger:
@@ -52,7 +83,7 @@ class Logger:
     def mask(self, text: str) -> str:
         # Longest first, so a secret that contains another is hidden whole.
         for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, "****")
+            text = mask_token(text, secret)
         return text
 
     def log(self, level: int, message: str) -> None:

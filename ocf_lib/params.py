@@ -663,3 +663,47 @@ INTERFACE: ParamType = _Interface()
 ADDR_LABEL: ParamType = _Label()
 NETNS_NAME: ParamType = _NetnsName()
 ROUTE_PROTOCOL: ParamType = _RouteProtocol()
+
+
+# -- device addresses (fence agents) ----------------------------------------------
+
+class _Host(ParamType):
+    """A host name (IDNA allowed) or an IPv4/IPv6 address, as a device's address.
+
+    The checks are the ones ``getaddrinfo`` would otherwise fail on with an
+    encoding error (a label over 63 characters, an empty label as in a path),
+    plus an all-numeric name that is not a plain IPv4 address: ``010.1.1.1``
+    is 8.1.1.1 to inet_aton and 10.1.1.1 to a person.
+    """
+
+    doc = "host name or IPv4/IPv6 address"
+
+    def convert(self, raw: str, name: str) -> str:
+        text = raw.strip()
+        address, percent, scope = text.partition("%")
+        scoped = not percent or (scope != "" and all(
+            ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in scope))
+        if (_is_ipv4(text) or _is_ipv6(address)) and scoped:
+            return text
+        shown = raw.encode("unicode_escape").decode("ascii")
+        if any(ch.isspace() or not ch.isprintable() for ch in text):
+            raise ParamError(name, shown, "contains spaces or control characters: not a host "
+                                          "name or an IPv4/IPv6 address")
+        try:
+            ascii_name = text.encode("idna").decode("ascii")
+        except UnicodeError:
+            ascii_name = ""
+        labels = ascii_name[:-1].split(".") if ascii_name.endswith(".") else ascii_name.split(".")
+        ok = 0 < len(ascii_name) <= 253 and all(
+            0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+            and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in label)
+            for label in labels)
+        if not ok:
+            raise ParamError(name, shown, "is not a host name or an IPv4/IPv6 address")
+        if labels[-1].isdigit():
+            raise ParamError(name, shown, "is neither a host name nor a plain IPv4 address "
+                                          "(no leading zeros, four numbers)")
+        return text
+
+
+HOST: ParamType = _Host()

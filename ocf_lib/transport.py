@@ -54,13 +54,17 @@ class LineTransport:
 
 class TCPLineTransport(LineTransport):
     def __init__(self, host: str, port: int, timeout: float, eol: str = "\n") -> None:
-        import socket
+        from .resolve import ResolveError, ResolveTimeout, connect
 
         self.eol = eol
         self._buf = b""
         try:
-            self.sock = socket.create_connection((host, port), timeout=max(0.1, timeout))
-        except socket.timeout:
+            self.sock = connect(host, port, max(0.1, timeout))  # the DNS lookup too
+        except ResolveTimeout as exc:
+            raise TransportTimeout(str(exc)) from None
+        except ResolveError as exc:
+            raise TransportError(str(exc)) from None
+        except TimeoutError:
             raise TransportTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:
             reason = exc.strerror or exc

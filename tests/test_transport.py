@@ -149,3 +149,99 @@ def test_loopback_behaves_like_the_real_one() -> None:
 def test_errors_are_oserrors_so_fence_runtime_reports_them() -> None:
     assert issubclass(TransportError, OSError)
     assert issubclass(TransportTimeout, TransportError)
+
+
+# -- host-name lookups with a deadline (ocf_lib.resolve) ----------------------------------
+
+DEAD_NAME = "fence-dev.pyha-test"
+
+
+@pytest.fixture(scope="module")
+def dead_dns() -> Iterator[str]:
+    """A network namespace whose only DNS server swallows every query.
+
+    ``ip netns exec`` bind-mounts /etc/netns/NAME/resolv.conf over
+    /etc/resolv.conf.  The server's address is a permanent neighbour on one
+    end of a veth pair whose other end has no address: queries leave and are
+    dropped, with no ICMP error, so the resolver waits its full timeout (10 s).
+    """
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    ns = f"pyha-dns-{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    conf = Path("/etc/netns") / ns
+    try:
+        for cmd in (["link", "set", "lo", "up"],
+                    ["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+                    ["addr", "add", "10.53.0.1/24", "dev", "d0"], ["link", "set", "d0", "up"],
+                    ["link", "set", "d1", "up"],
+                    ["neigh", "add", "10.53.0.53", "lladdr", "02:00:00:00:00:53", "dev", "d0",
+                     "nud", "permanent"]):
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        conf.mkdir(parents=True)
+        (conf / "resolv.conf").write_text("nameserver 10.53.0.53\noptions timeout:10 attempts:1\n")
+        # The lookup really hangs there: the system's own resolver is still waiting at 2 s.
+        probe = subprocess.run(["ip", "netns", "exec", ns, "timeout", "2", "getent", "hosts",
+                                DEAD_NAME], capture_output=True)
+        assert probe.returncode == 124, "the dead DNS server answered"
+        yield ns
+    finally:
+        shutil.rmtree(conf, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+RESOLVE_PROBE = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from ocf_lib.resolve import ResolveTimeout, resolve
+out = {}
+start = time.monotonic()
+out["numeric"] = [a[3][0] for a in resolve("127.0.0.1", 238, 1.0)]
+out["v6"] = [a[3][0] for a in resolve("::1", 238, 1.0)]
+out["numeric_s"] = time.monotonic() - start
+start = time.monotonic()
+try:
+    resolve(sys.argv[2], 238, 1.5)
+except ResolveTimeout as exc:
+    out["timeout"] = str(exc)
+out["name_s"] = time.monotonic() - start
+print(json.dumps(out))
+"""
+
+
+def test_lookups_are_bounded_and_numbers_skip_dns(dead_dns: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run(["ip", "netns", "exec", dead_dns, sys.executable, "-c", RESOLVE_PROBE,
+                           str(ROOT), DEAD_NAME], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["numeric"] == ["127.0.0.1"] and out["v6"] == ["::1"]
+    assert out["numeric_s"] < 0.5  # no DNS consulted
+    assert f"resolving {DEAD_NAME} timed out after 1.5s" in out["timeout"]
+    assert 1.4 < out["name_s"] < 3
+
+
+def test_tcp_transport_lookup_is_bounded(dead_dns: str) -> None:
+    """The TCP line transport (fence_na's) gives up at its timeout, not the resolver's."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
+            "from ocf_lib.transport import TCPLineTransport, TransportTimeout\n"
+            "t = time.monotonic()\n"
+            "try:\n    TCPLineTransport(sys.argv[2], 238, 1.0)\n"
+            "except TransportTimeout as exc:\n    print(round(time.monotonic() - t, 1), exc)\n")
+    proc = subprocess.run(["ip", "netns", "exec", dead_dns, sys.executable, "-c", code,
+                           str(ROOT), DEAD_NAME], capture_output=True, text=True, timeout=30)
+    seconds, _, message = proc.stdout.partition(" ")
+    assert float(seconds) < 2.5 and "timed out" in message, proc.stdout + proc.stderr
