@@ -143,7 +143,8 @@ class IPMISession:
 # pyghmi releases whose private session class PyghmiSession subclasses: each is
 # tested in CI (tests/pyghmi-versions.txt).  Any other release gets the public
 # interface.
-TUNED_PYGHMI = frozenset({"1.5.34"})
+TUNED_PYGHMI = frozenset({"1.5.34", "1.5.70", "1.6.19"})
+_version: list[str | None] = []
 
 
 def pyghmi_version() -> str | None:
@@ -153,6 +154,13 @@ def pyghmi_version() -> str | None:
     ms); the ``pyghmi-X.Y.Z.dist-info`` / ``.egg-info`` entry next to the
     package says the same.  None when pyghmi is missing or unlabelled.
     """
+    if _version:
+        return _version[0]
+    _version.append(_find_version())
+    return _version[0]
+
+
+def _find_version() -> str | None:
     from .lazy import need
 
     try:
@@ -209,18 +217,20 @@ def resolve(host: str, timeout: float) -> str:
     return (v4 or addrs)[0]
 
 
-def choose_backend(cfg: IPMIConfig) -> str:
+def choose_backend(cfg: IPMIConfig, version: str | None = None) -> str:
     """``"ipmitool"``, ``"tuned"`` or ``"public"``, decided before any packet is sent.
 
     ipmitool when the configuration names it, when the cipher suite is one
     pyghmi does not speak, or when a suite is pinned but only pyghmi's public
     interface is available (it proposes 17, then 3, and has no knob).
+    ``version`` is the installed pyghmi's unless given.
     """
     if cfg.ipmitool:
         return "ipmitool"
     pinned = tuple(cfg.ciphers) != NATIVE_CIPHERS
     native = all(c in NATIVE_CIPHERS for c in cfg.ciphers)
-    version = pyghmi_version() if native else None
+    if native and version is None:
+        version = pyghmi_version()
     if native and version in TUNED_PYGHMI:
         return "tuned"
     if native and not pinned:
@@ -254,7 +264,7 @@ def open_session(cfg: IPMIConfig, timeout: float, log: Logger,
         log.debug(f"IPMI backend: ipmitool ({cfg.ipmitool})")
         return IpmitoolSession(cfg, timeout, log)
     if backend == "tuned":
-        return PyghmiSession(cfg, timeout, log, patience)
+        return PyghmiSession(cfg, timeout, log, patience, pyghmi_version() or "")
     return PyghmiCommandSession(cfg, timeout, log, patience)
 
 
@@ -286,11 +296,12 @@ class _Alarm:
         _signal.signal(_signal.SIGALRM, self._old)
 
 
-def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int],
+def _pyghmi_session_class(version: str, ciphers: Sequence[int], tried: list[int],
                           answered: list[bool]) -> Any:
-    """A pyghmi Session that proposes exactly ``ciphers``, in that order.
+    """A pyghmi Session (of a release in TUNED_PYGHMI) that proposes exactly
+    ``ciphers``, in that order, with fresh session IDs for every attempt.
 
-    pyghmi 1.5 proposes suite 17 (SHA-256) and falls back to 3 (SHA-1) when the
+    pyghmi proposes suite 17 (SHA-256) and falls back to 3 (SHA-1) when the
     BMC refuses; it has no knob for either, so a subclass sets the starting
     suite and stops the fallback when only one suite is allowed.
     """
@@ -306,26 +317,6 @@ def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int],
     module = sys.modules[base.__module__]
 
     class Session(base):  # type: ignore[misc, valid-type]
-        def awaitresponse(self, retry: Any) -> None:
-            # pyghmi's I/O thread may take the reply off the socket before this
-            # thread has queued its wait; the reply then sits in pktqueue until
-            # the retransmit timer (0.5-1 s) wakes us.  Look at pktqueue first,
-            # and wait in short slices.
-            while retry and self.lastresponse is None and self.logged:
-                self.process_pktqueue()
-                if self.lastresponse is not None:
-                    break
-                left = self.expiration - module._monotonic_time()
-                module._io_wait(max(0.0, min(left, 0.02)), self.sockaddr)
-                while self.iterwaiters:
-                    self.iterwaiters.pop()({"success": True})
-                self.process_pktqueue()
-                with module.util.protect(module.WAITING_SESSIONS):
-                    if (self in self.waiting_sessions
-                            and self.expiration < module._monotonic_time()):
-                        self.waiting_sessions.pop(self, None)
-                        self._timedout()
-
         def _initsession(self) -> None:
             super()._initsession()
             self.attemptedhash = order[0]
@@ -357,7 +348,46 @@ def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int],
                     self.attemptedhash = -1  # refused, and nothing left to propose
             return super()._got_rmcp_response(data)
 
-    return Session
+    if version == "1.5.34":
+        class Session134(Session):
+            def awaitresponse(self, retry: Any) -> None:
+                # pyghmi's I/O thread may take the reply off the socket before this
+                # thread has queued its wait; the reply then sits in pktqueue until
+                # the retransmit timer (0.5-1 s) wakes us.  Look at pktqueue first,
+                # and wait in short slices.
+                while retry and self.lastresponse is None and self.logged:
+                    self.process_pktqueue()
+                    if self.lastresponse is not None:
+                        break
+                    left = self.expiration - module._monotonic_time()
+                    module._io_wait(max(0.0, min(left, 0.02)), self.sockaddr)
+                    while self.iterwaiters:
+                        self.iterwaiters.pop()({"success": True})
+                    self.process_pktqueue()
+                    with module.util.protect(module.WAITING_SESSIONS):
+                        if (self in self.waiting_sessions
+                                and self.expiration < module._monotonic_time()):
+                            self.waiting_sessions.pop(self, None)
+                            self._timedout()
+
+        return Session134
+
+    class Session170(Session):
+        def awaitresponse(self, retry: Any, netfn: int, command: int) -> Any:
+            # As in 1.5.34, a reply the I/O thread queued before this thread
+            # registered its wait sits there until the retransmit timer: poll
+            # the queue in short slices up to that timer, then let pyghmi's
+            # own loop handle retransmits and re-logins.
+            clock = module._monotonic_time
+            while retry and module.unmatched(self.lastresponse, netfn, command):
+                self.process_pktqueue()
+                left = self.expiration - clock()
+                if not module.unmatched(self.lastresponse, netfn, command) or left <= 0:
+                    break
+                module._io_wait(min(left, 0.02), self.sockaddr)
+            return super().awaitresponse(retry, netfn, command)
+
+    return Session170
 
 
 def _retryable(text: str) -> bool:
@@ -540,7 +570,7 @@ class PyghmiCommandSession(_PyghmiBase):
 
 class PyghmiSession(_PyghmiBase):
     def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger,
-                 patience: float | None = None) -> None:
+                 patience: float | None, version: str) -> None:
         self.cfg = cfg
         self.log = log
         self.timeout = timeout
@@ -551,7 +581,7 @@ class PyghmiSession(_PyghmiBase):
             bridge = {"addr": cfg.target, "channel": 0}
         self.bridge = bridge
         answered = [False]
-        cls = _pyghmi_session_class(cfg.ciphers, self.tried, answered)
+        cls = _pyghmi_session_class(version, cfg.ciphers, self.tried, answered)
         need_exc = __import__("pyghmi.exceptions", fromlist=["IpmiException"])
         self._exc = need_exc.IpmiException
         started = time.monotonic()
@@ -589,18 +619,18 @@ class PyghmiSession(_PyghmiBase):
                 raise IPMIError(self._login_reason(text)) from None
             except OSError as exc:
                 raise IPMIError(f"{what} failed: {exc}") from None
-        version = getattr(self.sess, "ipmiversion", 2.0)
+        granted = getattr(self.sess, "ipmiversion", None) or 2.0
         suite = self.tried[-1] if self.tried else None
-        if cfg.lanplus and version != 2.0:
+        if cfg.lanplus and granted != 2.0:
             self.close()
             raise IPMIError(f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set")
-        if version != 2.0 and cfg.auth not in (None, "md5"):
+        if granted != 2.0 and cfg.auth not in (None, "md5"):
             self.close()
             raise IPMIError(f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
                             "(pyha speaks md5); set ipmitool_path to use ipmitool")
-        kind = f"RMCP+ cipher suite {suite}" if version == 2.0 else "IPMI 1.5 (MD5)"
+        kind = f"RMCP+ cipher suite {suite}" if granted == 2.0 else "IPMI 1.5 (MD5)"
         log.debug(f"IPMI session with {cfg.host}:{cfg.port} as '{cfg.username}' "
-                  f"({cfg.privilege}, {kind}, tuned pyghmi session) "
+                  f"({cfg.privilege}, {kind}, tuned pyghmi {version} session) "
                   f"in {time.monotonic() - started:.3f}s")
 
     def _request(self, netfn: int, command: int, data: Sequence[int], what: str,
@@ -637,8 +667,10 @@ class PyghmiSession(_PyghmiBase):
         sess = self.sess
         sess.incommand = False
         sess.lastpayload = None
+        sess.onlogpayload = None  # 1.5.70+: else a re-login would send it again
         sess.lastresponse = None
-        module = sys.modules[type(sess).__mro__[1].__module__]
+        module = next(sys.modules[k.__module__] for k in type(sess).__mro__
+                      if k.__module__.startswith("pyghmi."))
         with module.util.protect(module.WAITING_SESSIONS):
             sess.waiting_sessions.pop(sess, None)
         while sess.evq:

@@ -38,8 +38,19 @@ ALIASES = ("fence_ipmilanplus", "fence_idrac", "fence_ilo3", "fence_ilo4", "fenc
 
 
 AGENT_PYTHON = os.environ.get("PYHA_TEST_AGENT_PYTHON")
-# Debian 12's pyghmi 1.5.34 gets the tuned session; the matrix's others the public one.
-TUNED = AGENT_PYTHON is None
+
+
+def _tuned() -> bool:
+    """Whether the agent's pyghmi gets the tuned session (else the public interface)."""
+    py = AGENT_PYTHON or "/usr/bin/python3"
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from ocf_lib import ipmi; "
+            "print(ipmi.pyghmi_version() in ipmi.TUNED_PYGHMI)")
+    res = subprocess.run([py, "-I" if AGENT_PYTHON else "-IS", "-c", code],
+                         capture_output=True, text=True, check=True)
+    return res.stdout.strip() == "True"
+
+
+TUNED = _tuned()
 
 
 def run_fence(agent: str, *, args: list[str] | None = None, stdin: str | None = None,
@@ -268,7 +279,7 @@ def test_cipher_policy(bmc):
     res = run_fence(AGENT, args=argv("-o", "status", "-v"))
     assert res.rc == 0, res.err
     if TUNED:
-        assert "cipher suite 3, tuned pyghmi session" in res.err  # 17 refused, then 3
+        assert "cipher suite 3, tuned pyghmi" in res.err  # 17 refused, then 3
     else:
         assert "pyghmi public interface" in res.err
 

@@ -67,7 +67,7 @@ def test_backend_follows_the_version(sim):
     tuned = in_agent_python(f"from ocf_lib import ipmi; print({version!r} in ipmi.TUNED_PYGHMI)")
     res = agent("-o", "status", "-v")
     assert (res.returncode, res.stdout) == (0, "Status: ON\n"), res.stderr
-    words = "tuned pyghmi session" if tuned == "True" else "pyghmi public interface"
+    words = "tuned pyghmi" if tuned == "True" else "pyghmi public interface"
     assert res.stderr.count("IPMI session with") == 1 and words in res.stderr
 
 
@@ -126,3 +126,70 @@ def test_suite_pyghmi_does_not_speak_uses_ipmitool(sim):
     assert (res.returncode, res.stdout) == (0, "Status: ON\n"), res.stderr
     assert seen and all("-C 1" in c for c in seen)
     assert "IPMI session with" not in res.stderr
+
+
+SEAM = """
+import sys, json
+sys.path.insert(0, {root!r})
+from ocf_lib import ipmi
+from ocf_lib.log import Logger
+
+kind = sys.argv[1]
+cfg = ipmi.IPMIConfig("127.0.0.1", port={port}, username="admin", password="secret",
+                      ciphers=ipmi.NATIVE_CIPHERS, lanplus=True)
+log = Logger("seam", {{"HA_debug": "0"}})
+if kind == "public":
+    session = ipmi.PyghmiCommandSession(cfg, 5.0, log)
+else:
+    session = ipmi.PyghmiSession(cfg, 5.0, log, None, ipmi.pyghmi_version())
+seen = [session.power_state()]
+session.chassis_control(ipmi.POWER_DOWN)
+seen.append(session.power_state())
+session.chassis_control(ipmi.POWER_UP)
+seen.append(session.power_state())
+try:
+    session.chassis_control(ipmi.DIAG_INTERRUPT)  # ipmi_sim refuses it
+except ipmi.IPMIError as exc:
+    seen.append(exc.code)
+session.close()
+ciphers = sys.modules.get("cryptography.hazmat.primitives.ciphers")
+seen.append(getattr(ciphers, "__file__", None) is None)  # True: pyha's AES stand-in
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("kind", ["public", "tuned"])
+def test_each_pyghmi_backend_through_the_seam(sim, kind):
+    """Both pyghmi backends with this release: states, a refusal's code, the AES gate."""
+    import json
+
+    version = outside_version()
+    tuned = in_agent_python(f"from ocf_lib import ipmi; print({version!r} in ipmi.TUNED_PYGHMI)")
+    if kind == "tuned" and tuned != "True":
+        pytest.skip(f"pyghmi {version} is not a tuned release: the public interface only")
+    sim.power = "on"
+    sim.clear_log()
+    flags = "-I" if AGENT_PYTHON else "-IS"
+    res = subprocess.run([PYTHON, flags, "-c", SEAM.format(root=str(ROOT), port=PORT), kind],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    states = json.loads(res.stdout)
+    assert states[:4] == ["on", "off", "on", 0xCC]
+    assert sim.power_log() == ["off", "on"]  # ipmi_sim's own record
+    # The stand-in for cryptography's AES is only ever used with a tuned release.
+    assert states[4] is (kind == "tuned")
+
+
+@pytest.mark.parametrize("version, cipher, want", [
+    ("9.9.9", None, "public"),       # an untested release: the public interface
+    ("9.9.9", 3, "ipmitool"),        # ... which cannot pin a suite
+    ("1.5.34", 3, "tuned"),
+    ("1.6.19", None, "tuned"),
+    (None, 1, "ipmitool"),           # a suite pyghmi does not speak
+])
+def test_backend_decision(version, cipher, want):
+    code = (f"from ocf_lib import ipmi\n"
+            f"cfg = ipmi.IPMIConfig('192.0.2.1', ciphers={(cipher,) if cipher else ()!r} "
+            f"or ipmi.NATIVE_CIPHERS)\n"
+            f"print(ipmi.choose_backend(cfg, {version!r}))")
+    assert in_agent_python(code) == want
