@@ -308,7 +308,7 @@ def _pyghmi_session_class(version: str, ciphers: Sequence[int], tried: list[int]
     from .aes import install
     from .lazy import need
 
-    install()  # AES-CBC from libcrypto instead of cryptography's whole backend (~70 ms)
+    install()  # AES-CBC from libcrypto instead of cryptography's whole OpenSSL backend
     base = need("pyghmi.ipmi.private.session").Session
     hash_of = {17: 256, 3: 1}
     order = [hash_of[c] for c in ciphers]  # shared by the attempts of one login
@@ -529,6 +529,9 @@ class PyghmiCommandSession(_PyghmiBase):
                 raise IPMIError(self._login_reason(text)) from None
             except OSError as exc:
                 raise IPMIError(f"{what} failed: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - pyghmi choking on a reply it did not expect
+                raise IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
+                                f"({type(exc).__name__}: {exc})") from None
 
     def _request(self, netfn: int, command: int, data: Sequence[int], what: str,
                  idempotent: bool = True) -> bytes:
@@ -619,6 +622,9 @@ class PyghmiSession(_PyghmiBase):
                 raise IPMIError(self._login_reason(text)) from None
             except OSError as exc:
                 raise IPMIError(f"{what} failed: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - pyghmi choking on a reply it did not expect
+                raise IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
+                                f"({type(exc).__name__}: {exc})") from None
         granted = getattr(self.sess, "ipmiversion", None) or 2.0
         suite = self.tried[-1] if self.tried else None
         if cfg.lanplus and granted != 2.0:
