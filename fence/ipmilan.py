@@ -1,7 +1,8 @@
 """fence_ipmilan (and fence_ipmilanplus, fence_idrac, fence_ilo3/4/5, fence_imm).
 
 Power fencing through a server's BMC with IPMI over LAN, spoken in-process
-(:mod:`ocf_lib.ipmi`), so no ipmitool process and no password in any argv.
+(:mod:`ocf_lib.ipmi`, through pyghmi), so no ipmitool process unless a
+cipher suite or ``ipmitool_path`` asks for one, and no password in any argv.
 One IPMI session carries the whole action: status, off, poll until off, on,
 poll.  Options, names and defaults are fence-agents' (the metadata lists the
 same parameters in the same order).

@@ -572,6 +572,9 @@ class PyghmiCommandSession(_PyghmiBase):
 
 
 class PyghmiSession(_PyghmiBase):
+    """The tuned session: a subclass of the private session class of a pyghmi
+    release in TUNED_PYGHMI (``version``), see :func:`_pyghmi_session_class`."""
+
     def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger,
                  patience: float | None, version: str) -> None:
         self.cfg = cfg
