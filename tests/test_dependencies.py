@@ -123,3 +123,22 @@ def test_deb_and_rpm_declare_the_same_libraries_as_pyproject() -> None:
            if r.lstrip("(").startswith("python3-")}
     assert deb == {KNOWN[d][1] for d in runtime}
     assert rpm == {KNOWN[d][2] for d in runtime}
+
+
+def test_pyghmi_range_is_the_same_everywhere() -> None:
+    assert pyproject_runtime()["pyghmi"] == ">=1.5.34,<1.7"
+    deb = [d for d in deb_depends() if d.startswith("python3-pyghmi")]
+    assert sorted(deb) == ["python3-pyghmi (<< 1.7~)", "python3-pyghmi (>= 1.5.34)"]
+    assert "(python3-pyghmi >= 1.5.34 with python3-pyghmi < 1.7)" in rpm_requires()
+
+
+def test_python_floor_is_the_same_in_pyproject_and_rpm() -> None:
+    assert pyproject()["project"]["requires-python"] == ">=3.9"
+    assert "python3 >= 3.9" in rpm_requires()
+
+
+def test_the_tests_run_against_a_supported_pyghmi() -> None:
+    from importlib.metadata import version
+
+    installed = tuple(int(p) for p in re.findall(r"\d+", version("pyghmi"))[:3])
+    assert (1, 5, 34) <= installed < (1, 7), installed

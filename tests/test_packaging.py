@@ -216,6 +216,7 @@ def test_deb_depends_only_on_debians_libraries(deb):
                             capture_output=True, text=True, check=True).stdout
     depends = {d.strip().split()[0] for d in fields.split("\n")[0].split(":", 1)[1].split(",")}
     assert depends == DEB_DEPENDS | {"python3:any"}, depends
+    assert "python3-pyghmi (>= 1.5.34)" in fields and "python3-pyghmi (<< 1.7~)" in fields
     assert "Architecture: all" in fields
 
 
@@ -287,7 +288,9 @@ def test_rpm_file_list(workdir):
     requires = {r.strip() for r in subprocess.run(
         ["rpm", "-qp", "--requires", str(rpm)], capture_output=True, text=True,
         check=True).stdout.split("\n")}
-    assert DEB_DEPENDS <= requires, requires
+    assert DEB_DEPENDS - {"python3-pyghmi"} <= requires, requires
+    assert "python3 >= 3.9" in requires, requires
+    assert "(python3-pyghmi >= 1.5.34 with python3-pyghmi < 1.7)" in requires, requires
     arch = subprocess.run(["rpm", "-qp", "--qf", "%{ARCH}", str(rpm)], capture_output=True,
                           text=True, check=True).stdout
     assert arch == "noarch"
