@@ -478,6 +478,21 @@ def test_upstream_package_churn_keeps_every_agent_working(installed, workdir):
         assert proc.stdout == installed.run([diverted, "-o", "metadata"]).stdout
 
 
+def test_configure_replaces_the_old_direct_alternative(installed):
+    """Earlier packages registered the diverted file itself as the alternative."""
+    name = "fence_ipmilan"
+    diverted = f"/usr/share/pyha/diverted/{name}"
+    if not installed.exists(diverted):
+        pytest.skip(f"no package ships /usr/sbin/{name} on this machine")
+    installed.run(["update-alternatives", "--install", f"/usr/sbin/{name}", name, diverted,
+                   "50"], check=True)
+    installed.run(["update-alternatives", "--set", name, diverted], check=True)
+    installed.run(["/var/lib/dpkg/info/pyha.postinst", "configure", "0.1.0-1"], check=True)
+    assert query(installed, name) == sorted([f"/usr/share/pyha/fence/{name}",
+                                             f"/usr/share/pyha/upstream/{name}"])
+    assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/upstream/{name}"
+
+
 def test_a_name_that_cannot_be_registered_does_not_stop_the_others(installed):
     """Another package's alternatives group holds one of our names as a slave link:
     that name is skipped with a warning, every other one is registered."""
