@@ -493,6 +493,26 @@ def test_configure_replaces_the_old_direct_alternative(installed):
     assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/upstream/{name}"
 
 
+def test_configure_releases_a_name_this_version_no_longer_ships(installed):
+    """An earlier pyha diverted a name (an alias since dropped): configure gives
+    the file back to its path and drops the alternatives."""
+    name, path = "fence_pyhatestold", "/usr/sbin/fence_pyhatestold"
+    diverted = f"/usr/share/pyha/diverted/{name}"
+    installed.run(["sh", "-c", f"printf '#!/bin/sh\\necho old\\n' > {path}; chmod 755 {path}"],
+                  check=True)
+    installed.run(["dpkg-divert", "--package", "pyha", "--add", "--rename", "--divert",
+                   diverted, path], check=True)
+    installed.run(["update-alternatives", "--install", path, name, diverted, "50"], check=True)
+    assert installed.realpath(path) == diverted
+    installed.run(["/var/lib/dpkg/info/pyha.postinst", "configure", "0.1.0-1"], check=True)
+    assert name not in installed.run(["dpkg-divert", "--list"], check=True).stdout
+    assert installed.run(["update-alternatives", "--query", name]).returncode != 0
+    assert installed.run(["test", "-f", path, "-a", "!", "-L", path]).returncode == 0
+    assert installed.run([path], check=True).stdout == "old\n"
+    assert not installed.exists(diverted)
+    installed.run(["rm", path], check=True)
+
+
 def test_a_name_that_cannot_be_registered_does_not_stop_the_others(installed):
     """Another package's alternatives group holds one of our names as a slave link:
     that name is skipped with a warning, every other one is registered."""
