@@ -22,6 +22,16 @@ XL_PATH = f"{TESTS / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
 XM_PATH = f"{TESTS / 'xmsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def xen_dom0_sysroot(root: Path) -> Path:
+    """The kernel files of a Xen control domain (ocf_lib.sysroot): this host has no Xen."""
+    kernel = root / "kernel"
+    (kernel / "sys/hypervisor").mkdir(parents=True, exist_ok=True)
+    (kernel / "proc/xen").mkdir(parents=True, exist_ok=True)
+    (kernel / "sys/hypervisor/type").write_text("xen\n")
+    (kernel / "proc/xen/capabilities").write_text("control_d\n")
+    return kernel
+
+
 class Host:
     def __init__(self, root: Path, name: str, path: str = XL_PATH) -> None:
         self.root = root
@@ -31,9 +41,12 @@ class Host:
         self.rsc = root / f"rsc-{name}"
         self.rsc.mkdir(exist_ok=True)
         self.path = path
+        self.kernel: Path | None = xen_dom0_sysroot(root)
 
     def env(self, timeout_ms: int = 20000, **extra: str) -> dict[str, str]:
         env = base_env(self.rsc)
+        if self.kernel is not None:
+            env["PYHA_KERNEL_ROOT"] = str(self.kernel)
         env.update(PATH=self.path, XLSIM_ROOT=str(self.root), XLSIM_HOST=self.name,
                    XLSIM_SHUTDOWN_DELAY="0.3", OCF_RESKEY_CRM_meta_timeout=str(timeout_ms),
                    CIB_file=str(self.root / "cib.xml"))
@@ -60,6 +73,10 @@ class Host:
 
     def inject(self, dom: str, what: str) -> None:
         (self.dir / f"inject-{dom}").write_text(what)
+
+    def exists(self, dom: str) -> bool:
+        """From the simulator's own state, not through xl (which may be broken)."""
+        return (self.dir / f"dom-{dom}.json").exists()
 
 
 @pytest.fixture
@@ -276,3 +293,66 @@ def test_pyha_tester_passes(sim, tmp_path):
                           "--rsctmp", str(h1.rsc)],
                          env=h1.env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("name", ["pyha web 1", "pyha  two", "pyha-x" * 8 + " end"])
+def test_domain_name_with_blanks(sim, tmp_path, name):
+    """Regression: a name holding a blank was dropped from the list (monitor 7, stop 0)."""
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-cfgname")
+    assert h1.run("start", cfg, name=name).rc == 0
+    assert h1.exists(name)
+    assert h1.run("monitor", cfg, name=name).rc == 0  # probe
+    res = h1.run("monitor", cfg, name=name, OCF_RESKEY_CRM_meta_interval="10000")
+    assert res.rc == 0, res.err
+    h1.calls()
+    res = h1.run("stop", cfg, name=name)
+    assert res.rc == 0, res.err
+    assert f"xl shutdown {name}" in h1.calls()
+    assert not h1.exists(name)
+    assert h1.run("monitor", cfg, name=name).rc == 7
+
+
+def test_only_xl_s_own_answer_means_absent(sim, tmp_path):
+    """Regression: any error text was read as "absent" (monitor 7, stop 0)."""
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-err")
+    assert h1.run("start", cfg).rc == 0
+    (h1.dir / "inject-host").write_text("listfail")  # (rc=-5): the list could not be read
+    try:
+        res = h1.run("monitor", cfg)
+        assert res.rc == 1 and "rc=-5" in res.reason
+        res = h1.run("monitor", cfg, OCF_RESKEY_CRM_meta_interval="10000")
+        assert res.rc == 1
+        res = h1.run("stop", cfg, timeout_ms=8000)
+        assert res.rc == 1 and res.reason
+        assert h1.exists("pyha-err")
+        (h1.dir / "inject-host").write_text("nohyp")  # xl cannot even start
+        res = h1.run("monitor", cfg)
+        assert res.rc == 1 and "cannot init xl context" in res.reason
+        assert h1.run("stop", cfg, timeout_ms=8000).rc == 1
+        assert h1.exists("pyha-err")
+    finally:
+        (h1.dir / "inject-host").unlink()
+    assert h1.run("stop", cfg).rc == 0
+    assert not h1.exists("pyha-err")
+
+
+def test_says_absent_is_exact():
+    from ocf_lib.xentool import parse_list, parse_one, says_absent
+
+    assert says_absent("a b is an invalid domain identifier (rc=-6)\n", "a b")
+    assert says_absent("warning: x\nError: Domain 'vm' does not exist.\n", "vm")
+    assert not says_absent("vm is an invalid domain identifier (rc=-5)\n", "vm")
+    assert not says_absent("Error: Domain 'other' does not exist.\n", "vm")
+    assert not says_absent("Can't get domid of domain name 'vm', maybe this domain does not "
+                           "exist.\n", "vm")
+    assert not says_absent("Error: Domain 'vm' does not exist.\nlibxl: error: later\n", "vm")
+    head = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
+    rows = head + f"{'Domain-0':<40} {0:5} {1024:5} {2:5}     r-----  {10.0:8.1f}\n" + \
+        f"{'my  vm':<40} {7:5} {256:5} {2:5}     -b----  {1.5:8.1f}\n"
+    assert [(d.name, d.domid, d.mem_mib) for d in parse_list(rows)] == \
+        [("Domain-0", 0, 1024), ("my  vm", 7, 256)]
+    one = parse_one(rows, "my  vm")
+    assert one is not None and one.domid == 7 and one.state == "blocked"
+    assert parse_one(rows, "my") is None
