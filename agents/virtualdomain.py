@@ -16,9 +16,10 @@ Differences from upstream, each deliberate:
   only when the domain is verifiably inactive.
 * monitor makes one libvirt call (state, vCPUs and memory together) and
   writes utilization through crm_resource only when a value changed.
-* save_config_on_stop writes atomically, mode 0600, only when the definition
-  changed, and never dumps secure information (upstream used
-  ``--security-info``).  It runs on stop and migration, not on every monitor.
+* save_config_on_stop dumps the inactive definition with its secure
+  information (VNC/SPICE passwords, as upstream's ``--inactive
+  --security-info``) and writes it atomically, mode 0600, only when it
+  changed.  It runs on stop and migration, not on every monitor.
 * backingfile overlays are created with an explicit backing format, next to
   the config with its extension replaced (upstream cut the path at the first dot).
 """
@@ -116,8 +117,8 @@ agent = ResourceAgent(
         Param("remoteuri", STRING, shortdesc="Remote hypervisor URI",
               longdesc="Destination connection URI for migration; %n is the target node."),
         Param("save_config_on_stop", BOOLEAN, shortdesc="Save config on stop",
-              longdesc="Write the running definition back to config on stop and migration "
-                       "(atomically, mode 0600, without secure information)."),
+              longdesc="Write the domain's definition, passwords included, back to config "
+                       "on stop and migration (atomically, mode 0600)."),
         Param("sync_config_on_stop", BOOLEAN, shortdesc="Sync config with csync2",
               longdesc="Implies save_config_on_stop; then runs 'csync2 -x' on the config."),
         Param("snapshot", STRING, default="", shortdesc="Snapshot directory",
@@ -396,10 +397,12 @@ def save_snapshot(ctx: Context, lv: Libvirt, ident: Identity) -> bool:
 
 
 def save_config(ctx: Context, lv: Libvirt, ident: Identity) -> None:
-    """Write the definition back to config, only when it changed; never with secrets."""
-    from ocf_lib.state import write_atomic
+    """Write the definition back to config, passwords included, only when it changed."""
+    from ocf_lib.virt import write_private
 
     path = ctx.params.config
+    if not path:
+        return
     try:
         xml = lv.xml(ident, inactive=True)
         with open(path, encoding="utf-8") as handle:
@@ -412,7 +415,11 @@ def save_config(ctx: Context, lv: Libvirt, ident: Identity) -> None:
         return
     if not xml.strip():
         return
-    write_atomic(path, xml, 0o600)
+    try:
+        write_private(path, xml)
+    except OSError as exc:
+        ctx.log.warning(f"cannot save the definition of {ident.name} to {path}: {exc}")
+        return
     ctx.log.info(f"saved the definition of {ident.name} to {path}")
     if ctx.params.sync_config_on_stop:
         res = ctx.run(["csync2", "-x", path])

@@ -36,6 +36,8 @@ ACTIVE = ("running", "blocked", "paused", "shutdown", "pmsuspended", "crashed")
 ERR_NO_CONNECT = 5      # VIR_ERR_NO_CONNECT: no driver for this URI
 ERR_NO_DOMAIN = 42      # VIR_ERR_NO_DOMAIN
 ERR_OPERATION_INVALID = 55  # e.g. "domain is not running"
+XML_SECURE = 1          # VIR_DOMAIN_XML_SECURE: include passwords
+XML_INACTIVE = 2        # VIR_DOMAIN_XML_INACTIVE: the definition for the next boot
 
 # virsh shutdown --mode words -> virDomainShutdownFlags bits.
 SHUTDOWN_MODES = {"acpi": 1, "agent": 2, "initctl": 4, "signal": 8, "paravirt": 16}
@@ -241,8 +243,13 @@ class Libvirt:
         return bool(self.call("lookup", work, soft=True))
 
     def xml(self, ident: Identity, inactive: bool = True) -> str:
-        """The domain XML, without secure information (no VNC/SPICE passwords)."""
-        flags = 2 if inactive else 0  # VIR_DOMAIN_XML_INACTIVE; never VIR_DOMAIN_XML_SECURE
+        """The domain XML with secure information (VNC/SPICE passwords).
+
+        The caller writes it back over the administrator's file: without
+        VIR_DOMAIN_XML_SECURE libvirt leaves the passwd attributes out, and the
+        next start would run the console without a password.
+        """
+        flags = XML_SECURE | (XML_INACTIVE if inactive else 0)
         return str(self.call("dumpxml", lambda c: self._need(c, ident).XMLDesc(flags), soft=True))
 
     # -- lifecycle --------------------------------------------------------------
@@ -540,3 +547,38 @@ def end_qemu(ident: Identity, deadline: Deadline, log: Logger | None = None) -> 
         while qemu_processes(ident) and time.monotonic() < end:
             time.sleep(0.1)
     return not qemu_processes(ident)
+
+
+def write_private(path: str, text: str) -> None:
+    """Replace ``path`` in one rename by a file of mode 0600 (it may hold passwords).
+
+    The temporary file has an unpredictable name and is created with O_EXCL
+    and O_NOFOLLOW in the target's directory, so nobody can plant a link there.
+    """
+    directory = os.path.dirname(path) or "."
+    data = text.encode("utf-8")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
