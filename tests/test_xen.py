@@ -186,13 +186,14 @@ def test_memory_management_never_rewrites_config(sim, tmp_path):
     assert h1.run("start", second, instance="m2", **mm).rc == 0
     calls = h1.calls()
     # XLSIM_TOTAL_MIB 8192 - 512 reserved, shared by two domains: 3840 MiB each.
-    assert "xl mem-set pyha-m1 3840m" in calls
+    m1 = h1.xl("domid", "pyha-m1").stdout.strip()
+    assert f"xl mem-set {m1} 3840m" in calls
     assert f'xl create {second} name="pyha-m2" memory=3840' in calls
     assert hashlib.sha256(second.read_bytes()).hexdigest() == digest
     listing = h1.xl("list").stdout
     assert all(" 3840 " in line for line in listing.splitlines() if "pyha-m" in line)
     assert h1.run("stop", second, instance="m2", **mm).rc == 0
-    assert "xl mem-set pyha-m1 7680m" in h1.calls()
+    assert f"xl mem-set {m1} 7680m" in h1.calls()
     assert h1.run("stop", first, instance="m1", **mm).rc == 0
 
 
@@ -237,9 +238,18 @@ def test_xm_fallback(sim, tmp_path):
 def test_no_toolstack(sim, tmp_path):
     h1 = Host(tmp_path, "host1", path="/usr/sbin:/usr/bin:/sbin:/bin")
     cfg = config(tmp_path, "pyha-none")
-    for action in ("start", "validate-all", "monitor"):
+    for action in ("start", "validate-all"):
         res = h1.run(action, cfg)
         assert res.rc == 5 and "neither xl nor xm" in res.reason, action
+    # A Xen control domain without its tools: nothing proves the domain absent.
+    res = h1.run("monitor", cfg)
+    assert res.rc == 1 and "neither xl nor xm" in res.reason
+    res = h1.run("stop", cfg, timeout_ms=5000)
+    assert res.rc == 1 and "cannot tell" in res.reason
+    # This host's own kernel: no Xen, so no domain can run.
+    h1.kernel = None
+    res = h1.run("monitor", cfg)
+    assert res.rc == 5 and "neither xl nor xm" in res.reason
     assert h1.run("stop", cfg).rc == 0
 
 
@@ -338,6 +348,18 @@ def test_only_xl_s_own_answer_means_absent(sim, tmp_path):
     assert not h1.exists("pyha-err")
 
 
+def test_xl_without_xen_is_not_running(sim, tmp_path):
+    """xl installed on a node booted without Xen: xl fails, but no domain can exist."""
+    h1, _ = sim
+    h1.kernel = None  # this host's real kernel files: no /sys/hypervisor/type
+    cfg = config(tmp_path, "pyha-nox")
+    (h1.dir / "inject-host").write_text("nohyp")
+    res = h1.run("monitor", cfg)
+    assert res.rc == 7 and "no Xen hypervisor" in res.err
+    assert h1.run("stop", cfg).rc == 0
+    assert h1.run("start", cfg).rc == 1
+
+
 def test_says_absent_is_exact():
     from ocf_lib.xentool import parse_list, parse_one, says_absent
 
@@ -356,3 +378,18 @@ def test_says_absent_is_exact():
     one = parse_one(rows, "my  vm")
     assert one is not None and one.domid == 7 and one.state == "blocked"
     assert parse_one(rows, "my") is None
+
+
+def test_stop_ignores_parameters_it_does_not_need(sim, tmp_path):
+    """Parameters broken after start: stop still finds the domain by the recorded name."""
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-brk")
+    assert h1.run("start", cfg, name="pyha brk").rc == 0
+    bad = {"name": "123", "reserved_Dom0_memory": "lots", "shutdown_acpi": "perhaps",
+           "monitor_scripts": "/bin/true\x01"}
+    assert h1.run("monitor", cfg, **bad).rc == 6
+    res = h1.run("stop", cfg, **bad)
+    assert res.rc == 0, res.err
+    assert not h1.exists("pyha brk")
+    # Never started here (nothing recorded) and the name is invalid: nothing to stop.
+    assert h1.run("stop", cfg, **bad).rc == 0
