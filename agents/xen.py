@@ -122,8 +122,12 @@ def config_name(path: str) -> str | None:
         for line in handle:
             key, eq, value = line.split("#", 1)[0].partition("=")
             if eq and key.strip() == "name":
-                value = value.strip().strip("\"'[]").strip()
-                if value and "%" not in value and not any(c.isspace() for c in value):
+                value = value.strip()
+                if value[:1] in ("'", '"') and value[-1:] == value[:1] and len(value) > 1:
+                    value = value[1:-1]  # a quoted xl string: blanks are part of the name
+                elif any(c.isspace() for c in value):
+                    return None  # not a value xl would parse
+                if value and "%" not in value and "\n" not in value:
                     return value
     return None
 

@@ -26,6 +26,10 @@ DIFFERENCES: dict[tuple[str, str], str] = {
         "another filesystem is mounted on the mount point and the configured device is "
         "not: upstream matches the mount point only and answers 0 (its stop would then "
         "unmount a filesystem that is not its own); pyha answers 7, which findmnt confirms",
+    ("Xen", "name-with-space-by-pyha"):
+        "the config names the domain \"web vm\": upstream takes the first word (\"web\") "
+        "and answers 7 while \"web vm\" runs (a false 'stopped'); pyha reads the whole "
+        "quoted xl string and answers 0",
 }
 
 
