@@ -500,8 +500,10 @@ def stop(ctx: Context) -> int:
     p = ctx.params
     ident = known_identity(ctx)
     if ident is None:
-        # The record is written before every start and HA_RSCTMP is emptied at
-        # boot: without it this node has not started the domain since boot.
+        # The record is written before every start, and by every monitor that
+        # finds the domain running (a domain another agent started), and
+        # HA_RSCTMP is emptied at boot: without it, no agent run here has seen
+        # the domain run on this node since boot.
         ctx.log.warning("no domain identity recorded on this node and config unreadable: "
                         "this agent has not started it here")
         return codes.SUCCESS
@@ -672,6 +674,11 @@ def monitor(ctx: Context) -> int:
         return codes.NOT_RUNNING
     if status.state in ("crashed", "nostate"):
         ctx.fail(codes.ERR_GENERIC, f"domain {ident.name} is in state '{status.state}'")
+    if at is not None and status.local is None and recorded(ctx) is None:
+        # Running here, started by another agent (upstream, before a switch): from
+        # now on stop knows it even if the config becomes unreadable.
+        remember(ctx, Identity(ident.name, status.uuid or ident.uuid, at.uri or "",
+                               at.driver))
     run_monitor_scripts(ctx, ctx.params.monitor_scripts)
     if ctx.action == "monitor" and status.local is None:  # sizes come from libvirt only
         update_utilization(ctx, status)

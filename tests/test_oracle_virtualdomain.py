@@ -153,3 +153,20 @@ def test_probe_against_upstream_on_the_same_domains(
         pid = host.qemu_pid()
         if pid:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_switch_then_config_lost(inst: virtlab.Instance, tmp_path: Path) -> None:
+    """Upstream started the guest; pyha's first probe (the switch) sees it running.
+    If the config then becomes unreadable, pyha's stop still stops it: never a
+    stop that answers 0 with the guest running."""
+    host = Host(inst, tmp_path)
+    try:
+        assert host.agent(UPSTREAM, "start") == 0
+        assert host.agent(PYHA, "monitor") == 0
+        host.config.rename(tmp_path / "moved-away.xml")
+        rc = host.agent(PYHA, "stop")
+        assert rc != 0 or not host.active(), "stop 0 while the guest still runs"
+        assert rc == 0 and not host.active()
+    finally:
+        inst.virsh("destroy", NAME, check=False)
+        inst.virsh("undefine", NAME, check=False)
