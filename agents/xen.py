@@ -312,6 +312,9 @@ def monitor(ctx: Context) -> int:
         return codes.NOT_RUNNING
     if info.state in ("crashed", "dying"):
         ctx.fail(codes.ERR_GENERIC, f"domain {name} is {info.state}")
+    if not started_here:  # running here, started by another agent: stop must find it
+        ctx.state.ensure()
+        ctx.state.write(_name_file(ctx), name + "\n")
     run_monitor_scripts(ctx, ctx.params.monitor_scripts)
     if ctx.action == "monitor":
         p = ctx.params

@@ -112,3 +112,15 @@ def test_probe_against_upstream_on_the_same_domains(
     if answer.truth:
         rc = sim.agent(PYHA, "stop", cfg)
         assert rc != 0 or not sim.exists(name), f"{answer}: stop 0, domain still there"
+
+
+def test_switch_then_config_lost(tmp_path: Path) -> None:
+    """Upstream started the domain; pyha's probe sees it; the xmfile then goes away:
+    pyha's stop still stops the domain, never 0 with it running."""
+    sim = Sim(tmp_path)
+    cfg = sim.config("xvm")
+    assert sim.agent(UPSTREAM, "start", cfg) == 0
+    assert sim.agent(PYHA, "monitor", cfg) == 0
+    cfg.unlink()
+    rc = sim.agent(PYHA, "stop", cfg)
+    assert rc == 0 and not sim.exists("xvm")
