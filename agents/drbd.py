@@ -22,6 +22,9 @@ Differences from upstream, on purpose:
   1.1 to 3.x all understand them.  A recurring monitor skips the write when
   it wrote the same value less than a minute ago (probes, start, promote,
   demote and notify always write).
+* stop ignores every parameter but ``drbd_resource``; without a usable
+  name it answers 0 only when the kernel has no DRBD resource configured
+  at all, and fails otherwise (docs/drbd.md).
 * stacked resources (``stacked-on-top-of``) are refused with rc 6 and a
   clear reason, rather than run through ``drbdadm -S``.
 * a failed promote that DRBD refused for good (exit 17: no UpToDate data)
@@ -41,12 +44,22 @@ import os
 import time
 
 from ocf_lib import codes, sysroot
-from ocf_lib.drbd import PROC, Status, kernel_version, parse_events2, parse_proc, parse_version
+from ocf_lib.drbd import (
+    PROC,
+    Status,
+    configured_minors,
+    kernel_version,
+    parse_events2,
+    parse_proc,
+    parse_version,
+    resources_in_events2,
+)
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 _NAME_CHARS = frozenset("-%+./0123456789:=@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
@@ -58,17 +71,29 @@ class _DrbdName(ParamType):
     def convert(self, raw: str, name: str) -> str:
         if not raw or not set(raw) <= _NAME_CHARS:
             raise ParamError(name, raw, "may only contain letters, digits and -%+./:=@_")
+        if raw.startswith("-"):  # drbdadm would read it as an option
+            raise ParamError(name, raw, "must not begin with '-'")
+        if raw == "all":  # drbdadm's word for every resource
+            raise ParamError(name, raw, "is drbdadm's keyword for every resource, not a name")
         return raw
+
+
+def _decimal(word: str) -> int | None:
+    """An ASCII decimal integer with an optional sign, else None (int() takes '²', '1_0')."""
+    digits = word[1:] if word[:1] in ("-", "+") else word
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    return int(word, 10)
 
 
 class _Scores(ParamType):
     doc = "four non-decreasing integers"
 
     def convert(self, raw: str, name: str) -> tuple[int, int, int, int]:
-        words = raw.split()
-        if len(words) != 4 or not all(w.lstrip("-").isdigit() for w in words):
+        scores = [_decimal(w) for w in raw.split()]
+        if len(scores) != 4 or None in scores:
             raise ParamError(name, raw, "must be four integers, e.g. '0 10 1000 10000'")
-        a, b, c, d = (int(w) for w in words)
+        a, b, c, d = (int(s) for s in scores if s is not None)
         if not a <= b <= c <= d:
             raise ParamError(name, raw, "must not decrease from left to right")
         return a, b, c, d
@@ -93,7 +118,7 @@ class _Version(ParamType):
 
     def convert(self, raw: str, name: str) -> tuple[int, ...]:
         parts = raw.strip().split(".")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
             raise ParamError(name, raw, "is not a version like 9.0.0")
         return tuple(int(p) for p in parts)
 
@@ -110,7 +135,7 @@ agent = ResourceAgent(
     ),
     promotable=True,
     params=[
-        Param("drbd_resource", _DrbdName(), required=True, unique=True,
+        Param("drbd_resource", _DrbdName(), required=True, unique=True, identifies=True,
               shortdesc="drbd resource name",
               longdesc="The name of the DRBD resource from the drbd.conf file."),
         Param("drbdconf", STRING, default="/etc/drbd.conf",
@@ -166,6 +191,30 @@ agent = ResourceAgent(
     ],
 )
 
+
+
+@agent.validator
+def _version_range(values: Any) -> Iterable[ParamError]:
+    ge, lt = values.require_drbd_module_version_ge, values.require_drbd_module_version_lt
+    if ge is not None and lt is not None and not ge < lt:
+        yield ParamError("require_drbd_module_version_lt", ".".join(map(str, lt)),
+                         "must be above require_drbd_module_version_ge "
+                         f"({'.'.join(map(str, ge))}): no module could satisfy both")
+
+
+@agent.proves_absent
+def _no_drbd_resource_at_all(ctx: Context) -> bool:
+    """Without a usable resource name, only a kernel that has no DRBD resource
+    configured at all proves that nothing this resource started still runs."""
+    version = kernel_version()
+    if version is None:
+        return True  # module not loaded
+    if version >= (9, 0, 0):
+        r = ctx.run(["drbdsetup", "events2", "--now"], timeout=15, quiet=True)
+        return r.rc == 0 and resources_in_events2(r.out) == set()
+    with open(sysroot.path(PROC), encoding="utf-8") as f:
+        return configured_minors(f.read()) == []
+
 _TRANSITIONAL = ("Attaching", "Negotiating")
 _SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it wrote
 
@@ -219,10 +268,10 @@ def get_status(ctx: Context, res: str) -> Status:
 
 def wanted_score(ctx: Context, st: Status) -> int | None | bool:
     """The master score for this state: an int, None (delete) or False (leave alone)."""
-    only_consistent, only_remote, local_ok, as_good = ctx.params.adjust_master_score
     p = ctx.params
     if not st.configured or not st.quorum:
         return None
+    only_consistent, only_remote, local_ok, as_good = p.adjust_master_score
     if (p.remove_master_score_if_peer_primary != "false" and not st.primary
             and any(q["role"] == "Primary" and st.peer_all_uptodate(q)
                     for q in st.peers.values())):
@@ -441,8 +490,6 @@ def _wait_connected(ctx: Context, res: str, wait: float) -> Status:
 @agent.action("stop", timeout="100s")
 def stop(ctx: Context) -> int:
     res = ctx.params.drbd_resource
-    if res is None:
-        return codes.SUCCESS  # nothing this configuration could have started
     if kernel_version() is None:
         update_score(ctx, Status())
         return codes.SUCCESS

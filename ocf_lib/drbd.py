@@ -140,6 +140,32 @@ def parse_events2(text: str, res: str) -> Status:
     return st
 
 
+def resources_in_events2(text: str) -> set[str] | None:
+    """Every resource named in ``drbdsetup events2 --now`` (all resources); None when
+    the output lacks its closing ``exists -`` and so proves nothing."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if words[:2] == ["exists", "-"]:
+            return names
+        if len(words) >= 3 and words[0] == "exists":
+            name = _fields(words[2:]).get("name")
+            if name:
+                names.add(name)
+    return None
+
+
+def configured_minors(text: str) -> list[int]:
+    """DRBD 8.4's /proc/drbd: the minors that belong to a configured resource."""
+    found = []
+    for line in text.splitlines():
+        head, _, rest = line.partition(":")
+        if head.strip().isdigit() and _fields(rest.split()).get("cs", "Unconfigured") \
+                != "Unconfigured":
+            found.append(int(head))
+    return found
+
+
 def parse_proc(text: str, minors: set[int]) -> Status:
     """DRBD 8.4's /proc/drbd -> Status of the resource owning ``minors``."""
     st = Status()

@@ -314,6 +314,11 @@ def _untouched(lab: DrbdLab, node: str = "alpha") -> None:
     ({"adjust_master_score": "0 100 10 1000"}, 6, "must not decrease"),
     ({"drbdconf": "/nonexistent/drbd.conf"}, 5, "missing, not a file"),
     ({"require_drbd_module_version_ge": "9.x"}, 6, "not a version"),
+    ({"require_drbd_module_version_ge": "9.\u00b2.0"}, 6, "not a version"),
+    ({"require_drbd_module_version_ge": "9.0.0", "require_drbd_module_version_lt": "9.0.0"},
+     6, "no module could satisfy both"),
+    ({"drbd_resource": "all"}, 6, "keyword for every resource"),
+    ({"drbd_resource": "-d"}, 6, "must not begin with"),
     ({"require_drbd_module_version_lt": "9.0.0"}, 5, "outside the required range"),
     ({"OCF_RESKEY_CRM_meta_notify": None}, 6, "notify=true"),
     ({"OCF_RESKEY_CRM_meta_clone_node_max": "2"}, 6, "meta parameter misconfigured"),
@@ -346,11 +351,64 @@ def test_unreadable_drbdconf(lab: DrbdLab) -> None:
         lab.conf.chmod(0o644)
 
 
-def test_stop_with_invalid_parameters_succeeds(lab: DrbdLab) -> None:
-    r = lab.agent("alpha", "stop", drbd_resource="", adjust_master_score="x")
-    assert r.rc == 0
-    r = lab.agent("alpha", "stop", drbdconf="/nonexistent")
-    assert r.rc == 0
+MALFORMED_SCORES = ["x", "1,2", "   ", "-5", "--5 1 2 3", "0 10 1000 \u00b2"]
+
+
+@pytest.mark.parametrize("scores", MALFORMED_SCORES)
+def test_stop_ignores_a_malformed_score_list(lab: DrbdLab, scores: str) -> None:
+    """stop does not need adjust_master_score: it stops, with or without a resource."""
+    r = lab.agent("alpha", "stop", adjust_master_score=scores)
+    assert r.rc == 0, r.err
+    assert "internal error" not in r.err and "Traceback" not in r.err
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.score("alpha") == "1000"
+    r = lab.agent("alpha", "stop", adjust_master_score=scores)
+    assert r.rc == 0, r.err
+    assert "internal error" not in r.err
+    assert lab.role("alpha") is None  # the kernel, not the agent, says it is down
+    assert lab.score("alpha") is None
+
+
+@pytest.mark.parametrize("scores", MALFORMED_SCORES)
+def test_malformed_score_list_is_a_configuration_error(lab: DrbdLab, scores: str) -> None:
+    for action in ("validate-all", "monitor"):
+        r = lab.agent("alpha", action, adjust_master_score=scores)
+        assert r.rc == 6, r.err
+        assert "adjust_master_score" in (r.reason or "") and "internal error" not in r.err
+
+
+@pytest.mark.parametrize("name", ["", "r0;x", "all", "-d"])
+def test_stop_without_a_usable_name(lab: DrbdLab, name: str) -> None:
+    """The name identifies the resource: without it stop proves absence from the kernel
+    (no DRBD resource configured at all) or fails; it never says 0 over a live resource."""
+    # The module is not even loaded: nothing can run.
+    assert lab.agent("alpha", "stop", drbd_resource=name, adjust_master_score="x").rc == 0
+    assert lab.agent("alpha", "start").rc == 0
+    r = lab.agent("alpha", "stop", drbd_resource=name)
+    assert r.rc == 6
+    assert "stop cannot identify the resource" in (r.reason or "")
+    assert lab.role("alpha") == "Secondary"
+    assert lab.agent("alpha", "stop").rc == 0
+    # Module loaded, no resource configured in the kernel: provably nothing runs.
+    assert lab.kernel("alpha")["loaded"] and lab.kernel("alpha")["res"] == {}
+    assert lab.agent("alpha", "stop", drbd_resource=name).rc == 0
+
+
+def test_stop_without_a_usable_name_drbd84(lab84: DrbdLab) -> None:
+    lab = lab84
+    assert lab.agent("alpha", "start").rc == 0
+    r = lab.agent("alpha", "stop", drbd_resource="r0;x")
+    assert r.rc == 6 and lab.role("alpha") == "Secondary"
+    assert lab.agent("alpha", "stop").rc == 0
+    assert lab.agent("alpha", "stop", drbd_resource="r0;x").rc == 0
+
+
+def test_stop_with_an_unusable_drbdconf_still_stops(lab: DrbdLab) -> None:
+    assert lab.agent("alpha", "stop", drbdconf="/nonexistent").rc == 0
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.agent("alpha", "stop", drbdconf="/nonexistent").rc == 0
+    assert lab.role("alpha") is None
 
 
 def test_monitor_needs_no_config(lab: DrbdLab) -> None:
