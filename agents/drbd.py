@@ -47,6 +47,7 @@ from ocf_lib import codes, sysroot
 from ocf_lib.drbd import (
     PROC,
     Status,
+    UnknownVersion,
     configured_minors,
     kernel_version,
     parse_events2,
@@ -206,7 +207,7 @@ def _version_range(values: Any) -> Iterable[ParamError]:
 def _no_drbd_resource_at_all(ctx: Context) -> bool:
     """Without a usable resource name, only a kernel that has no DRBD resource
     configured at all proves that nothing this resource started still runs."""
-    version = kernel_version()
+    version = _kernel(ctx)
     if version is None:
         return True  # module not loaded
     if version >= (9, 0, 0):
@@ -220,6 +221,16 @@ _SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it
 
 
 # -- the kernel's view ------------------------------------------------------------
+
+
+def _kernel(ctx: Context, refresh: bool = False) -> tuple[int, int, int] | None:
+    """The loaded module's version (None: not loaded); an unreadable one fails the action:
+    guessing 8.4 for a DRBD 9 kernel would report a running resource as stopped."""
+    try:
+        return kernel_version(refresh)
+    except UnknownVersion as exc:
+        ctx.fail(codes.ERR_GENERIC, f"{exc}; cannot tell DRBD 9 from 8.4, so the "
+                 "resource's state is unknown")
 
 
 def _minors(ctx: Context, res: str) -> list[int]:
@@ -255,7 +266,7 @@ def status84(ctx: Context, res: str) -> Status:
 
 
 def get_status(ctx: Context, res: str) -> Status:
-    version = kernel_version()
+    version = _kernel(ctx)
     if version is None:
         return Status()
     if version >= (9, 0, 0):
@@ -387,7 +398,7 @@ def check_config(ctx: Context) -> list[str]:
     node_max = _meta_int(ctx, "clone_node_max", default=1)
     pmax = _meta_int(ctx, "promoted_max", "master_max", default=1)
     pnode_max = _meta_int(ctx, "promoted_node_max", "master_node_max", default=1)
-    v9 = (kernel_version() or (9, 0, 0)) >= (9, 0, 0)
+    v9 = (_kernel(ctx) or (9, 0, 0)) >= (9, 0, 0)
     if node_max != 1 or pnode_max != 1 or pmax > 2 or (clone_max > 2 and (not v9 or pmax == 2)):
         ctx.fail(codes.ERR_CONFIGURED, "meta parameter misconfigured: need clone-node-max=1, "
                  "promoted-node-max=1, promoted-max<=2, and clone-max<=2 unless DRBD 9 with "
@@ -403,7 +414,7 @@ def check_config(ctx: Context) -> list[str]:
 
 def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> None:
     """The loaded (or, before loading, the installed) module must be in the required range."""
-    version = version or kernel_version()
+    version = version or _kernel(ctx)
     if version is None:
         return
     ge, lt = ctx.params.require_drbd_module_version_ge, ctx.params.require_drbd_module_version_lt
@@ -414,7 +425,7 @@ def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> N
 
 
 def load_module(ctx: Context) -> None:
-    if kernel_version() is not None:
+    if _kernel(ctx) is not None:
         return
     info = ctx.run(["modinfo", "-F", "version", "drbd"], timeout=10, quiet=True)
     if info.rc == 0:
@@ -424,7 +435,7 @@ def load_module(ctx: Context) -> None:
     r = ctx.run(["modprobe", "-s", "drbd", *extra], timeout=30)
     if r.rc != 0:
         ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {_why(r)}")
-    if kernel_version(refresh=True) is None:
+    if _kernel(ctx, refresh=True) is None:
         ctx.fail(codes.ERR_INSTALLED, "modprobe drbd succeeded but /proc/drbd did not appear")
 
 
@@ -490,7 +501,7 @@ def _wait_connected(ctx: Context, res: str, wait: float) -> Status:
 @agent.action("stop", timeout="100s")
 def stop(ctx: Context) -> int:
     res = ctx.params.drbd_resource
-    if kernel_version() is None:
+    if _kernel(ctx) is None:
         update_score(ctx, Status())
         return codes.SUCCESS
     conf_ok = ctx.params.drbdconf and os.access(ctx.params.drbdconf, os.R_OK)

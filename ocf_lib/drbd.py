@@ -72,35 +72,49 @@ class Status:
         return f"{self.role} {'/'.join(self.disks) or '-'} [{peers or 'no peers'}]"
 
 
-_version_cache: list[tuple[int, int, int] | None] = []
+class UnknownVersion(Exception):
+    """The module is loaded (``/proc/drbd`` exists) but its version cannot be read.
+
+    Never guess: DRBD 9 and 8.4 report state in different places, and reading
+    a 9 kernel the 8.4 way finds no resource, i.e. a false "not running"."""
+
+
+_version_cache: list[tuple[int, int, int] | UnknownVersion | None] = []
 
 
 def parse_version(word: str) -> tuple[int, int, int] | None:
     """``9.2.8`` or ``8.4.11-1`` -> (9, 2, 8); None when unreadable."""
     parts = word.strip().split("-")[0].split(".")
-    try:
-        return int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
-    except (ValueError, IndexError):
+    if not 2 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
         return None
+    return int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
 
 
 def kernel_version(refresh: bool = False) -> tuple[int, int, int] | None:
-    """The loaded module's version from /proc/drbd (None: not loaded).  Read once per run."""
-    if _version_cache and not refresh:
-        return _version_cache[0]
-    found = None
-    try:
-        with open(sysroot.path(PROC), encoding="utf-8") as f:
-            first = f.readline()
-        words = first.split()
-        found = parse_version(words[1]) if len(words) > 1 else None
-        found = found or (0, 0, 0)  # loaded, version unreadable
-    except FileNotFoundError:
-        found = None
-    except OSError:
-        found = (0, 0, 0)
-    _version_cache[:] = [found]
-    return found
+    """The loaded module's version from /proc/drbd; None when the module is not loaded.
+
+    Raises :class:`UnknownVersion` when /proc/drbd exists but says no version.
+    Read once per run."""
+    if not _version_cache or refresh:
+        found: tuple[int, int, int] | UnknownVersion | None
+        try:
+            with open(sysroot.path(PROC), encoding="utf-8", errors="replace") as f:
+                first = f.readline(200)
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            found = UnknownVersion(f"cannot read {PROC}: {exc.strerror}")
+        else:
+            words = first.split()
+            version = parse_version(words[1]) if words[:1] == ["version:"] and \
+                len(words) > 1 else None
+            found = version or UnknownVersion(
+                f"{PROC} shows no module version (first line: {first.strip()[:60]!r})")
+        _version_cache[:] = [found]
+    cached = _version_cache[0]
+    if isinstance(cached, UnknownVersion):
+        raise cached
+    return cached
 
 
 def _fields(words: list[str]) -> dict[str, str]:

@@ -411,6 +411,42 @@ def test_stop_with_an_unusable_drbdconf_still_stops(lab: DrbdLab) -> None:
     assert lab.role("alpha") is None
 
 
+@pytest.mark.parametrize("first_line", ["version: unknown (api:2/proto:86-122)", "", "garbage"])
+def test_unreadable_kernel_version_is_an_error_not_stopped(lab: DrbdLab, first_line: str) -> None:
+    """A DRBD 9 kernel whose version cannot be read must not be read the 8.4 way
+    (that finds no resource: a false "not running")."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    proc = lab.base / "alpha" / "root" / "proc" / "drbd"
+    rest = proc.read_text().split("\n", 1)[1]
+    proc.write_text(f"{first_line}\n{rest}" if first_line else "")
+    for interval in (0, 10000):
+        r = lab.agent("alpha", "monitor", interval=interval)
+        assert r.rc == 1, (interval, r.err)
+        assert "cannot tell DRBD 9 from 8.4" in (r.reason or "")
+    r = lab.agent("alpha", "stop", timeout_ms=5000)
+    assert r.rc == 1
+    assert lab.role("alpha") == "Primary"
+    r = lab.agent("alpha", "stop", drbd_resource="r0;x")
+    assert r.rc == 1 and "cannot tell DRBD 9 from 8.4" in (r.reason or "")
+    assert lab.agent("alpha", "start").rc == 1
+    assert lab.role("alpha") == "Primary"
+
+
+def test_unreadable_proc_drbd_is_an_error(lab: DrbdLab) -> None:
+    both_started(lab)
+    proc = lab.base / "alpha" / "root" / "proc" / "drbd"
+    proc.unlink()
+    proc.mkdir()  # open() fails with EISDIR: loaded, but unreadable
+    try:
+        r = lab.agent("alpha", "monitor")
+        assert r.rc == 1 and "cannot read /proc/drbd" in (r.reason or "")
+        assert lab.agent("alpha", "stop").rc == 1
+        assert lab.role("alpha") == "Secondary"
+    finally:
+        proc.rmdir()
+
+
 def test_monitor_needs_no_config(lab: DrbdLab) -> None:
     """monitor asks the kernel: a missing config cannot make a Primary look stopped."""
     both_started(lab)
