@@ -55,6 +55,7 @@ from ocf_lib.drbd import (
     parse_version,
     resources_in_events2,
 )
+from ocf_lib.drbdtool import NEED_UPTODATE_DATA, NO_SUCH_RESOURCE, DrbdTools, why
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
 
@@ -211,7 +212,7 @@ def _no_drbd_resource_at_all(ctx: Context) -> bool:
     if version is None:
         return True  # module not loaded
     if version >= (9, 0, 0):
-        r = ctx.run(["drbdsetup", "events2", "--now"], timeout=15, quiet=True)
+        r = _tools(ctx).events2(statistics=False)
         return r.rc == 0 and resources_in_events2(r.out) == set()
     with open(sysroot.path(PROC), encoding="utf-8") as f:
         return configured_minors(f.read()) == []
@@ -239,9 +240,9 @@ def _minors(ctx: Context, res: str) -> list[int]:
     cached = ctx.state.read(name)
     if cached:
         return [int(m) for m in cached.split()]
-    r = _drbdadm(ctx, "sh-minor", res)
+    r = _tools(ctx).minors(res)
     if r.rc != 0:
-        ctx.fail(codes.ERR_INSTALLED, f"drbdadm sh-minor {res}: {_why(r)}")
+        ctx.fail(codes.ERR_INSTALLED, f"drbdadm sh-minor {res}: {why(r)}")
     minors = [int(m) for m in r.out.split() if m.isdigit()]
     try:
         ctx.state.ensure()
@@ -252,11 +253,11 @@ def _minors(ctx: Context, res: str) -> list[int]:
 
 
 def status9(ctx: Context, res: str) -> Status:
-    r = ctx.run(["drbdsetup", "events2", "--now", "--statistics", res], timeout=15, quiet=True)
-    if r.rc == 10:  # "No such resource"
+    r = _tools(ctx).events2(res)
+    if r.rc == NO_SUCH_RESOURCE:
         return Status()
     if r.rc != 0:
-        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {_why(r)}")
+        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {why(r)}")
     return parse_events2(r.out, res)
 
 
@@ -307,13 +308,13 @@ def wanted_score(ctx: Context, st: Status) -> int | None | bool:
 
 
 def _pcmk_knows_primary(ctx: Context) -> bool:
-    # "resource drbd is running on: n2 Promoted" (Pacemaker < 2.1 says "Master")
-    r = ctx.run(["crm_resource", "--resource", ctx.instance, "--locate"], timeout=10, quiet=True)
-    for line in r.out.splitlines():
-        words = line.partition("running on:")[2].split()
-        if len(words) == 2 and words[1] in ("Promoted", "Master") and words[0] != ctx.node:
-            return True
-    return False
+    """Pacemaker has another node's instance promoted (unknown counts as no)."""
+    from ocf_lib.cluster import ClusterTools
+
+    where = ClusterTools(ctx.run).locate(ctx.instance, timeout=10)
+    if where is None:
+        ctx.log.debug(f"crm_resource --locate {ctx.instance} did not answer")
+    return any(role == "Promoted" and node != ctx.node for node, role in where or ())
 
 
 def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
@@ -352,16 +353,8 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
 # -- setup and validation ----------------------------------------------------------------
 
 
-def _why(r: Any) -> str:
-    """The kernel's own words from a failed drbdadm (not its 'Command ... terminated' line)."""
-    for line in (r.err + r.out).splitlines():
-        if "State change failed" in line or "Failure:" in line or "No such resource" in line:
-            return line.strip()
-    return str(r.reason())
-
-
-def _drbdadm(ctx: Context, *args: str, timeout: float = 60) -> Any:
-    return ctx.run(["drbdadm", "-c", ctx.params.drbdconf, *args], timeout=timeout)
+def _tools(ctx: Context) -> DrbdTools:
+    return DrbdTools(ctx.run, ctx.params.drbdconf)
 
 
 def _meta_int(ctx: Context, *names: str, default: int) -> int:
@@ -378,15 +371,16 @@ def check_config(ctx: Context) -> list[str]:
     if not os.path.isfile(p.drbdconf) or not os.access(p.drbdconf, os.R_OK):
         ctx.fail(codes.ERR_INSTALLED, f"drbdconf {p.drbdconf} is missing, not a file, or "
                  "unreadable")
-    r = _drbdadm(ctx, "sh-dev", res, timeout=20)
+    tools = _tools(ctx)
+    r = tools.devices(res)
     if r.rc != 0:
-        stacked = _drbdadm(ctx, "--stacked", "sh-dev", res, timeout=20)
+        stacked = tools.devices(res, stacked=True)
         if stacked.rc == 0:
             ctx.fail(codes.ERR_CONFIGURED, f"DRBD resource {res} is stacked "
                      "(stacked-on-top-of); pyha's drbd agent does not support stacked "
                      "resources, use ocf:linbit:drbd for it")
         ctx.fail(codes.ERR_INSTALLED, f"DRBD resource {res} not found in {p.drbdconf}: "
-                 f"{_why(r)}")
+                 f"{why(r)}")
     if ctx.action not in ("stop", "monitor", "validate-all") and \
             not p.ignore_missing_notifications:
         from ocf_lib import notify
@@ -404,7 +398,7 @@ def check_config(ctx: Context) -> list[str]:
                  "promoted-node-max=1, promoted-max<=2, and clone-max<=2 unless DRBD 9 with "
                  f"promoted-max 1 (have {clone_max}/{node_max}/{pmax}/{pnode_max})")
     if pmax == 2 and ctx.action in ("start", "promote"):
-        dump = _drbdadm(ctx, "dump", res, timeout=20)
+        dump = tools.dump(res)
         if not any(line.strip() in ("allow-two-primaries;", "allow-two-primaries yes;")
                    for line in dump.out.splitlines()):
             ctx.fail(codes.ERR_CONFIGURED, f"promoted-max is 2 but DRBD resource {res} does "
@@ -427,14 +421,14 @@ def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> N
 def load_module(ctx: Context) -> None:
     if _kernel(ctx) is not None:
         return
-    info = ctx.run(["modinfo", "-F", "version", "drbd"], timeout=10, quiet=True)
+    tools = _tools(ctx)
+    info = tools.installed_version()
     if info.rc == 0:
         check_module(ctx, parse_version(info.out))  # refuse before loading anything
-    parms = _drbdadm(ctx, "sh-mod-parms", timeout=20)
-    extra = parms.out.split() if parms.rc == 0 else []
-    r = ctx.run(["modprobe", "-s", "drbd", *extra], timeout=30)
+    parms = tools.module_parameters()
+    r = tools.load_module(parms.out.split() if parms.rc == 0 else [])
     if r.rc != 0:
-        ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {_why(r)}")
+        ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {why(r)}")
     if _kernel(ctx, refresh=True) is None:
         ctx.fail(codes.ERR_INSTALLED, "modprobe drbd succeeded but /proc/drbd did not appear")
 
@@ -450,13 +444,13 @@ def start(ctx: Context) -> int:
     check_module(ctx)
     st = get_status(ctx, res)
     if not st.configured:
-        args = ("adjust", "--skip-net") if ctx.params.connect_only_after_promote else ("adjust",)
-        r = _drbdadm(ctx, *args, res, timeout=ctx.deadline.soft_remaining())
+        r = _tools(ctx).adjust(res, skip_net=ctx.params.connect_only_after_promote,
+                               timeout=ctx.deadline.soft_remaining())
         if r.rc != 0:
-            ctx.fail(codes.ERR_GENERIC, f"drbdadm adjust {res} failed: {_why(r)}")
+            ctx.fail(codes.ERR_GENERIC, f"drbdadm adjust {res} failed: {why(r)}")
     elif st.primary:
         ctx.log.info(f"{res} was already Primary at start; demoting it")
-        _drbdadm(ctx, "secondary", res)
+        _tools(ctx).role("secondary", res)
     _wait_devices(ctx, devices)
     st = _wait_connected(ctx, res, float(ctx.params.wfc_timeout))
     if not st.configured:
@@ -504,20 +498,17 @@ def stop(ctx: Context) -> int:
     if _kernel(ctx) is None:
         update_score(ctx, Status())
         return codes.SUCCESS
-    conf_ok = ctx.params.drbdconf and os.access(ctx.params.drbdconf, os.R_OK)
+    tools = _tools(ctx)
+    conf_ok = os.access(ctx.params.drbdconf, os.R_OK)
     last = ""
     while True:
         st = get_status(ctx, res)
         if not st.configured:
             break
-        if st.primary:
-            r = _drbdadm(ctx, "secondary", res) if conf_ok else \
-                ctx.run(["drbdsetup", "secondary", res], timeout=30)
-        else:
-            r = _drbdadm(ctx, "down", res) if conf_ok else \
-                ctx.run(["drbdsetup", "down", res], timeout=30)
+        verb = "secondary" if st.primary else "down"
+        r = tools.role(verb, res) if conf_ok else tools.setup(verb, res)
         if r.rc != 0:
-            last = _why(r)
+            last = why(r)
             if ctx.deadline.soft_remaining() < 2:
                 ctx.fail(codes.ERR_GENERIC, f"cannot stop {res}: {last}")
             time.sleep(1)
@@ -543,7 +534,7 @@ def _maybe_outdate_self(ctx: Context, st: Status) -> None:
                      f"{ctx.params.drbd_resource} but not connected: not outdating")
         return
     ctx.log.warning(f"outdating {ctx.params.drbd_resource}: {others[0]} is still promoted")
-    _drbdadm(ctx, "outdate", ctx.params.drbd_resource)
+    _tools(ctx).role("outdate", ctx.params.drbd_resource)
 
 
 @agent.action("promote", timeout="90s")
@@ -557,23 +548,23 @@ def promote(ctx: Context) -> int:
             ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: it is not started")
         if st.primary:
             break
-        r = _drbdadm(ctx, "primary", res)
-        if r.rc == 17:
+        r = _tools(ctx).role("primary", res)
+        if r.rc == NEED_UPTODATE_DATA:
             update_score(ctx, get_status(ctx, res))
             ctx.fail(codes.ERR_GENERIC, "Refusing to be promoted to Primary without access "
-                     f"to UpToDate data ({_why(r)})")
+                     f"to UpToDate data ({why(r)})")
         if r.rc != 0:
             if (not first and ctx.params.fail_promote_early_if_peer_primary
                     and st.peer_primary() and not _pcmk_knows_primary(ctx)):
                 update_score(ctx, Status())
                 ctx.fail(codes.ERR_GENERIC, "Peer node already/still Primary")
             if ctx.deadline.soft_remaining() < 2:
-                ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: {_why(r)}")
-            ctx.log.info(f"promote refused ({_why(r)}); retrying")
+                ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: {why(r)}")
+            ctx.log.info(f"promote refused ({why(r)}); retrying")
             time.sleep(1)
         first = False
     if ctx.params.connect_only_after_promote:
-        _drbdadm(ctx, "-v", "adjust", res)
+        _tools(ctx).adjust(res, verbose=True)
     update_score(ctx, get_status(ctx, res))
     return codes.SUCCESS
 
@@ -589,10 +580,10 @@ def demote(ctx: Context) -> int:
             return codes.NOT_RUNNING
         if not st.primary:
             break
-        r = _drbdadm(ctx, "secondary", res)
+        r = _tools(ctx).role("secondary", res)
         if r.rc != 0:
             if ctx.deadline.soft_remaining() < 2:
-                ctx.fail(codes.ERR_GENERIC, f"cannot demote {res}: {_why(r)}")
+                ctx.fail(codes.ERR_GENERIC, f"cannot demote {res}: {why(r)}")
             time.sleep(1)
     update_score(ctx, st)
     return codes.SUCCESS
@@ -609,7 +600,7 @@ def notify(ctx: Context) -> int:
     if n.operation == "start":
         # A peer is (re)starting: make sure we try to connect to it.
         if not ctx.params.connect_only_after_promote:
-            _drbdadm(ctx, "-v", "adjust", res)
+            _tools(ctx).adjust(res, verbose=True)
     elif n.kind == "post":
         st = get_status(ctx, res)
         update_score(ctx, st)
@@ -631,8 +622,7 @@ def monitor(ctx: Context) -> int:
     update_score(ctx, st, cached_ok=not ctx.is_probe)
     if (ctx.params.unfence_if_all_uptodate and st.primary and st.local_all("UpToDate")
             and st.peers and all(st.peer_all_uptodate(q) for q in st.peers.values())):
-        ctx.run(["drbdadm", "-c", ctx.params.drbdconf, "unfence-peer", res], timeout=10,
-                extra_env={"UNFENCE_EXTRA_ARGS": ctx.params.unfence_extra_args or ""})
+        _tools(ctx).unfence_peer(res, ctx.params.unfence_extra_args)
     if any(d is not None for p in st.peers.values() for d in p["done"]):
         ctx.log.info(f"resync: {st.describe()}")
     if st.primary:
@@ -650,7 +640,7 @@ def reload(ctx: Context) -> int:
     st = get_status(ctx, res)
     if not st.configured:
         return codes.ERR_GENERIC
-    _drbdadm(ctx, "adjust", res)
+    _tools(ctx).adjust(res)
     update_score(ctx, get_status(ctx, res))
     return codes.SUCCESS
 

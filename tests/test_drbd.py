@@ -193,6 +193,61 @@ def test_remove_master_score_if_peer_primary(lab: DrbdLab) -> None:
     assert bad.rc == 6 and "false, true, unexpected" in (bad.reason or "")
 
 
+def _pacemaker_promoted(lab: DrbdLab, node: str, res: str = "r0") -> None:
+    """Record in the lab's CIB that Pacemaker promoted ``node``'s instance of the clone."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(lab.cib)
+    root = tree.getroot()
+    resources = root.find("configuration/resources")
+    assert resources is not None
+    clone = ET.SubElement(resources, "clone", id=f"drbd-{res}-clone")
+    meta = ET.SubElement(clone, "meta_attributes", id=f"drbd-{res}-clone-meta")
+    ET.SubElement(meta, "nvpair", id=f"drbd-{res}-promotable", name="promotable", value="true")
+    ET.SubElement(clone, "primitive", {"id": f"drbd-{res}", "class": "ocf", "provider": "pyha",
+                                       "type": "drbd"})
+    for state in root.iter("node_state"):
+        if state.get("uname") != node:
+            continue
+        lrm = ET.SubElement(state, "lrm", id=state.get("id", ""))
+        rsc = ET.SubElement(ET.SubElement(lrm, "lrm_resources"), "lrm_resource",
+                            {"id": f"drbd-{res}", "class": "ocf", "provider": "pyha",
+                             "type": "drbd"})
+        key = "1:1:0:aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+        ET.SubElement(rsc, "lrm_rsc_op", {
+            "id": f"drbd-{res}_last_0", "operation_key": f"drbd-{res}_promote_0",
+            "operation": "promote", "crm-debug-origin": "pyha-test",
+            "crm_feature_set": "3.16.1", "transition-key": key,
+            "transition-magic": f"0:0;{key}", "call-id": "5", "rc-code": "0",
+            "op-status": "0", "interval": "0", "on_node": node})
+    tree.write(lab.cib)
+
+
+def test_remove_score_only_if_the_primary_is_unexpected(lab: DrbdLab) -> None:
+    """'unexpected' asks Pacemaker (crm_resource --locate, through the cluster seam)."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    unexpected = {"remove_master_score_if_peer_primary": "unexpected"}
+    assert lab.agent("beta", "monitor", **unexpected).rc == 0
+    assert lab.score("beta") is None  # a Primary Pacemaker does not know of
+    _pacemaker_promoted(lab, "alpha")
+    assert lab.agent("beta", "monitor", **unexpected).rc == 0
+    assert lab.score("beta") == "10000"
+
+
+def test_cluster_seam_locate(lab: DrbdLab) -> None:
+    from ocf_lib.cluster import ClusterTools, parse_locate
+    from ocf_lib.proc import run
+
+    assert parse_locate("resource d is running on: n1 Master\nresource d is running on: n2\n"
+                        ) == [("n1", "Promoted"), ("n2", "")]
+    env = {**os.environ, "CIB_file": str(lab.cib)}
+    tools = ClusterTools(lambda argv, **kw: run(argv, env=env, **kw))
+    assert tools.locate("drbd-r0") is None  # no such resource: crm_resource cannot say
+    _pacemaker_promoted(lab, "alpha")
+    assert tools.locate("drbd-r0") == [("alpha", "Promoted")]
+
+
 # -- notifications ------------------------------------------------------------------
 
 
