@@ -19,7 +19,9 @@ Upstream bugs fixed (see the reference digest, section 4.4):
   then SIGKILL, and stop returns 0 only when the daemon is gone;
 * the "wait for the daemon to exit" loop never waited;
 * the daemon was looked for only as ``/usr/sbin/ocfs2_controld.<stack>``
-  while ocfs2-tools installs ``/sbin``: here it is found through PATH;
+  while ocfs2-tools installs ``/sbin``: here it is found through PATH, and
+  a process counts as the daemon only when its executable (``/proc/PID/exe``)
+  is that file, never by its name or arguments;
 * stop unloaded every OCFS2 module, also those the administrator loaded.
 
 Changing the cluster stack (the seed: OCFS2 from ``pcmk`` to ``cman``)
@@ -161,21 +163,40 @@ def daemon_name(stack: str) -> str:
     return f"ocfs2_controld.{stack}"
 
 
+# Where ocfs2-tools installs the daemons (Debian: /sbin, merged into /usr/sbin).
+DAEMON_DIRS = ("/usr/sbin", "/sbin")
+
+
+def daemon_paths(name: str) -> set[str]:
+    """The daemon's executable as the kernel names it: PATH's choice and the packaged
+    locations (which still match after the package was removed or upgraded), resolved."""
+    from ocf_lib.proc import which
+
+    found = which(name)
+    candidates = [found] if found else []
+    candidates += [os.path.join(d, name) for d in DAEMON_DIRS]
+    return {os.path.realpath(c) for c in candidates}
+
+
 def daemon_pids(name: str) -> list[int]:
-    """Like ``pidof -x``: processes whose argv[0], or script argument, is named ``name``."""
+    """Processes running the daemon's own executable (``/proc/PID/exe``).
+
+    Not argv: anyone can name a process, or a script's argument, after the
+    daemon; a user's ``sh ocfs2_controld.pcmk`` must not pass for the cluster's
+    daemon (stop would signal it, start would skip the real one)."""
+    targets = daemon_paths(name)
     found = []
     me = os.getpid()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
+            exe = os.readlink(f"/proc/{entry.name}/exe")
+        except OSError:  # kernel thread, or gone
             continue
-        words = [os.path.basename(a.decode("utf-8", "replace")) for a in argv[:2] if a]
-        if words and (words[0] == name or (len(words) > 1 and words[1] == name
-                                           and words[0].startswith(("python", "bash", "sh")))):
+        if exe.endswith(" (deleted)"):  # replaced by an upgrade: still that daemon
+            exe = exe[:-len(" (deleted)")]
+        if exe in targets:
             found.append(int(entry.name))
     return found
 
