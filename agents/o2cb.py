@@ -248,7 +248,7 @@ def check(ctx: Context) -> None:
         ctx.fail(codes.ERR_CONFIGURED, "o2cb must be an anonymous clone (globally-unique=false)")
 
 
-@agent.action("monitor", timeout="20s", interval="10s")
+@agent.action("monitor", timeout="20s", depth=0)
 def monitor(ctx: Context) -> int:
     stack = ctx.params.stack
     if not daemon_pids(daemon_name(stack)):

@@ -476,6 +476,26 @@ def test_metadata() -> None:
         assert f'name="{name}"' in text
 
 
+@pytest.mark.parametrize("minor", ["1", "0"])
+def test_monitor_actions_match_upstream(minor: str) -> None:
+    """pcs creates one monitor operation per advertised monitor action, with its interval:
+    advertise what ocf:pacemaker:o2cb does (one monitor, no interval)."""
+    import xml.etree.ElementTree as ET
+
+    env = {"OCF_ROOT": "/usr/lib/ocf", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "OCF_RA_VERSION_MAJOR": "1", "OCF_RA_VERSION_MINOR": minor}
+
+    def monitors(agent: str) -> list[dict[str, str]]:
+        out = subprocess.run([agent, "meta-data"], env=env, capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+        return [dict(a.attrib) for a in ET.fromstring(out).iter("action")
+                if a.get("name") == "monitor"]
+
+    upstream = monitors(UPSTREAM_O2CB)
+    assert upstream and all("interval" not in a for a in upstream)
+    assert monitors(str(AGENTS / "o2cb")) == upstream
+
+
 def test_pyha_tester_passes(lab: O2cbLab) -> None:
     from conftest import ROOT
 
