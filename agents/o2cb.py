@@ -58,7 +58,7 @@ import time
 
 from ocf_lib import codes, mounts, sysroot
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import DURATION, PATH, STRING, Param, ParamError, ParamType
+from ocf_lib.params import DURATION, PATH, Param, ParamError, ParamType, parse_bool
 
 
 class _StackLabel(ParamType):
@@ -75,6 +75,32 @@ class _StackLabel(ParamType):
         return word
 
 
+class _Words(ParamType):
+    doc = "space-separated words"
+
+    def convert(self, raw: str, name: str) -> tuple[str, ...]:
+        if any(ord(c) < 32 and c not in " \t" for c in raw):
+            raise ParamError(name, raw, "contains a control character")
+        return tuple(raw.split())
+
+
+class _Paths(ParamType):
+    doc = "space-separated absolute paths"
+
+    def convert(self, raw: str, name: str) -> tuple[str, ...]:
+        paths = tuple(raw.split())
+        for path in paths:
+            PATH.convert(path, name)  # the same rules as a single path
+        return paths
+
+
+class _OptionalPath(ParamType):
+    doc = "absolute path, or empty"
+
+    def convert(self, raw: str, name: str) -> str | None:
+        return PATH.convert(raw, name) if raw.strip() else None
+
+
 agent = ResourceAgent(
     "o2cb",
     shortdesc="OCFS2 userspace cluster stack control",
@@ -85,7 +111,7 @@ agent = ResourceAgent(
         "Compatible with ocf:pacemaker:o2cb."
     ),
     params=[
-        Param("stack", _StackLabel(), default="pcmk",
+        Param("stack", _StackLabel(), default="pcmk", identifies=True,
               shortdesc="Userspace stack",
               longdesc="The cluster stack label written to <sysfs>/ocfs2/cluster_stack; it "
                        "also selects the daemon ocfs2_controld.<stack>. Known values: pcmk, "
@@ -99,15 +125,15 @@ agent = ResourceAgent(
         Param("daemon_timeout", DURATION, default="10",
               shortdesc="Daemon timeout",
               longdesc="How long to wait for ocfs2_controld to come up (seconds)."),
-        Param("daemon_options", STRING, default="",
+        Param("daemon_options", _Words(), default="",
               shortdesc="Daemon options",
               longdesc="Extra arguments for ocfs2_controld.<stack>, split on spaces "
                        "(e.g. -D for debug output)."),
-        Param("dlmfs", STRING, default="",
+        Param("dlmfs", _OptionalPath(), default="",
               shortdesc="Where to mount ocfs2_dlmfs",
               longdesc="Mount ocfs2_dlmfs here (e.g. /dlm, as the o2cb init script does). "
                        "Empty: not mounted; the userspace stacks lock through fs/dlm."),
-        Param("devices", STRING, default="",
+        Param("devices", _Paths(), default="",
               shortdesc="OCFS2 volumes to check",
               longdesc="Space-separated OCFS2 devices. validate-all compares their on-disk "
                        "cluster stack (o2cluster -o, read only) with the stack and fails on "
@@ -201,6 +227,27 @@ def daemon_pids(name: str) -> list[int]:
     return found
 
 
+@agent.proves_absent
+def _no_daemon_of_any_stack(ctx: Context) -> bool:
+    """Without a usable ``stack``, the daemon's name is unknown: only the absence of
+    every ``ocfs2_controld.*`` executable from the process table proves nothing runs."""
+    dirs = {os.path.realpath(d) for d in (*os.environ.get("PATH", "").split(":"), *DAEMON_DIRS)
+            if d}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{entry.name}/exe")
+        except OSError:
+            continue
+        exe = exe[:-len(" (deleted)")] if exe.endswith(" (deleted)") else exe
+        head, base = os.path.split(exe)
+        if base.startswith("ocfs2_controld.") and head in dirs:
+            ctx.log.error(f"{exe} (pid {entry.name}) runs")
+            return False
+    return True
+
+
 def ocfs2_mounts() -> list[mounts.Mount]:
     return [m for m in mount_table() if m.fstype == "ocfs2"]
 
@@ -244,7 +291,7 @@ def check(ctx: Context) -> None:
         ctx.fail(codes.ERR_CONFIGURED, f"configfs path {configfs} is not a directory")
     if not os.path.isdir(ctx.params.sysfs):
         ctx.fail(codes.ERR_INSTALLED, f"sysfs path {ctx.params.sysfs} is not a directory")
-    if (ctx.meta("globally_unique") or "false").lower() in ("true", "yes", "1"):
+    if parse_bool(ctx.meta("globally_unique")):
         ctx.fail(codes.ERR_CONFIGURED, "o2cb must be an anonymous clone (globally-unique=false)")
 
 
@@ -327,7 +374,7 @@ def start(ctx: Context) -> int:
         if "ocfs2_dlmfs" not in filesystems():
             modprobe(ctx, "ocfs2_dlmfs")
         mount(ctx, "ocfs2_dlmfs", p.dlmfs)
-    r = ctx.run([name, *p.daemon_options.split()], timeout=min(30.0, p.daemon_timeout + 5))
+    r = ctx.run([name, *p.daemon_options], timeout=min(30.0, p.daemon_timeout + 5))
     if r.rc != 0:
         ctx.fail(codes.ERR_GENERIC, f"{name} failed to start: {r.reason()}")
     end = time.monotonic() + min(p.daemon_timeout, ctx.deadline.soft_remaining())
@@ -344,10 +391,7 @@ def start(ctx: Context) -> int:
 
 @agent.action("stop", timeout="100s")
 def stop(ctx: Context) -> int:
-    stack = ctx.params.stack
-    if stack is None:  # invalid label: no daemon of ours can run
-        return codes.SUCCESS
-    name = daemon_name(stack)
+    name = daemon_name(ctx.params.stack)
     pids = daemon_pids(name)
     if pids:
         held = ocfs2_mounts()
@@ -404,7 +448,7 @@ def stamp_problems(ctx: Context) -> list[str]:
     """Volumes whose on-disk stack differs from the running (or configured) one."""
     running = current_label(ctx) or ctx.params.stack
     out = []
-    for dev in ctx.params.devices.split():
+    for dev in ctx.params.devices:
         r = ctx.run(["o2cluster", "-o", dev], timeout=20)
         if r.rc != 0:
             out.append(f"cannot read the cluster stack of {dev}: {r.reason()}")

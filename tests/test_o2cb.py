@@ -445,6 +445,10 @@ def test_stamp_check_unreadable_device(lab: O2cbLab) -> None:
     ({"stack": "o2cb"}, 6, "classic"),
     ({"daemon_timeout": "soon"}, 6, "duration"),
     ({"sysfs": "relative/path"}, 6, "absolute"),
+    ({"devices": "/dev/sdc vol.img"}, 6, "absolute"),
+    ({"devices": "-oupdate=x"}, 6, "absolute"),
+    ({"dlmfs": "dlm"}, 6, "absolute"),
+    ({"daemon_options": "-D\x01"}, 6, "control character"),
 ])
 def test_bad_input(lab: O2cbLab, params: dict[str, str], rc: int, words: str) -> None:
     r = lab.agent("start", **params)
@@ -453,6 +457,26 @@ def test_bad_input(lab: O2cbLab, params: dict[str, str], rc: int, words: str) ->
     assert lab.modules() == [] and lab.label() is None
     assert not (lab.sim / "calls.log").exists()
     assert lab.agent("stop", **params).rc == 0
+
+
+def test_stop_without_a_usable_stack(lab: O2cbLab) -> None:
+    """stack names the daemon stop must end; without it, stop proves that no
+    ocfs2_controld of any stack runs, or fails."""
+    assert lab.agent("start").rc == 0
+    (pid,) = lab.daemons()
+    r = lab.agent("stop", stack="xyz")
+    assert r.rc == 6 and "stop cannot identify the resource" in (r.reason or "")
+    assert lab.daemons() == [pid]
+    assert lab.agent("stop").rc == 0
+    assert lab.daemons() == []
+    assert lab.agent("stop", stack="xyz").rc == 0
+
+
+def test_stop_ignores_what_it_does_not_need(lab: O2cbLab) -> None:
+    assert lab.agent("start").rc == 0
+    r = lab.agent("stop", devices="relative.img", daemon_options="-D\x01", dlmfs="dlm")
+    assert r.rc == 0, r.err
+    assert lab.daemons() == []
 
 
 def test_configfs_not_a_directory(lab: O2cbLab) -> None:
