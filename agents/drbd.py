@@ -237,9 +237,9 @@ def _kernel(ctx: Context, refresh: bool = False) -> tuple[int, int, int] | None:
 def _minors(ctx: Context, res: str) -> list[int]:
     """The resource's minors (8.4): from drbdadm once, then from a state file."""
     name = f"drbd-{res}.minors"
-    cached = ctx.state.read(name)
-    if cached:
-        return [int(m) for m in cached.split()]
+    cached = (ctx.state.read(name) or "").split()
+    if cached and all(m.isascii() and m.isdigit() for m in cached):
+        return [int(m) for m in cached]
     r = _tools(ctx).minors(res)
     if r.rc != 0:
         ctx.fail(codes.ERR_INSTALLED, f"drbdadm sh-minor {res}: {why(r)}")
@@ -360,8 +360,12 @@ def _tools(ctx: Context) -> DrbdTools:
 def _meta_int(ctx: Context, *names: str, default: int) -> int:
     for name in names:
         raw = ctx.meta(name)
-        if raw and raw.strip().lstrip("-").isdigit():
-            return int(raw)
+        if raw:
+            value = _decimal(raw.strip())
+            if value is None:
+                ctx.fail(codes.ERR_CONFIGURED, f"meta attribute {name.replace('_', '-')} "
+                         f"'{raw}' is not an integer")
+            return value
     return default
 
 

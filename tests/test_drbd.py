@@ -337,6 +337,17 @@ def test_drbd84_lifecycle(lab84: DrbdLab) -> None:
     assert lab.score("beta") == "1000"
 
 
+def test_drbd84_corrupt_minor_cache_is_asked_again(lab84: DrbdLab) -> None:
+    lab = lab84
+    both_started(lab)
+    assert lab.agent("alpha", "monitor").rc == 0
+    (cache,) = (lab.base / "alpha" / "rsctmp").rglob("drbd-r0.minors")
+    cache.write_text("0 \u00b2\n")
+    r = lab.agent("alpha", "monitor")
+    assert r.rc == 0, r.err
+    assert cache.read_text().split() == ["0"]
+
+
 def test_drbd84_resync_progress(lab84: DrbdLab) -> None:
     lab = lab84
     lab.set_disk("beta", "Inconsistent")
@@ -377,6 +388,7 @@ def _untouched(lab: DrbdLab, node: str = "alpha") -> None:
     ({"require_drbd_module_version_lt": "9.0.0"}, 5, "outside the required range"),
     ({"OCF_RESKEY_CRM_meta_notify": None}, 6, "notify=true"),
     ({"OCF_RESKEY_CRM_meta_clone_node_max": "2"}, 6, "meta parameter misconfigured"),
+    ({"OCF_RESKEY_CRM_meta_clone_max": "\u00b2"}, 6, "is not an integer"),
     ({"OCF_RESKEY_CRM_meta_master_max": "2"}, 6, "allow-two-primaries"),
 ])
 def test_bad_input(lab: DrbdLab, params: dict[str, str], rc: int, words: str) -> None:
