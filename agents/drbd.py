@@ -511,6 +511,9 @@ def stop(ctx: Context) -> int:
             break
         verb = "secondary" if st.primary else "down"
         r = tools.role(verb, res) if conf_ok else tools.setup(verb, res)
+        if r.rc != 0 and conf_ok:
+            # drbd.conf may no longer describe the resource; the kernel still knows it.
+            r = tools.setup(verb, res)
         if r.rc != 0:
             last = why(r)
             if ctx.deadline.soft_remaining() < 2:

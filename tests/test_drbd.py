@@ -514,6 +514,19 @@ def test_unreadable_proc_drbd_is_an_error(lab: DrbdLab) -> None:
         proc.rmdir()
 
 
+def test_stop_after_the_resource_left_drbd_conf(lab: DrbdLab) -> None:
+    """The configuration changed after start: the kernel still has r0, and stop ends it."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    text = lab.conf.read_text()
+    lab.conf.write_text(text[text.index("resource r1"):])
+    started = time.monotonic()
+    r = lab.agent("alpha", "stop")
+    assert r.rc == 0, r.err
+    assert lab.role("alpha") is None
+    assert time.monotonic() - started < 15
+
+
 def test_monitor_needs_no_config(lab: DrbdLab) -> None:
     """monitor asks the kernel: a missing config cannot make a Primary look stopped."""
     both_started(lab)
