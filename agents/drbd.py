@@ -50,6 +50,7 @@ from ocf_lib.drbd import (
     UnknownVersion,
     configured_minors,
     kernel_version,
+    minors_in_sh_status,
     parse_events2,
     parse_proc,
     parse_version,
@@ -62,7 +63,8 @@ from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamTyp
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from typing import Any
+
+    from ocf_lib.params import Values
 
 _NAME_CHARS = frozenset("-%+./0123456789:=@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 
@@ -194,9 +196,8 @@ agent = ResourceAgent(
 )
 
 
-
 @agent.validator
-def _version_range(values: Any) -> Iterable[ParamError]:
+def _version_range(values: Values) -> Iterable[ParamError]:
     ge, lt = values.require_drbd_module_version_ge, values.require_drbd_module_version_lt
     if ge is not None and lt is not None and not ge < lt:
         yield ParamError("require_drbd_module_version_lt", ".".join(map(str, lt)),
@@ -217,6 +218,7 @@ def _no_drbd_resource_at_all(ctx: Context) -> bool:
     with open(sysroot.path(PROC), encoding="utf-8") as f:
         return configured_minors(f.read()) == []
 
+
 _TRANSITIONAL = ("Attaching", "Negotiating")
 _SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it wrote
 
@@ -235,15 +237,21 @@ def _kernel(ctx: Context, refresh: bool = False) -> tuple[int, int, int] | None:
 
 
 def _minors(ctx: Context, res: str) -> list[int]:
-    """The resource's minors (8.4): from drbdadm once, then from a state file."""
+    """The resource's minors (8.4): from drbd.conf once (kept in a state file); when
+    drbdadm cannot say (drbd.conf missing or changed), from the kernel."""
     name = f"drbd-{res}.minors"
     cached = (ctx.state.read(name) or "").split()
     if cached and all(m.isascii() and m.isdigit() for m in cached):
         return [int(m) for m in cached]
-    r = _tools(ctx).minors(res)
+    tools = _tools(ctx)
+    r = tools.minors(res)
     if r.rc != 0:
-        ctx.fail(codes.ERR_INSTALLED, f"drbdadm sh-minor {res}: {why(r)}")
-    minors = [int(m) for m in r.out.split() if m.isdigit()]
+        k = tools.kernel_minors(res)
+        if k.rc not in (0, NO_SUCH_RESOURCE):
+            ctx.fail(codes.ERR_GENERIC, f"cannot find the minors of {res}: drbdadm sh-minor: "
+                     f"{why(r)}; drbdsetup sh-status: {why(k)}")
+        return minors_in_sh_status(k.out, res) if k.rc == 0 else []
+    minors = [int(m) for m in r.out.split() if m.isascii() and m.isdigit()]
     try:
         ctx.state.ensure()
         ctx.state.write(name, " ".join(map(str, minors)) + "\n", 0o644)

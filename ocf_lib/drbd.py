@@ -180,6 +180,18 @@ def configured_minors(text: str) -> list[int]:
     return found
 
 
+def minors_in_sh_status(text: str, res: str) -> list[int]:
+    """DRBD 8.4 ``drbdsetup sh-status``: one ``_minor=N``/``_res_name=R`` block per volume."""
+    found, minor = [], None
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "_minor":
+            minor = int(value) if value.isascii() and value.isdigit() else None
+        elif key == "_res_name" and value == res and minor is not None:
+            found.append(minor)
+    return found
+
+
 def parse_proc(text: str, minors: set[int]) -> Status:
     """DRBD 8.4's /proc/drbd -> Status of the resource owning ``minors``."""
     st = Status()

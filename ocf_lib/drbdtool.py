@@ -43,6 +43,10 @@ class DrbdTools:
             argv.append(res)
         return self._run(argv, timeout=15, quiet=True)
 
+    def kernel_minors(self, res: str) -> Result:
+        """DRBD 8.4: ``sh-status <res>``, the kernel's volumes of ``res`` (``_minor=N``)."""
+        return self._run(["drbdsetup", "sh-status", res], timeout=15, quiet=True)
+
     def setup(self, verb: str, res: str) -> Result:
         """``drbdsetup secondary|down <res>``: no configuration needed."""
         return self._run(["drbdsetup", verb, res], timeout=30)

@@ -348,6 +348,20 @@ def test_drbd84_corrupt_minor_cache_is_asked_again(lab84: DrbdLab) -> None:
     assert cache.read_text().split() == ["0"]
 
 
+def test_drbd84_monitor_needs_no_config(lab84: DrbdLab) -> None:
+    """8.4 maps the resource to minors through drbd.conf; without it (and without the
+    cached answer) the kernel says, and a running Primary is never 'not installed'."""
+    lab = lab84
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    for cache in (lab.base / "alpha" / "rsctmp").rglob("drbd-r0.minors"):
+        cache.unlink()
+    r = lab.agent("alpha", "monitor", drbdconf="/nonexistent")
+    assert r.rc == 8, r.err
+    assert lab.agent("beta", "stop").rc == 0
+    assert lab.agent("beta", "monitor", drbdconf="/nonexistent").rc == 7
+
+
 def test_drbd84_resync_progress(lab84: DrbdLab) -> None:
     lab = lab84
     lab.set_disk("beta", "Inconsistent")
