@@ -336,7 +336,7 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
     memo = f"drbd-{ctx.instance}.score"
     if cached_ok:
         last = (ctx.state.read(memo) or "").split()
-        if len(last) == 2 and last[0] == shown and last[1].isdigit() \
+        if len(last) == 2 and last[0] == shown and last[1].isascii() and last[1].isdigit() \
                 and time.time() - int(last[1]) < _SCORE_REFRESH:
             return
     seam = PromotionScore(ctx.run, ctx.node, ctx.instance,

@@ -141,6 +141,17 @@ def test_failed_disk_and_lost_peer(lab: DrbdLab) -> None:
     assert lab.score("alpha") is None
 
 
+def test_corrupt_score_memo_is_rewritten(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "monitor", interval=20000).rc == 0
+    (memo,) = (lab.base / "alpha" / "rsctmp").rglob("drbd-drbd-r0.score")
+    memo.write_text("10000 \u00b9\u00b2\n")
+    r = lab.agent("alpha", "monitor", interval=20000)
+    assert r.rc == 0, r.err
+    assert memo.read_text().split()[1].isascii()
+    assert lab.score("alpha") == "10000"
+
+
 def test_lost_peer_lowers_the_score(lab: DrbdLab) -> None:
     both_started(lab)
     assert lab.agent("beta", "monitor").rc == 0
