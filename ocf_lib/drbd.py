@@ -117,6 +117,14 @@ def kernel_version(refresh: bool = False) -> tuple[int, int, int] | None:
     return cached
 
 
+def _percent(text: str | None) -> float | None:
+    """Resync progress for the log only: an unreadable figure is no progress shown."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def _fields(words: list[str]) -> dict[str, str]:
     return dict(w.split(":", 1) for w in words if ":" in w)
 
@@ -150,7 +158,7 @@ def parse_events2(text: str, res: str) -> Status:
             peer["disks"].append(f.get("peer-disk", "DUnknown"))
             peer["clients"].append(f.get("peer-client") == "yes")
             done = f.get("done")
-            peer["done"].append(float(done) if done else None)
+            peer["done"].append(_percent(done))
     return st
 
 
@@ -219,7 +227,7 @@ def parse_proc(text: str, minors: set[int]) -> Status:
             peer["disks"].append(disks[1] if len(disks) > 1 else "DUnknown")
             peer["done"].append(None)
         elif current is not None and "sync'ed:" in line:
-            peer["done"][-1] = float(line.split("sync'ed:")[1].split("%")[0].strip())
+            peer["done"][-1] = _percent(line.split("sync'ed:")[1].split("%")[0])
     if not st.configured:
         st.peers.clear()
     return st
