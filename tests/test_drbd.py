@@ -743,3 +743,16 @@ def test_unfence_if_all_uptodate(lab: DrbdLab) -> None:
                   HA_debug="1")
     assert r.rc == 8
     assert "unfence-peer r0" in r.err  # drbdadm ran the (unconfigured) handler hook
+
+
+def test_kernel_report_parsers_tolerate_an_unreadable_percentage() -> None:
+    from ocf_lib.drbd import parse_events2, parse_proc
+
+    st = parse_events2("exists resource name:r0 role:Secondary\n"
+                       "exists peer-device name:r0 peer-node-id:1 conn-name:b volume:0 "
+                       "replication:SyncTarget peer-disk:UpToDate done:x\nexists -\n", "r0")
+    assert st.configured and st.peers["b"]["done"] == [None]
+    st = parse_proc("version: 8.4.11 (api:1/proto:86-101)\n"
+                    " 0: cs:SyncTarget ro:Secondary/Secondary ds:Inconsistent/UpToDate C r-----\n"
+                    "\t[>....] sync'ed: ?% (1/2)K\n", {0})
+    assert st.configured and st.peers["peer"]["done"] == [None]
