@@ -60,6 +60,10 @@ from ocf_lib import codes, mounts, sysroot
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import DURATION, PATH, Param, ParamError, ParamType, parse_bool
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 class _StackLabel(ParamType):
     doc = "4-character stack label (pcmk, cman)"
@@ -204,14 +208,10 @@ def daemon_paths(name: str) -> set[str]:
     return {os.path.realpath(c) for c in candidates}
 
 
-def daemon_pids(name: str) -> list[int]:
-    """Processes running the daemon's own executable (``/proc/PID/exe``).
-
-    Not argv: anyone can name a process, or a script's argument, after the
-    daemon; a user's ``sh ocfs2_controld.pcmk`` must not pass for the cluster's
-    daemon (stop would signal it, start would skip the real one)."""
-    targets = daemon_paths(name)
-    found = []
+def executables() -> Iterator[tuple[int, str]]:
+    """(pid, executable) of every process but this one, as ``/proc/PID/exe`` names it.
+    A file replaced under a running process (a package upgrade) reads
+    ``<path> (deleted)``: that process still runs the program at ``<path>``."""
     me = os.getpid()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
@@ -220,30 +220,32 @@ def daemon_pids(name: str) -> list[int]:
             exe = os.readlink(f"/proc/{entry.name}/exe")
         except OSError:  # kernel thread, or gone
             continue
-        if exe.endswith(" (deleted)"):  # replaced by an upgrade: still that daemon
+        if exe.endswith(" (deleted)"):
             exe = exe[:-len(" (deleted)")]
-        if exe in targets:
-            found.append(int(entry.name))
-    return found
+        yield int(entry.name), exe
+
+
+def daemon_pids(name: str) -> list[int]:
+    """Processes running the daemon's own executable.
+
+    Not argv: anyone can name a process, or a script's argument, after the
+    daemon; a user's ``sh ocfs2_controld.pcmk`` must not pass for the cluster's
+    daemon (stop would signal it, start would skip the real one)."""
+    targets = daemon_paths(name)
+    return [pid for pid, exe in executables() if exe in targets]
 
 
 @agent.proves_absent
 def _no_daemon_of_any_stack(ctx: Context) -> bool:
     """Without a usable ``stack``, the daemon's name is unknown: only the absence of
-    every ``ocfs2_controld.*`` executable from the process table proves nothing runs."""
+    every ``ocfs2_controld.*`` executable (from PATH or the packaged directories)
+    from the process table proves nothing runs."""
     dirs = {os.path.realpath(d) for d in (*os.environ.get("PATH", "").split(":"), *DAEMON_DIRS)
             if d}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            exe = os.readlink(f"/proc/{entry.name}/exe")
-        except OSError:
-            continue
-        exe = exe[:-len(" (deleted)")] if exe.endswith(" (deleted)") else exe
+    for pid, exe in executables():
         head, base = os.path.split(exe)
         if base.startswith("ocfs2_controld.") and head in dirs:
-            ctx.log.error(f"{exe} (pid {entry.name}) runs")
+            ctx.log.error(f"{exe} (pid {pid}) runs")
             return False
     return True
 
