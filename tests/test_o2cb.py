@@ -201,16 +201,18 @@ def decoys(lab: O2cbLab) -> Iterator[list[subprocess.Popen[bytes]]]:
         for cmd in commands:
             procs.append(subprocess.Popen([*NOBODY, *cmd], start_new_session=True,
                                           stdin=subprocess.DEVNULL, env=env))
+
+        def ready(p: subprocess.Popen[bytes]) -> bool:
+            """setpriv changed the uid, then executed the decoy's own program."""
+            status = Path(f"/proc/{p.pid}/status").read_text().splitlines()
+            uid = next(line.split()[1] for line in status if line.startswith("Uid:"))
+            argv0 = Path(f"/proc/{p.pid}/cmdline").read_bytes().split(b"\0")[0]
+            return uid != "0" and argv0 not in (b"", b"setpriv")
+
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # until each runs its final program, as nobody
-            argv = [Path(f"/proc/{p.pid}/cmdline").read_bytes().split(b"\0") for p in procs]
-            if all(a[0] != b"setpriv" for a in argv):
-                break
+        while not all(ready(p) for p in procs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
             time.sleep(0.05)
-        for p in procs:
-            uid = next(line.split()[1] for line in Path(f"/proc/{p.pid}/status").read_text()
-                       .splitlines() if line.startswith("Uid:"))
-            assert p.poll() is None and uid != "0"
         yield procs
     finally:
         for p in procs:
