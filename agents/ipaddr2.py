@@ -602,10 +602,25 @@ def stop(ctx: Context) -> int:
             if ctx.params.flush_routes:
                 netlink.flush_route_cache(cfg.family)
             ctx.log.info(f"{cfg.ip}/{cfg.prefix} removed from {cfg.nic}")
+        _refuse_strays(ctx, cfg)
         _lvs_restore(ctx, cfg)
         ctx.state.remove(_state_name(cfg.ip))
         ctx.state.remove(_record_name(ctx))
     return codes.SUCCESS
+
+
+def _refuse_strays(ctx: Context, cfg: Config) -> None:
+    """Stop never answers 0 while the node still serves the address: a copy with
+    another prefix or on another interface (not lvs_support's loopback copy) was
+    not added by this resource and is not removed, so stop fails and says where."""
+    for a in netlink.find_address(cfg.ip):
+        link = netlink.link_by_index(a.index)
+        if link is not None and link.name == "lo":
+            continue
+        name = link.name if link is not None else f"interface #{a.index}"
+        ctx.fail(codes.ERR_GENERIC, f"{cfg.ip}/{a.prefixlen} is configured on {name}, not "
+                                    "as this resource adds it: left in place, and the node "
+                                    "still serves the address")
 
 
 @agent.action("monitor", timeout="20s", interval="10s", depth=0)

@@ -238,8 +238,11 @@ def test_address_on_another_interface(net: None, rsctmp: Path) -> None:
         assert addrs() == before
         assert agent("monitor", params, rsctmp).rc == 1
         assert agent("monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="0").rc == 1
-        assert agent("stop", params, rsctmp).rc == 0
-        assert addrs() == before  # stop removes only what this resource would have added
+        # stop removes only what this resource would have added, and never answers 0
+        # while the node still serves the address
+        res = agent("stop", params, rsctmp)
+        assert res.rc == 1 and res.reason and "eth1" in res.reason
+        assert addrs() == before
     finally:
         nsip(NS_A, "addr", "del", "10.210.1.53/24", "dev", "eth1")
 
@@ -407,11 +410,12 @@ def test_external_arp_sender(net: None, rsctmp: Path) -> None:
     assert agent("stop", params, rsctmp).rc == 0
 
 
-def test_stop_with_a_missing_nic_leaves_other_interfaces_alone(net: None, rsctmp: Path) -> None:
+def test_stop_with_a_missing_nic_leaves_other_interfaces_alone_and_fails(
+        net: None, rsctmp: Path) -> None:
     nsip(NS_A, "addr", "add", "10.210.2.123/24", "dev", "eth1")
     try:
         res = agent("stop", {"ip": "10.210.2.123", "nic": "nosuchnic"}, rsctmp)
-        assert res.rc == 0, res.err
+        assert res.rc == 1 and res.reason and "eth1" in res.reason  # served: never 0
         assert [a["dev"] for a in find("10.210.2.123")] == ["eth1"]
     finally:
         nsip(NS_A, "addr", "del", "10.210.2.123/24", "dev", "eth1")

@@ -197,7 +197,7 @@ def _call(world: World, param: str, value: str, action: str, timeout: float) -> 
         env[f"OCF_RESKEY_{param}"] = value
         name, _, interval = action.partition("@")
         env["OCF_RESKEY_CRM_meta_interval"] = interval or "0"
-        env.setdefault("OCF_RESKEY_CRM_meta_timeout", "20000")
+        env.setdefault("OCF_RESKEY_CRM_meta_timeout", "8000")
         argv = [str(world.agent), name]
         stdin = b""
     else:
