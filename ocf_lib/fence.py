@@ -42,6 +42,7 @@ from .log import Logger
 from .params import (
     BOOLEAN,
     DURATION,
+    FILE_PATH,
     HOST,
     INTEGER,
     STRING,
@@ -198,6 +199,22 @@ class CLIText(ParamType):
 
 
 CLI_TEXT: ParamType = CLIText()
+
+
+class _DebugFile(ParamType):
+    """``debug_file``: an absolute path.  fence-agents take any path, but a relative
+    one names a different file in each directory the agent is started from."""
+
+    doc = FILE_PATH.doc
+
+    def convert(self, raw: str, name: str) -> str:
+        if not raw.strip().startswith("/"):
+            raise ParamError(name, raw, "is not an absolute path (a relative one would "
+                                        "depend on the directory the agent runs in)")
+        return str(FILE_PATH.convert(raw, name))
+
+
+DEBUG_FILE: ParamType = _DebugFile()
 CLI_WORD: ParamType = CLIText(spaces=False)
 
 
@@ -250,7 +267,7 @@ def opt_output() -> list[Param]:
         Param("verbose", BOOLEAN, getopt="v", order=51, shortdesc="Verbose mode."),
         Param("verbose_level", INTEGER(0), order=52,
               shortdesc="Level of debugging detail in output."),
-        Param("debug_file", STRING, getopt="D", aliases=("debug",), order=53,
+        Param("debug_file", DEBUG_FILE, getopt="D", aliases=("debug",), order=53,
               shortdesc="Write debug information to given file"),
         Param("version", BOOLEAN, getopt="V", order=54,
               shortdesc="Display version information and exit"),
@@ -609,11 +626,17 @@ class FenceContext:
         level = self.options.get("verbose_level")
         verbose = bool(self.options.get("verbose")) or (level is not None and level > 0)
         quiet = bool(self.options.get("quiet"))
-        log_env = {"HA_debug": "1" if verbose else "0"}
-        if self.options.get("debug_file"):
-            log_env["HA_LOGFILE"] = self.options.debug_file
-            log_env["HA_debug"] = "1"
-        self.log = Logger(name, log_env)
+        debug_file = self.options.get("debug_file")
+        self.log = Logger(name, {"HA_debug": "1" if verbose or debug_file else "0"})
+        if debug_file:
+            try:
+                self.log.open_private(debug_file)
+            except OSError as exc:
+                import errno
+
+                why = ("is a symbolic link (never followed)" if exc.errno == errno.ELOOP
+                       else f"cannot be opened for appending: {exc.strerror or exc}")
+                self.errors.append(ParamError("debug_file", debug_file, why))
         self.quiet = quiet
         for p in params:
             if p.secret and p.name in self.options.raw:
