@@ -339,6 +339,8 @@ class FenceAgent:
         version: str = "pyha 0.1.0",
         perform: Callable[[FenceContext], int] | None = None,
         extra_actions: Mapping[str, Callable[[FenceContext, Session], int]] | None = None,
+        unadvertised_actions: Mapping[str, Callable[[FenceContext, Session], int]]
+        | None = None,
         poll_during_wait: bool = False,
     ) -> None:
         self.name = name
@@ -364,6 +366,10 @@ class FenceAgent:
         # Device-specific actions (fence_ipmilan's diag): advertised after the
         # standard ones, run with the connected session, return the exit code.
         self.extra_actions = dict(extra_actions or {})
+        # Accepted and run like extra_actions, but in no metadata, manpage or help:
+        # for names a caller may send that must not look like a capability
+        # (fence_ipmilan's list, which lists nothing).
+        self.unadvertised_actions = dict(unadvertised_actions or {})
         # Poll the state during power_wait too: for devices whose status query is
         # cheap and exact (IPMI Get Chassis Status over an open session), so a
         # verified change is reported as soon as the device shows it.
@@ -453,7 +459,7 @@ class FenceAgent:
         if _truthy(raw.get("version")):
             sys.stdout.write(self.version + "\n")
             return codes.FENCE_OK
-        if action not in self.action_names():
+        if action not in self.action_names() and action not in self.unadvertised_actions:
             return _failed(f"Unrecognised action '{action}'", quiet=False)
         raw["action"] = action
         ctx = FenceContext(self, name, params, raw, env)
@@ -778,8 +784,10 @@ class FenceContext:
 
     def _act(self, session: Session) -> int:
         action = self.action
-        if action in self.agent.extra_actions:
-            return self.agent.extra_actions[action](self, session)
+        special = self.agent.extra_actions.get(action) \
+            or self.agent.unadvertised_actions.get(action)
+        if special is not None:
+            return special(self, session)
         if action in ("list", "list-status"):
             entries = session.list()
             for plug, (alias, state) in sorted(entries.items()):

@@ -672,3 +672,32 @@ def test_a_debug_file_is_created_0600_and_appended_to(switch: Switch, tmp_path: 
     assert proc.returncode == 1, proc.stderr
     text = old.read_text()
     assert text.startswith("first line\n") and len(text.splitlines()) > 1
+
+
+# -- actions accepted without being advertised --------------------------------------------
+
+
+def test_an_unadvertised_action_runs_but_is_never_advertised(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    """fence_ipmilan's list: accepted (upstream prints a notice, exits 0) and absent
+    from metadata, manpage and help, where Pacemaker would take it for a capability."""
+    seen: list[str] = []
+
+    def notice(ctx: FenceContext, session: Any) -> int:
+        seen.append(ctx.action)
+        sys.stdout.write("NOTICE: nothing to list\n")
+        return codes.FENCE_OK
+
+    agent = FenceAgent("fence_quiet", shortdesc="q", longdesc="q",
+                       connect=fencedev.SwitchSession, params=fencedev.agent.params,
+                       unadvertised_actions={"list": notice, "list-status": notice})
+    assert "list" not in agent.metadata() and "list" not in agent.manpage()
+    assert "list" not in agent.help("fence_quiet")
+    for action in ("list", "list-status"):
+        text = stdin_lines(switch, action=action)
+        assert agent.run(["fence_quiet"], {}, io.StringIO(text)) == codes.FENCE_OK
+        assert capsys.readouterr().out == "NOTICE: nothing to list\n"
+    assert seen == ["list", "list-status"]
+    # Help and metadata asked for during a run list the same actions as before it.
+    assert agent.run(["fence_quiet"], {}, io.StringIO("action=metadata\n")) == 0
+    assert '"list' not in capsys.readouterr().out
