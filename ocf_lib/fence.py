@@ -37,7 +37,6 @@ import os
 import sys
 
 from . import codes
-from .deadline import Deadline
 from .log import Logger
 from .params import (
     BOOLEAN,
@@ -51,11 +50,12 @@ from .params import (
     ParamType,
     parse,
 )
+from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Any, NoReturn
+    from typing import Any
 
 ALL_ACTIONS = ("on", "off", "reboot", "status", "list", "list-status", "monitor",
                "metadata", "manpage", "validate-all")
@@ -71,8 +71,11 @@ STDIN_QUIET = ("agent", "nodename")
 FENCER_SERVICE = "pacemaker-fenced"
 
 
-class FenceError(Exception):
+class FenceError(AgentError):
     """Ends the action with exit 1; ``str()`` is printed as ``Failed: ...``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, codes.FENCE_FAIL)
 
 
 class Session:
@@ -317,7 +320,7 @@ def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeou
     ]
 
 
-class FenceAgent:
+class FenceAgent(Agent):
     def __init__(
         self,
         name: str,
@@ -343,10 +346,8 @@ class FenceAgent:
         | None = None,
         poll_during_wait: bool = False,
     ) -> None:
-        self.name = name
-        self.shortdesc = shortdesc
-        self.longdesc = longdesc
-        self.params = list(params)
+        super().__init__(name, shortdesc=shortdesc, longdesc=longdesc, params=params,
+                         version=version)
         self.connect = connect
         self.vendor_url = vendor_url
         self.multi_port = multi_port
@@ -358,7 +359,6 @@ class FenceAgent:
         self.needs_password = needs_password
         self.cycle_param = cycle_param  # option whose value "cycle" selects cycle reboot
         self.validate = validate
-        self.version = version
         # An agent that hands the whole action to someone else (fence_pcmk asks
         # Pacemaker) gives ``perform`` instead of ``connect``: it returns the exit
         # code itself and owns the verification the Session flow would do.
@@ -376,9 +376,6 @@ class FenceAgent:
         self.poll_during_wait = poll_during_wait
         if (connect is None) == (perform is None):
             raise ValueError(f"{name}: give exactly one of connect= and perform=")
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{name}: an option is declared twice")
 
     def action_names(self) -> list[str]:
         out = ["on", "off", "reboot", "status"]
@@ -415,14 +412,8 @@ class FenceAgent:
 
     # -- running ------------------------------------------------------------
 
-    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
-        args = list(sys.argv if argv is None else argv)
-        rc = self.run(args, os.environ, sys.stdin)
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        sys.exit(rc)
+    def process(self, argv: list[str]) -> int:
+        return self.run(argv, os.environ, sys.stdin)
 
     def run(self, argv: Sequence[str], env: Mapping[str, str], stdin: Any) -> int:
         name = os.path.basename(argv[0]) if argv else self.name
@@ -604,7 +595,7 @@ def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
 # -- execution --------------------------------------------------------------------
 
 
-class FenceContext:
+class FenceContext(ActionContext):
     """One fence action: converted options, the target, a deadline, a logger."""
 
     def __init__(self, agent: FenceAgent, name: str, params: Sequence[Param],
@@ -644,9 +635,7 @@ class FenceContext:
                        else f"cannot be opened for appending: {exc.strerror or exc}")
                 self.errors.append(ParamError("debug_file", debug_file, why))
         self.quiet = quiet
-        for p in params:
-            if p.secret and p.name in self.options.raw:
-                self.log.add_secret(self.options.raw[p.name])
+        self.register_secrets(params, self.options.raw)
         self.deadline = Deadline(self._budget())
 
     def _supplied(self, err: ParamError) -> bool:
@@ -675,13 +664,6 @@ class FenceContext:
         return (o.delay + o.login_timeout + 2 * o.shell_timeout
                 + phases * (o.power_wait + o.power_timeout) + 5.0)
 
-    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
-        from .proc import run
-
-        kwargs.setdefault("deadline", self.deadline)
-        kwargs.setdefault("log", self.log)
-        return run(argv, **kwargs)
-
     def limit(self, want: float) -> float:
         """A per-step timeout capped by the action's deadline."""
         value = self.deadline.limit(want)
@@ -709,26 +691,16 @@ class FenceContext:
             return codes.FENCE_FAIL if problems else codes.FENCE_OK
         if problems:
             return self._fail(problems[0])
-        try:
-            self._fetch_password()
-            return self._dispatch()
-        except FenceError as exc:
-            return self._fail(str(exc))
-        except ParamError as exc:
-            return self._fail(str(exc))
-        except Exception as exc:  # noqa: BLE001 - never a traceback to fenced
-            from .proc import CommandNotFound, CommandTimeout
+        return run_guarded(self._dispatch, self._report, self.log)
 
-            if isinstance(exc, CommandTimeout):
-                return self._fail(f"{exc} (timed out)")
-            if isinstance(exc, (CommandNotFound, OSError)):
-                return self._fail(str(exc))
-            if type(exc).__name__ in ("TIMEOUT", "timeout", "TimeoutError"):
-                return self._fail(f"Connection timed out: {exc}")
-            import traceback
-
-            self.log.debug(traceback.format_exc().replace("\n", " | "))
-            return self._fail(f"internal error: {type(exc).__name__}: {exc}")
+    def _report(self, failure: Failure) -> int:
+        """Every failure is exit 1; Pacemaker keys on the words "timed out"."""
+        reason = failure.reason
+        if failure.kind == Failure.TIMED_OUT and "timed out" not in reason:
+            reason += " (timed out)"
+        elif failure.kind == Failure.INTERNAL:
+            reason = f"internal error: {failure.described}"
+        return self._fail(reason)
 
     def _error(self, message: str) -> None:
         text = self.log.mask(message)
@@ -769,6 +741,7 @@ class FenceContext:
             self.deadline.sleep(delay)
 
     def _dispatch(self) -> int:
+        self._fetch_password()
         self._delay()
         if self.agent.perform is not None:
             return self.agent.perform(self)
