@@ -33,18 +33,10 @@ from __future__ import annotations
 import os
 import sys
 
-from . import codes
+from . import codes, runtime
 from .log import Logger
 from .params import Param, ParamError, parse
-from .runtime import (
-    ActionContext,
-    Agent,
-    AgentError,
-    Deadline,
-    Failure,
-    run_guarded,
-    traceback_line,
-)
+from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
@@ -90,19 +82,10 @@ class Action:
 
 
 class ResourceAgent(Agent):
-    def __init__(
-        self,
-        name: str,
-        *,
-        shortdesc: str,
-        longdesc: str,
-        params: Sequence[Param],
-        version: str = "1.0",
-        ocf_version: str = "1.1",
-        promotable: bool = False,
-        rgmanager_primary: str | None = None,
-        validators: Sequence[Validator] = (),
-    ) -> None:
+    def __init__(self, name: str, *, shortdesc: str, longdesc: str, params: Sequence[Param],
+                 version: str = "1.0", ocf_version: str = "1.1", promotable: bool = False,
+                 rgmanager_primary: str | None = None,
+                 validators: Sequence[Validator] = ()) -> None:
         super().__init__(name, shortdesc=shortdesc, longdesc=longdesc, params=params,
                          version=version)
         self.ocf_version = ocf_version
@@ -355,7 +338,7 @@ class Context(ActionContext):
             rc = failure.rc
         elif failure.kind in (Failure.SYSTEM, Failure.INTERNAL):
             if failure.kind == Failure.SYSTEM:
-                self.log.debug(traceback_line())
+                self.log.debug(runtime.traceback_line())
             reason = f"internal error in {self.action}: {failure.described}"
         return _exit_reason(self.env, self.log, rc, reason)
 
@@ -392,7 +375,7 @@ class Context(ActionContext):
                 return _exit_reason(self.env, self.log, exc.rc,
                                     f"{blocking[0]}; and {exc.reason}")
             except Exception as exc:  # noqa: BLE001 - a proof that breaks proves nothing
-                self.log.debug(traceback_line())
+                self.log.debug(runtime.traceback_line())
                 absent = False
                 self.log.error(f"absence proof failed: {type(exc).__name__}: {exc}")
             if absent:
