@@ -52,7 +52,7 @@ from .params import (
 )
 from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any

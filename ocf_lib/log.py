@@ -1,6 +1,6 @@
 """A small logger that speaks the cluster's logging conventions.
 
-The stdlib ``logging`` package costs ~5 ms to import, more than the rest of a
+Importing the stdlib ``logging`` package costs more than the rest of a
 monitor, so agents use this instead.  Destinations follow the shell library:
 
 * ``HA_LOGFILE``: append ``tag[pid]: LEVEL: message`` lines to that file;
@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
