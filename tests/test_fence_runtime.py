@@ -701,3 +701,17 @@ def test_an_unadvertised_action_runs_but_is_never_advertised(
     # Help and metadata asked for during a run list the same actions as before it.
     assert agent.run(["fence_quiet"], {}, io.StringIO("action=metadata\n")) == 0
     assert '"list' not in capsys.readouterr().out
+
+
+def test_a_handler_without_an_exit_code_is_a_failure_never_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared last line of defence (ocf_lib.runtime): a handler that returns None
+    would otherwise become sys.exit(None), a fence reported done."""
+    from ocf_lib.fence import opt_action, opt_delay, opt_output
+
+    agent = FenceAgent("fence_none", shortdesc="n", longdesc="n",
+                       params=[opt_action(), *opt_output(), opt_delay()],
+                       perform=lambda ctx: None)  # type: ignore[arg-type,return-value]
+    assert agent.run(["fence_none"], {}, io.StringIO("action=off\n")) == codes.FENCE_FAIL
+    err = capsys.readouterr().err
+    assert err == "Failed: internal error: returned None, not an exit code\n"
