@@ -2,7 +2,7 @@
 
 Same parameters, defaults and meaning as upstream.  The mount table comes
 from one read of ``/proc/self/mountinfo`` (:mod:`ocf_lib.mounts`), so a
-monitor forks nothing (upstream: ~34 execs) and mount points with spaces or
+monitor forks nothing (upstream's forks dozens of times) and mount points with spaces or
 other escaped characters work.  The device is compared by device number, so
 ``/dev/disk/by-*`` and ``/dev/mapper`` symlinks need no ``readlink``; where the
 mount carries an anonymous number (btrfs: ``0:N``), by its source device or the

@@ -1,6 +1,6 @@
 """fence_ilo_mp: HP iLO 2 MP / Integrity MP through its SMASH CLP.
 
-Log in over telnet (spoken natively, :class:`ocf_lib.cli.TelnetCLI`) or SSH
+Log in over telnet (spoken natively, :class:`ocf_lib.transport.TCPLineTransport`) or SSH
 (the OpenSSH client under pexpect), switch the MP main menu (``MP>``) into
 SMASH CLP with ``SMCLP`` and read ``show /system1``: ``EnabledState=Enabled``
 is on, ``EnabledState=Disabled`` is off.  ``start /system1`` powers on,
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os.path
 
-from ocf_lib.cli import CLIError, CLITransport
 from ocf_lib.fence import (
     CLI_TEXT,
     CLI_WORD,
@@ -53,6 +52,7 @@ from ocf_lib.fence import (
     opt_plug,
 )
 from ocf_lib.params import BOOLEAN, STRING, Param
+from ocf_lib.transport import LineTransport, TransportError
 
 LOGIN_RE = r"(login\s*: ?)|((?<!Last )Login Name: )|(username: ?)|(User Name ?:)"
 PASSWORD_RE = r"(password\s*:?)|(pass phrase)"
@@ -121,7 +121,7 @@ def ssh_argv(ctx: FenceContext, port: int) -> list[str]:
 
 
 class SmashCLP(Session):
-    def __init__(self, ctx: FenceContext, cli: CLITransport) -> None:
+    def __init__(self, ctx: FenceContext, cli: LineTransport) -> None:
         self.ctx = ctx
         self.cli = cli
         self.prompt = ctx.options.command_prompt
@@ -149,7 +149,7 @@ class SmashCLP(Session):
                         if x.strip() and x.strip() != line]
                 if body or not answer:
                     return "\n".join(body)
-        except CLIError as exc:
+        except TransportError as exc:
             raise FenceError(f"iLO MP '{line}': {exc}") from None
 
     def status(self, plug: str | None) -> str:
@@ -179,13 +179,13 @@ class SmashCLP(Session):
     def close(self) -> None:
         try:
             self.cli.send("exit")
-        except CLIError:
+        except TransportError:
             pass
         self.cli.close()
 
 
-def login(ctx: FenceContext) -> CLITransport:
-    from ocf_lib.cli import SSHCLI, TelnetCLI
+def login(ctx: FenceContext) -> LineTransport:
+    from ocf_lib.transport import SSHTransport, TCPLineTransport
 
     o = ctx.options
     timeout = ctx.limit(o.login_timeout)
@@ -193,7 +193,8 @@ def login(ctx: FenceContext) -> CLITransport:
     password = o.password  # None with an identity file and no passphrase
     prompt = o.command_prompt
     if o.ssh:
-        cli: CLITransport = SSHCLI(ssh_argv(ctx, port if o.given("ipport") else 22), ctx.log)
+        cli: LineTransport = SSHTransport(ssh_argv(ctx, port if o.given("ipport") else 22),
+                                          ctx.log)
         waits = [PASSWORD_RE, "passphrase", prompt, "host key verification failed",
                  "permission denied", "identification has changed", "host key is known"]
         index, text = cli.expect(waits, timeout)
@@ -215,7 +216,7 @@ def login(ctx: FenceContext) -> CLITransport:
         if index != 2:
             raise FenceError("Unable to connect/login to fencing device: login refused")
         return cli
-    cli = TelnetCLI(o.ip, port, timeout, ctx.log)
+    cli = TCPLineTransport(o.ip, port, timeout, "\r\n", telnet=True, log=ctx.log)
     cli.expect([LOGIN_RE], timeout)
     cli.send(o.username)
     cli.expect([PASSWORD_RE], timeout)
@@ -229,7 +230,7 @@ def login(ctx: FenceContext) -> CLITransport:
 def connect(ctx: FenceContext) -> Session:
     try:
         cli = login(ctx)
-    except CLIError as exc:
+    except TransportError as exc:
         raise FenceError(f"Unable to connect/login to fencing device: {exc}") from None
     session = SmashCLP(ctx, cli)
     # Integrity MP main menu -> SMASH CLP; on a ProLiant iLO (already SMASH CLP)

@@ -57,8 +57,7 @@ from ocf_lib.params import BOOLEAN, STRING, Choice, Param, ParamError, ParamType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
-    from typing import Any
+    from collections.abc import Sequence
 
 _DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -284,41 +283,7 @@ def list_notice(ctx: FenceContext, session: Session) -> int:
     return codes.FENCE_OK
 
 
-class IPMIAgent(FenceAgent):
-    """Accepts ``list``/``list-status`` as upstream does, without advertising them:
-    advertised, Pacemaker would take the notice for a list of targets."""
-
-    _running = False
-
-    def action_names(self) -> list[str]:
-        names = super().action_names()
-        return names if self._running else [a for a in names if a not in UNLISTED]
-
-    def run(self, argv: Sequence[str], env: Mapping[str, str], stdin: Any) -> int:
-        self._running = True
-        try:
-            return super().run(argv, env, stdin)
-        finally:
-            self._running = False
-
-    def metadata(self, name: str | None = None) -> str:
-        return self._described(super().metadata, name)
-
-    def manpage(self, name: str | None = None) -> str:
-        return self._described(super().manpage, name)
-
-    def help(self, name: str) -> str:
-        return self._described(super().help, name)
-
-    def _described(self, describe: Callable[[Any], str], name: str | None) -> str:
-        running, self._running = self._running, False
-        try:
-            return describe(name)
-        finally:
-            self._running = running
-
-
-agent = IPMIAgent(
+agent = FenceAgent(
     "fence_ipmilan",
     shortdesc="Fence agent for IPMI",
     longdesc=LONGDESC,
@@ -340,6 +305,8 @@ agent = IPMIAgent(
     },
     cycle_param="method",
     validate=validate,
-    extra_actions={"diag": diag, "list": list_notice, "list-status": list_notice},
+    extra_actions={"diag": diag},
+    # Advertised, Pacemaker would take the notice for a list of targets.
+    unadvertised_actions={"list": list_notice, "list-status": list_notice},
     poll_during_wait=True,
 )

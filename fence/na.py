@@ -218,7 +218,7 @@ class Assassin(Session):
         timeout = self.ctx.limit(self.ctx.options.shell_timeout)
         self.ctx.log.debug(f"sending {command}")
         try:
-            self.link.send_line(command)
+            self.link.send(command)
             if not self.settings.naos:
                 lines = self.link.read_until("EOM", timeout)
             elif states:

@@ -55,13 +55,11 @@ if TYPE_CHECKING:
 
 
 def _notice(ctx: FenceContext, message: str) -> None:
-    """Upstream logs to syslog as daemon.notice; so do we (and to debug_file if set)."""
+    """Upstream logs to syslog as daemon.notice; so do we (and ``ctx.log`` writes it
+    to debug_file, which it opened safely, when one is set)."""
     from ocf_lib.log import Logger
 
-    env = {"HA_LOGFACILITY": "daemon"}
-    if ctx.options.get("debug_file"):
-        env["HA_LOGFILE"] = ctx.options.debug_file
-    log = Logger(f"fence_pcmk[{ctx.action}]", env)
+    log = Logger(f"fence_pcmk[{ctx.action}]", {"HA_LOGFACILITY": "daemon"})
     log.info(message)
     ctx.log.debug(message)
 

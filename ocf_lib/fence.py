@@ -37,11 +37,11 @@ import os
 import sys
 
 from . import codes
-from .deadline import Deadline
 from .log import Logger
 from .params import (
     BOOLEAN,
     DURATION,
+    FILE_PATH,
     HOST,
     INTEGER,
     STRING,
@@ -50,11 +50,12 @@ from .params import (
     ParamType,
     parse,
 )
+from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Any, NoReturn
+    from typing import Any
 
 ALL_ACTIONS = ("on", "off", "reboot", "status", "list", "list-status", "monitor",
                "metadata", "manpage", "validate-all")
@@ -70,8 +71,11 @@ STDIN_QUIET = ("agent", "nodename")
 FENCER_SERVICE = "pacemaker-fenced"
 
 
-class FenceError(Exception):
+class FenceError(AgentError):
     """Ends the action with exit 1; ``str()`` is printed as ``Failed: ...``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, codes.FENCE_FAIL)
 
 
 class Session:
@@ -198,6 +202,22 @@ class CLIText(ParamType):
 
 
 CLI_TEXT: ParamType = CLIText()
+
+
+class _DebugFile(ParamType):
+    """``debug_file``: an absolute path.  fence-agents take any path, but a relative
+    one names a different file in each directory the agent is started from."""
+
+    doc = FILE_PATH.doc
+
+    def convert(self, raw: str, name: str) -> str:
+        if not raw.strip().startswith("/"):
+            raise ParamError(name, raw, "is not an absolute path (a relative one would "
+                                        "depend on the directory the agent runs in)")
+        return str(FILE_PATH.convert(raw, name))
+
+
+DEBUG_FILE: ParamType = _DebugFile()
 CLI_WORD: ParamType = CLIText(spaces=False)
 
 
@@ -250,7 +270,7 @@ def opt_output() -> list[Param]:
         Param("verbose", BOOLEAN, getopt="v", order=51, shortdesc="Verbose mode."),
         Param("verbose_level", INTEGER(0), order=52,
               shortdesc="Level of debugging detail in output."),
-        Param("debug_file", STRING, getopt="D", aliases=("debug",), order=53,
+        Param("debug_file", DEBUG_FILE, getopt="D", aliases=("debug",), order=53,
               shortdesc="Write debug information to given file"),
         Param("version", BOOLEAN, getopt="V", order=54,
               shortdesc="Display version information and exit"),
@@ -300,7 +320,7 @@ def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeou
     ]
 
 
-class FenceAgent:
+class FenceAgent(Agent):
     def __init__(
         self,
         name: str,
@@ -322,12 +342,12 @@ class FenceAgent:
         version: str = "pyha 0.1.0",
         perform: Callable[[FenceContext], int] | None = None,
         extra_actions: Mapping[str, Callable[[FenceContext, Session], int]] | None = None,
+        unadvertised_actions: Mapping[str, Callable[[FenceContext, Session], int]]
+        | None = None,
         poll_during_wait: bool = False,
     ) -> None:
-        self.name = name
-        self.shortdesc = shortdesc
-        self.longdesc = longdesc
-        self.params = list(params)
+        super().__init__(name, shortdesc=shortdesc, longdesc=longdesc, params=params,
+                         version=version)
         self.connect = connect
         self.vendor_url = vendor_url
         self.multi_port = multi_port
@@ -339,7 +359,6 @@ class FenceAgent:
         self.needs_password = needs_password
         self.cycle_param = cycle_param  # option whose value "cycle" selects cycle reboot
         self.validate = validate
-        self.version = version
         # An agent that hands the whole action to someone else (fence_pcmk asks
         # Pacemaker) gives ``perform`` instead of ``connect``: it returns the exit
         # code itself and owns the verification the Session flow would do.
@@ -347,15 +366,16 @@ class FenceAgent:
         # Device-specific actions (fence_ipmilan's diag): advertised after the
         # standard ones, run with the connected session, return the exit code.
         self.extra_actions = dict(extra_actions or {})
+        # Accepted and run like extra_actions, but in no metadata, manpage or help:
+        # for names a caller may send that must not look like a capability
+        # (fence_ipmilan's list, which lists nothing).
+        self.unadvertised_actions = dict(unadvertised_actions or {})
         # Poll the state during power_wait too: for devices whose status query is
         # cheap and exact (IPMI Get Chassis Status over an open session), so a
         # verified change is reported as soon as the device shows it.
         self.poll_during_wait = poll_during_wait
         if (connect is None) == (perform is None):
             raise ValueError(f"{name}: give exactly one of connect= and perform=")
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{name}: an option is declared twice")
 
     def action_names(self) -> list[str]:
         out = ["on", "off", "reboot", "status"]
@@ -392,14 +412,8 @@ class FenceAgent:
 
     # -- running ------------------------------------------------------------
 
-    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
-        args = list(sys.argv if argv is None else argv)
-        rc = self.run(args, os.environ, sys.stdin)
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        sys.exit(rc)
+    def process(self, argv: list[str]) -> int:
+        return self.run(argv, os.environ, sys.stdin)
 
     def run(self, argv: Sequence[str], env: Mapping[str, str], stdin: Any) -> int:
         name = os.path.basename(argv[0]) if argv else self.name
@@ -436,7 +450,7 @@ class FenceAgent:
         if _truthy(raw.get("version")):
             sys.stdout.write(self.version + "\n")
             return codes.FENCE_OK
-        if action not in self.action_names():
+        if action not in self.action_names() and action not in self.unadvertised_actions:
             return _failed(f"Unrecognised action '{action}'", quiet=False)
         raw["action"] = action
         ctx = FenceContext(self, name, params, raw, env)
@@ -581,7 +595,7 @@ def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
 # -- execution --------------------------------------------------------------------
 
 
-class FenceContext:
+class FenceContext(ActionContext):
     """One fence action: converted options, the target, a deadline, a logger."""
 
     def __init__(self, agent: FenceAgent, name: str, params: Sequence[Param],
@@ -609,15 +623,19 @@ class FenceContext:
         level = self.options.get("verbose_level")
         verbose = bool(self.options.get("verbose")) or (level is not None and level > 0)
         quiet = bool(self.options.get("quiet"))
-        log_env = {"HA_debug": "1" if verbose else "0"}
-        if self.options.get("debug_file"):
-            log_env["HA_LOGFILE"] = self.options.debug_file
-            log_env["HA_debug"] = "1"
-        self.log = Logger(name, log_env)
+        debug_file = self.options.get("debug_file")
+        self.log = Logger(name, {"HA_debug": "1" if verbose or debug_file else "0"})
+        if debug_file:
+            try:
+                self.log.open_private(debug_file)
+            except OSError as exc:
+                import errno
+
+                why = ("is a symbolic link (never followed)" if exc.errno == errno.ELOOP
+                       else f"cannot be opened for appending: {exc.strerror or exc}")
+                self.errors.append(ParamError("debug_file", debug_file, why))
         self.quiet = quiet
-        for p in params:
-            if p.secret and p.name in self.options.raw:
-                self.log.add_secret(self.options.raw[p.name])
+        self.register_secrets(params, self.options.raw)
         self.deadline = Deadline(self._budget())
 
     def _supplied(self, err: ParamError) -> bool:
@@ -646,13 +664,6 @@ class FenceContext:
         return (o.delay + o.login_timeout + 2 * o.shell_timeout
                 + phases * (o.power_wait + o.power_timeout) + 5.0)
 
-    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
-        from .proc import run
-
-        kwargs.setdefault("deadline", self.deadline)
-        kwargs.setdefault("log", self.log)
-        return run(argv, **kwargs)
-
     def limit(self, want: float) -> float:
         """A per-step timeout capped by the action's deadline."""
         value = self.deadline.limit(want)
@@ -680,26 +691,16 @@ class FenceContext:
             return codes.FENCE_FAIL if problems else codes.FENCE_OK
         if problems:
             return self._fail(problems[0])
-        try:
-            self._fetch_password()
-            return self._dispatch()
-        except FenceError as exc:
-            return self._fail(str(exc))
-        except ParamError as exc:
-            return self._fail(str(exc))
-        except Exception as exc:  # noqa: BLE001 - never a traceback to fenced
-            from .proc import CommandNotFound, CommandTimeout
+        return run_guarded(self._dispatch, self._report, self.log)
 
-            if isinstance(exc, CommandTimeout):
-                return self._fail(f"{exc} (timed out)")
-            if isinstance(exc, (CommandNotFound, OSError)):
-                return self._fail(str(exc))
-            if type(exc).__name__ in ("TIMEOUT", "timeout", "TimeoutError"):
-                return self._fail(f"Connection timed out: {exc}")
-            import traceback
-
-            self.log.debug(traceback.format_exc().replace("\n", " | "))
-            return self._fail(f"internal error: {type(exc).__name__}: {exc}")
+    def _report(self, failure: Failure) -> int:
+        """Every failure is exit 1; Pacemaker keys on the words "timed out"."""
+        reason = failure.reason
+        if failure.kind == Failure.TIMED_OUT and "timed out" not in reason:
+            reason += " (timed out)"
+        elif failure.kind == Failure.INTERNAL:
+            reason = f"internal error: {failure.described}"
+        return self._fail(reason)
 
     def _error(self, message: str) -> None:
         text = self.log.mask(message)
@@ -740,6 +741,7 @@ class FenceContext:
             self.deadline.sleep(delay)
 
     def _dispatch(self) -> int:
+        self._fetch_password()
         self._delay()
         if self.agent.perform is not None:
             return self.agent.perform(self)
@@ -755,8 +757,10 @@ class FenceContext:
 
     def _act(self, session: Session) -> int:
         action = self.action
-        if action in self.agent.extra_actions:
-            return self.agent.extra_actions[action](self, session)
+        special = self.agent.extra_actions.get(action) \
+            or self.agent.unadvertised_actions.get(action)
+        if special is not None:
+            return special(self, session)
         if action in ("list", "list-status"):
             entries = session.list()
             for plug, (alias, state) in sorted(entries.items()):

@@ -1,6 +1,6 @@
 """A small logger that speaks the cluster's logging conventions.
 
-The stdlib ``logging`` package costs ~5 ms to import, more than the rest of a
+Importing the stdlib ``logging`` package costs more than the rest of a
 monitor, so agents use this instead.  Destinations follow the shell library:
 
 * ``HA_LOGFILE``: append ``tag[pid]: LEVEL: message`` lines to that file;
@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -75,6 +75,40 @@ class Logger:
         self.trace_file = (env.get("OCF_TRACE_FILE") or None) if trace else None
         self.trace_all = False
         self._syslog_open = False
+        self.logfd: int | None = None  # a private log file (open_private), else None
+
+    def open_private(self, path: str) -> None:
+        """Log to ``path`` (absolute) instead of ``HA_LOGFILE``, as a file of its own.
+
+        The file is opened once, for appending, never through a symbolic link,
+        and created mode 0600 (debug output may show device details); it must
+        be a regular file, so a typo cannot append to a disk or a FIFO.
+        ``/dev/stderr`` means standard error.  OSError says why it cannot be used.
+        """
+        if path == "/dev/stderr":
+            self.logfile = path
+            return
+        import errno
+        import stat
+
+        try:  # for a clear reason; the open below holds even if the path changes meanwhile
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, "is a symbolic link")
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK, 0o600)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+        except OSError:
+            os.close(fd)
+            raise
+        self.logfd = fd
+        self.logfile = path
 
     def add_secret(self, value: str | None) -> None:
         if value and len(value) > 0:
@@ -93,7 +127,9 @@ class Logger:
         name = _LEVEL_NAMES.get(level, "INFO")
         line = f"{self.tag}[{os.getpid()}]: {name}: {text}\n"
         wrote = False
-        if self.logfile:
+        if self.logfd is not None:
+            wrote = _write(self.logfd, time.strftime("%b %d %H:%M:%S ") + line)
+        elif self.logfile:
             wrote = _append(self.logfile, time.strftime("%b %d %H:%M:%S ") + line)
         if self.facility:
             self._syslog(level, f"{name}: {text}")
@@ -145,9 +181,14 @@ def _append(path: str, line: str) -> bool:
     except OSError:
         return False
     try:
+        return _write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _write(fd: int, line: str) -> bool:
+    try:
         os.write(fd, line.encode("utf-8", "replace"))
     except OSError:
         return False
-    finally:
-        os.close(fd)
     return True

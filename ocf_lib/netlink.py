@@ -3,16 +3,11 @@
 One small rtnetlink client written on ``_socket`` and ``struct`` (both built
 into the interpreter), used by every action, reads and writes alike.
 
-Why not pyroute2, and why not ``ip``?  Measured on the project machine
-(Debian 12, Python 3.11, 2 cores; medians):
-
-* ``import pyroute2`` + ``IPRoute()``: 180-230 ms, ten times a whole monitor;
-* one ``ip -o addr show`` fork+exec from Python: ~2.5 ms, and ``start``
-  would need 3-4 of them (route list, addr add, link up, addr show);
-* this module: import ~1 ms; an RTM_GETADDR dump ~0.1 ms; a route dump ~0.1 ms;
-  an RTM_NEWADDR with ACK ~0.1 ms.
-
-So the monitor/probe path and start/stop all talk netlink directly: no fork,
+Why not pyroute2, and why not ``ip``?  Importing pyroute2 costs many times
+a whole monitor; each ``ip`` run is a fork+exec, and ``start`` would need
+several (route list, addr add, link up, addr show); a request over this
+module's own socket costs a small fraction of either (docs/design.md has
+the measurements).  So the monitor/probe path and start/stop all talk netlink directly: no fork,
 no third-party import.  The price is this file; the kernel ABI it encodes
 (``linux/rtnetlink.h``, ``if_addr.h``, ``if_link.h``) is stable.
 

@@ -33,12 +33,12 @@ from __future__ import annotations
 import os
 import sys
 
-from . import codes
-from .deadline import Deadline
+from . import codes, runtime
 from .log import Logger
 from .params import Param, ParamError, parse
+from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, NoReturn, TypeVar
@@ -55,13 +55,11 @@ ACTION_ALIASES = {"status": "monitor", "verify-all": "validate-all", "migrate": 
 BUILTIN_ACTIONS = ("meta-data", "usage", "help", "methods")
 
 
-class OCFError(Exception):
+class OCFError(AgentError):
     """Raise from an action to end it with ``rc`` and a one-line ``reason``."""
 
     def __init__(self, rc: int, reason: str) -> None:
-        super().__init__(reason)
-        self.rc = rc
-        self.reason = reason
+        super().__init__(reason, rc)
 
 
 def fail(rc: int, reason: str) -> NoReturn:
@@ -83,25 +81,13 @@ class Action:
         self.advertise = advertise
 
 
-class ResourceAgent:
-    def __init__(
-        self,
-        name: str,
-        *,
-        shortdesc: str,
-        longdesc: str,
-        params: Sequence[Param],
-        version: str = "1.0",
-        ocf_version: str = "1.1",
-        promotable: bool = False,
-        rgmanager_primary: str | None = None,
-        validators: Sequence[Validator] = (),
-    ) -> None:
-        self.name = name
-        self.shortdesc = shortdesc
-        self.longdesc = longdesc
-        self.params = list(params)
-        self.version = version
+class ResourceAgent(Agent):
+    def __init__(self, name: str, *, shortdesc: str, longdesc: str, params: Sequence[Param],
+                 version: str = "1.0", ocf_version: str = "1.1", promotable: bool = False,
+                 rgmanager_primary: str | None = None,
+                 validators: Sequence[Validator] = ()) -> None:
+        super().__init__(name, shortdesc=shortdesc, longdesc=longdesc, params=params,
+                         version=version)
         self.ocf_version = ocf_version
         self.promotable = promotable
         self.rgmanager_primary = rgmanager_primary
@@ -109,9 +95,6 @@ class ResourceAgent:
         # Cross-field checks; they run once every parameter converted cleanly.
         self.validators = list(validators)
         self.absence_proof: AbsenceProof | None = None
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{name}: a parameter is declared twice")
 
     # -- declaration --------------------------------------------------------
 
@@ -145,12 +128,6 @@ class ResourceAgent:
         self.absence_proof = proof
         return proof
 
-    def param(self, name: str) -> Param | None:
-        for p in self.params:
-            if p.name == name:
-                return p
-        return None
-
     def check_levels(self) -> list[int]:
         """The OCF_CHECK_LEVEL depths the monitor advertises (always including 0)."""
         levels = {0}
@@ -170,15 +147,8 @@ class ResourceAgent:
 
     # -- running ------------------------------------------------------------
 
-    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
-        if "PATH" not in os.environ:  # rgmanager gives agents no PATH at all
-            os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-        rc = self.run(list(sys.argv if argv is None else argv), os.environ)
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        sys.exit(rc)
+    def process(self, argv: list[str]) -> int:
+        return self.run(argv, os.environ)
 
     def usage(self) -> str:
         names = sorted(set(self.actions) | {"meta-data", "usage"})
@@ -245,7 +215,7 @@ def is_rgmanager_call(argv: Sequence[str], env: Mapping[str, str]) -> bool:
         or "OCF_RESKEY_RGMANAGER_meta_timeout" in env
 
 
-class Context:
+class Context(ActionContext):
     """Everything an action needs, derived once from argv and the environment."""
 
     def __init__(self, agent: ResourceAgent, action: str, argv: Sequence[str],
@@ -261,9 +231,7 @@ class Context:
             self.instance = self.instance[len(agent.name) + 1:].replace("/", "_") or agent.name
         self.log = Logger(f"{agent.name}({self.instance})", env)
         self.params, self.param_errors = parse(agent.params, self.reskey)
-        for p in agent.params:
-            if p.secret and p.name in self.params.raw:
-                self.log.add_secret(self.params.raw[p.name])
+        self.register_secrets(agent.params, self.params.raw)
         if not self.param_errors:
             for check in agent.validators:
                 self.param_errors.extend(check(self.params))
@@ -333,14 +301,6 @@ class Context:
 
     # -- doing things -------------------------------------------------------
 
-    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
-        """:func:`ocf_lib.proc.run` bounded by this action's deadline and logger."""
-        from .proc import run
-
-        kwargs.setdefault("deadline", self.deadline)
-        kwargs.setdefault("log", self.log)
-        return run(argv, **kwargs)
-
     def fail(self, rc: int, reason: str) -> NoReturn:
         raise OCFError(rc, reason)
 
@@ -357,28 +317,7 @@ class Context:
             for err in errors[1:]:  # the first is logged with the exit reason
                 self.log.error(str(err))
             return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(errors[0]))
-        try:
-            rc = action.handler(self)
-        except OCFError as exc:
-            return _exit_reason(self.env, self.log, exc.rc, exc.reason)
-        except ParamError as exc:
-            return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(exc))
-        except Exception as exc:  # noqa: BLE001 - the last line of defence
-            from .proc import CommandNotFound, CommandTimeout
-
-            if isinstance(exc, CommandNotFound):
-                return _exit_reason(self.env, self.log, codes.ERR_INSTALLED, str(exc))
-            from .state import UnsafePath
-
-            if isinstance(exc, (CommandTimeout, UnsafePath)):
-                return _exit_reason(self.env, self.log, codes.ERR_GENERIC, str(exc))
-            self.log.debug(_traceback_text())
-            return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
-                                f"internal error in {self.action}: {type(exc).__name__}: {exc}")
-        if not isinstance(rc, int):  # a handler that forgot to return: never a traceback
-            return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
-                                f"internal error in {self.action}: returned {rc!r}, not an "
-                                "exit code")
+        rc = run_guarded(lambda: action.handler(self), self._report, self.log)
         if self.action == "stop" and rc == codes.NOT_RUNNING:
             rc = codes.SUCCESS  # 7 from stop is a stop failure to Pacemaker; stopped is success
         if self.action == "stop" and rc == codes.SUCCESS:
@@ -390,6 +329,18 @@ class Context:
                                     f"{left[0][1]}) could not be killed and may still act")
         self.log.debug(f"{self.action} returns {rc}")
         return rc
+
+    def _report(self, failure: Failure) -> int:
+        """A failure as an OCF exit code and its exit reason."""
+        rc = _FAILURE_RC.get(failure.kind, codes.ERR_GENERIC)
+        reason = failure.reason
+        if failure.kind == Failure.AGENT:
+            rc = failure.rc
+        elif failure.kind in (Failure.SYSTEM, Failure.INTERNAL):
+            if failure.kind == Failure.SYSTEM:
+                self.log.debug(runtime.traceback_line())
+            reason = f"internal error in {self.action}: {failure.described}"
+        return _exit_reason(self.env, self.log, rc, reason)
 
     def _stop_despite(self, errors: list[ParamError]) -> int | None:
         """The stop rule for invalid parameters; None means "run the stop handler".
@@ -424,7 +375,7 @@ class Context:
                 return _exit_reason(self.env, self.log, exc.rc,
                                     f"{blocking[0]}; and {exc.reason}")
             except Exception as exc:  # noqa: BLE001 - a proof that breaks proves nothing
-                self.log.debug(_traceback_text())
+                self.log.debug(runtime.traceback_line())
                 absent = False
                 self.log.error(f"absence proof failed: {type(exc).__name__}: {exc}")
             if absent:
@@ -432,6 +383,9 @@ class Context:
                 return codes.SUCCESS
         return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED,
                             f"stop cannot identify the resource: {blocking[0]}")
+
+
+_FAILURE_RC = {Failure.CONFIGURED: codes.ERR_CONFIGURED, Failure.NOT_INSTALLED: codes.ERR_INSTALLED}
 
 
 def _exit_reason(env: Mapping[str, str], log: Logger | None, rc: int, reason: str) -> int:
@@ -447,8 +401,3 @@ def _exit_reason(env: Mapping[str, str], log: Logger | None, rc: int, reason: st
         pass
     return rc
 
-
-def _traceback_text() -> str:
-    import traceback
-
-    return traceback.format_exc().replace("\n", " | ")

@@ -1,7 +1,7 @@
 """Running external commands: argv lists only, always under a deadline.
 
 Built on ``os.posix_spawnp`` and ``select.poll`` rather than ``subprocess``,
-which costs ~20 ms to import here: more than a whole monitor should take.
+whose import alone costs more than a whole monitor should take.
 
 Rules kept here so that no agent can forget them:
 

@@ -375,7 +375,7 @@ def test_ssh_cli_without_line_discipline(sshd_raw):
 def test_echo_and_extra_prompt_are_not_replies():
     """A device-side pty echoes each command and answers CR LF with a second prompt."""
     from fence.ilo_mp import SmashCLP
-    from ocf_lib.cli import LoopbackCLI
+    from ocf_lib.transport import LoopbackTransport
 
     power = {"state": "Enabled"}
 
@@ -387,7 +387,7 @@ def test_echo_and_extra_prompt_are_not_replies():
         # echo, reply, prompt; then the empty line's prompt
         return f"{line}\n{reply}hpiLO-> \nhpiLO-> "
 
-    cli = LoopbackCLI(device, banner="MP> ")
+    cli = LoopbackTransport(device, banner="MP> ")
     cli.expect(["MP>"], 1)
     clp = SmashCLP(loopback_ctx(), cli)
     assert clp.status(None) == "on"
@@ -407,13 +407,13 @@ def loopback_ctx():
 
 
 def test_smash_clp_parsing_through_the_loopback_seam():
-    """The agent's session code against ocf_lib.cli's test double (same interface)."""
+    """The agent's session code against ocf_lib.transport's test double (same interface)."""
     from fence.ilo_mp import SmashCLP
-    from ocf_lib.cli import LoopbackCLI
     from ocf_lib.fence import FenceError
+    from ocf_lib.transport import LoopbackTransport
 
     replies = {"show /system1": "status=0\nEnabledState=Disabled\nhpiLO-> "}
-    cli = LoopbackCLI(lambda line: replies.get(line, "Invalid command\nhpiLO-> "))
+    cli = LoopbackTransport(lambda line: replies.get(line, "Invalid command\nhpiLO-> "))
     clp = SmashCLP(loopback_ctx(), cli)
     assert clp.status(None) == "off"
     replies["show /system1"] = "status=0\nEnabledState=Quiescing\nhpiLO-> "

@@ -599,3 +599,119 @@ def test_port_as_ip_fills_the_required_ip() -> None:
     seen.clear()
     rc = agent.run(["fence_portip"], {}, io.StringIO("action=status\nport=192.0.2.7\n"))
     assert rc == 1 and not seen  # without port_as_ip the ip is still missing
+
+
+# -- debug_file: an absolute path, opened as itself -----------------------------------------
+
+
+def exec_in(cwd: Path, text: str) -> Any:
+    import subprocess
+
+    return subprocess.run([str(AGENT)], input=text, capture_output=True, text=True, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, timeout=30)
+
+
+def test_a_relative_debug_file_is_refused_and_nothing_happens(switch: Switch,
+                                                              tmp_path: Path) -> None:
+    """A relative debug_file once appended log lines to /etc/shadow from a deep cwd."""
+    victim = tmp_path / "victim"
+    victim.write_text("root:*:19000:0:99999:7:::\n")
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    proc = exec_in(cwd, stdin_lines(switch, action="off", port="1", verbose="1",
+                                    debug_file="../../victim"))
+    assert proc.returncode == 1, proc.stderr
+    assert "debug_file" in proc.stderr and "not an absolute path" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert victim.read_text() == "root:*:19000:0:99999:7:::\n"
+    assert switch.sets() == [] and switch.plug("1") == "on"
+
+
+def test_a_debug_file_that_is_a_symlink_is_never_followed(switch: Switch,
+                                                          tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = tmp_path / "debug.log"
+    link.symlink_to(victim)
+    proc = exec_in(tmp_path, stdin_lines(switch, action="off", port="1", debug_file=str(link)))
+    assert proc.returncode == 1 and "symbolic link" in proc.stderr, proc.stderr
+    assert victim.read_text() == "precious\n"
+    assert switch.sets() == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_debug_file_must_be_a_regular_file(switch: Switch, tmp_path: Path, kind: str) -> None:
+    """A FIFO or a device is refused at once: a FIFO's open would hang the agent, a
+    disk's would overwrite its first sectors (appending does not apply to disks)."""
+    import os
+
+    path = tmp_path / "fifo"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mknod(path, 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))  # /dev/null's
+    proc = exec_in(tmp_path, stdin_lines(switch, action="off", port="1", debug_file=str(path)))
+    assert proc.returncode == 1 and "not a regular file" in proc.stderr, proc.stderr
+    assert switch.sets() == []
+
+
+def test_a_debug_file_is_created_0600_and_appended_to(switch: Switch, tmp_path: Path) -> None:
+    """(A plug the switch does not have: the failure is what gets logged.)"""
+    import os
+    import stat
+
+    new = tmp_path / "new.log"
+    proc = exec_in(tmp_path, stdin_lines(switch, action="status", port="99",
+                                         debug_file=str(new)))
+    assert proc.returncode == 1, proc.stderr
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o600 and new.read_text()
+    old = tmp_path / "old.log"
+    old.write_text("first line\n")
+    proc = exec_in(tmp_path, stdin_lines(switch, action="status", port="99",
+                                         debug_file=str(old)))
+    assert proc.returncode == 1, proc.stderr
+    text = old.read_text()
+    assert text.startswith("first line\n") and len(text.splitlines()) > 1
+
+
+# -- actions accepted without being advertised --------------------------------------------
+
+
+def test_an_unadvertised_action_runs_but_is_never_advertised(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    """fence_ipmilan's list: accepted (upstream prints a notice, exits 0) and absent
+    from metadata, manpage and help, where Pacemaker would take it for a capability."""
+    seen: list[str] = []
+
+    def notice(ctx: FenceContext, session: Any) -> int:
+        seen.append(ctx.action)
+        sys.stdout.write("NOTICE: nothing to list\n")
+        return codes.FENCE_OK
+
+    agent = FenceAgent("fence_quiet", shortdesc="q", longdesc="q",
+                       connect=fencedev.SwitchSession, params=fencedev.agent.params,
+                       unadvertised_actions={"list": notice, "list-status": notice})
+    assert "list" not in agent.metadata() and "list" not in agent.manpage()
+    assert "list" not in agent.help("fence_quiet")
+    for action in ("list", "list-status"):
+        text = stdin_lines(switch, action=action)
+        assert agent.run(["fence_quiet"], {}, io.StringIO(text)) == codes.FENCE_OK
+        assert capsys.readouterr().out == "NOTICE: nothing to list\n"
+    assert seen == ["list", "list-status"]
+    # Help and metadata asked for during a run list the same actions as before it.
+    assert agent.run(["fence_quiet"], {}, io.StringIO("action=metadata\n")) == 0
+    assert '"list' not in capsys.readouterr().out
+
+
+def test_a_handler_without_an_exit_code_is_a_failure_never_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared last line of defence (ocf_lib.runtime): a handler that returns None
+    would otherwise become sys.exit(None), a fence reported done."""
+    from ocf_lib.fence import opt_action, opt_delay, opt_output
+
+    agent = FenceAgent("fence_none", shortdesc="n", longdesc="n",
+                       params=[opt_action(), *opt_output(), opt_delay()],
+                       perform=lambda ctx: None)  # type: ignore[arg-type,return-value]
+    assert agent.run(["fence_none"], {}, io.StringIO("action=off\n")) == codes.FENCE_FAIL
+    err = capsys.readouterr().err
+    assert err == "Failed: internal error: returned None, not an exit code\n"

@@ -425,3 +425,59 @@ def test_every_bad_value_is_logged_exactly_once(capsys: pytest.CaptureFixture[st
     assert sum("'flag'" in line for line in logged) == 1
     assert reason_lines(err) == [
         "ocf-exit-reason:parameter 'count': value '9' is above the maximum 5"]
+
+
+# -- one runtime core, no import cycle --------------------------------------------------
+
+CORE = ("runtime", "ocf", "fence", "metadata")
+
+
+def _imports(module: str) -> set[str]:
+    """Every ocf_lib module ``module`` names in an import, wherever it stands
+    (type-checking blocks and functions included)."""
+    import ast
+
+    from conftest import ROOT
+
+    tree = ast.parse((ROOT / "ocf_lib" / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                out.add(node.module.split(".")[0])
+            else:
+                out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ocf_lib."):
+            out.add((node.module or "").split(".")[1])
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ocf_lib."))
+    return out
+
+
+def test_the_runtime_modules_form_no_import_cycle() -> None:
+    """metadata reads agents through a protocol; the shared core imports neither runtime."""
+    graph = {m: _imports(m) & set(CORE) for m in CORE}
+    assert graph["runtime"] == set()
+    assert graph["metadata"] == set()
+    assert "fence" not in graph["ocf"] and "ocf" not in graph["fence"]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_each_runtime_module_imports_alone(module: str) -> None:
+    """In a fresh interpreter, importing one of them loads none of the others it
+    does not depend on (seen from outside, with -X importtime)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import ocf_lib.{module}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+              if line.startswith("import time:") and "|" in line}
+    assert f"ocf_lib.{module}" in loaded
+    allowed = {"runtime": set(), "metadata": set(), "ocf": {"runtime"},
+               "fence": {"runtime"}}[module]
+    others = {m for m in CORE if m != module} - allowed
+    assert not {f"ocf_lib.{m}" for m in others} & loaded, sorted(loaded)
