@@ -426,12 +426,13 @@ def test_a_reply_pyghmi_cannot_parse_is_a_reason_not_an_internal_error(refusing_
 
 
 def test_declared_defaults_only(bmc):
-    """power_timeout=0 stays 0 in the agent's request bound (it used to become 20)."""
+    """The request bound comes from the declared, typed values: a small power_timeout
+    stays small (a fallback once turned 0 into 20; 0 itself is now refused by its type)."""
     from fence.ipmilan import IPMIFence, agent
     from ocf_lib.fence import FenceContext
 
     raw = {"action": "status", "ip": "127.0.0.1", "login_timeout": "1", "shell_timeout": "1",
-           "power_timeout": "0"}
+           "power_timeout": "0.5"}
     fence = IPMIFence(FenceContext(agent, AGENT, agent.params, raw, base_env()),
                       __import__("ocf_lib.ipmi").ipmi.LoopbackSession(
                           __import__("ocf_lib.ipmi").ipmi.LoopbackBMC()))
