@@ -84,6 +84,11 @@ class _URI(ParamType):
         if sep and (not scheme or not scheme[0].isalpha()
                     or any(c not in allowed for c in scheme.lower())):
             raise ParamError(name, raw, "is not a libvirt URI (driver[+transport]://host/path)")
+        if not text.isascii() or any(c in "\"'<>`|{}^\\" for c in text):
+            raise ParamError(name, raw, "has characters no URI holds (RFC 3986)")
+        if not sep and not all(c.isalnum() or c in "_.-" for c in text):
+            raise ParamError(name, raw, "is neither a libvirt URI (driver[+transport]://"
+                                        "host/path) nor an alias name")
         return text
 
 

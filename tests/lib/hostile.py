@@ -32,9 +32,9 @@ MARKER = Path("/tmp/pyha-sweep-pwned")
 # non-ASCII, "/", "0".  MARKER appears in the metacharacter values: if any shell
 # ever runs one, the file exists afterwards.
 VALUES: tuple[str, ...] = (
-    "", " ", "\t \t", "x" * 4096, "../../../../etc/passwd", "/", "0", "-1", "010", "0x10",
-    "NaN", "inf", "1e999", f"$(touch {MARKER})", f"`touch {MARKER}`", f"a;touch {MARKER};#",
-    "a|b&c>d", "'\"", "ünïcødé²𝄞", "\u202e", "a\nb", "%s%n", "-o", "--help",
+    "", "\t \t", "x" * 4096, "../../../../etc/passwd", "/", "0", "-1", "010", "0x10", "NaN",
+    "1e999", f"$(touch {MARKER})`touch {MARKER}`", f"a;touch {MARKER}|b&c>d'\"",
+    "ünïcødé²\u202e%s%n", "a\nb", "-o",
 )
 
 
@@ -129,13 +129,7 @@ def _in_fresh_namespaces(world: World, argv: list[str], env: dict[str, str], std
         if pid:
             _, status = os.waitpid(pid, 0)
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-        libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
         libc.mount(b"proc", b"/proc", b"proc", 0, None)
-        for path in PROTECTED:
-            if os.path.isdir(path) and not os.path.islink(path):
-                raw = path.encode()
-                if libc.mount(raw, raw, None, _MS_BIND | _MS_REC, None) == 0:
-                    libc.mount(None, raw, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
         os.chdir(world.cwd)
         for path in world.hide:
             if os.path.isdir(path):
@@ -173,6 +167,20 @@ def _in_fresh_namespaces(world: World, argv: list[str], env: dict[str, str], std
             sys.stderr.flush()
         finally:
             os._exit(code & 0xFF)
+
+
+def _protect() -> None:
+    """Once per worker: a private mount namespace where PROTECTED is read-only.
+    Every call's own mount namespace is a copy of this one."""
+    libc = _libc()
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        raise OSError(ctypes_errno(), "unshare")
+    libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
+    for path in PROTECTED:
+        if os.path.isdir(path) and not os.path.islink(path):
+            raw = path.encode()
+            if libc.mount(raw, raw, None, _MS_BIND | _MS_REC, None) == 0:
+                libc.mount(None, raw, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
 
 
 def ctypes_errno() -> int:
@@ -253,6 +261,7 @@ def sweep(world: World, values: Iterable[str] = VALUES, *, timeout: float = 60,
         if pid == 0:
             code = 0
             try:
+                _protect()
                 done = [vars(_call(world, *job, timeout)) for job in share]
                 sink.write(json.dumps(done).encode())
                 sink.flush()
