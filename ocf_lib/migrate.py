@@ -97,6 +97,9 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
         "the monitor reads the mount table (upstream's never saw configfs)",
     ),
 }
+# Agents without required parameters whose probe answers a clean 7: they prove
+# that a node has the package (pyha, resource-agents, pacemaker) installed.
+STAND_INS = {"pyha": "Example", "heartbeat": "Dummy", "pacemaker": "Dummy"}
 # Instance attributes crmsh's "crm resource trace" adds; never a finding.
 TRACE_ATTRS = frozenset(("trace_ra", "trace_dir"))
 
@@ -273,6 +276,10 @@ def check(rsc: Resource, to_pyha: bool,
     if rsc.template:
         add(Finding("error", f"takes its agent from template '{rsc.template}'; switch the "
                              "template instead"))
+        return verdict
+    if rsc.klass == "stonith" and rsc.type in FENCE_ALTERNATIVES:
+        add(Finding("error", "a fence device: its implementation is chosen on each node with "
+                             f"update-alternatives ({rsc.type}), never in the CIB"))
         return verdict
     if rsc.klass != "ocf" or spec is None or rsc.provider not in ("pyha", upstream):
         add(Finding("error", f"pyha provides no replacement for {rsc.agent}"))
@@ -523,39 +530,58 @@ class Switcher:
                 roles[name] = el.get("role", "Started")
         return Placement(roles)
 
-    def agents_installed(self, types: Iterable[tuple[str, str]], nodes: list[str]) -> None:
-        """Probe each agent once on every node through a throw-away primitive.
+    def agents_installed(self, providers: Iterable[str], nodes: list[str]) -> list[str]:
+        """Prove the target package is installed on every node, from this node.
 
-        The primitive is unmanaged and stopped, so only its probes run;
-        Pacemaker records "not installed" (op-status 7) where the agent is
-        missing.  It is deleted and its history cleaned up afterwards.
+        A throw-away primitive of a parameter-less agent of that package
+        (ocf:pyha:Example, ocf:heartbeat:Dummy, ocf:pacemaker:Dummy), stopped
+        and unmanaged, is probed by every node: its probe answers a clean 7
+        where the package is installed, and Pacemaker records "not installed"
+        where it is not.  (The agent being switched cannot be probed so: without
+        its parameters its probe fails, and a failed probe leaves a "maybe
+        active" orphan whose stop runs when it is deleted.)  Returns notes for
+        packages it cannot check this way (linbit has no such agent).
         """
-        made = []
+        made: list[tuple[str, str]] = []
+        notes = []
         try:
-            for provider, rtype in sorted(set(types)):
-                rid = f"pyha-migrate-probe-{provider}-{rtype}"
+            for provider in sorted(set(providers)):
+                stand_in = STAND_INS.get(provider)
+                if stand_in is None:
+                    notes.append(f"no parameter-less ocf:{provider} agent to probe with; "
+                                 "the refresh probes check the agent itself")
+                    continue
+                rid = f"pyha-migrate-probe-{provider}"
                 xml = (f'<primitive id="{rid}" class="ocf" provider="{provider}" '
-                       f'type="{rtype}"><meta_attributes id="{rid}-meta">'
+                       f'type="{stand_in}"><meta_attributes id="{rid}-meta">'
                        f'<nvpair id="{rid}-role" name="target-role" value="Stopped"/>'
                        f'<nvpair id="{rid}-managed" name="is-managed" value="false"/>'
                        f'</meta_attributes></primitive>')
                 self.tools.run(["cibadmin", "--create", "-o", "resources", "--xml-text", xml])
-                made.append((rid, provider, rtype))
-            for rid, provider, rtype in made:
-                results = wait(functools.partial(self._probed, rid, nodes), self.timeout,
-                               f"the probes of ocf:{provider}:{rtype} on every node")
+                made.append((rid, f"ocf:{provider}:{stand_in}"))
+            for rid, agent in made:
+                results = wait(functools.partial(self._probed, rid, nodes),
+                               min(self.timeout, 60.0), f"the probes of {agent} on every node")
                 missing = sorted(n for n, (rc, status, _) in results.items()
-                                 if status == "7" or (rc == "5" and status != "0"))
+                                 if status == "7" or rc == "5")
                 if missing:
-                    raise MigrateError(f"ocf:{provider}:{rtype} is not installed on "
-                                       f"{', '.join(missing)}", EXIT_REFUSED)
+                    raise MigrateError(f"{agent} is not installed on {', '.join(missing)}",
+                                       EXIT_REFUSED)
+                odd = sorted(f"{n} answered {rc} {why}".strip()
+                             for n, (rc, _s, why) in results.items() if rc != "7")
+                if odd:
+                    raise MigrateError(f"cannot tell whether {agent} is installed: "
+                                       + "; ".join(odd), EXIT_REFUSED)
         finally:
-            for rid, _provider, _rtype in made:
+            for rid, _agent in made:
+                # After a 7 everywhere the orphan is inactive: deleting it stops nothing
+                # (and a stand-in's stop only removes its own state file).
                 with contextlib.suppress(MigrateError):
                     self.tools.run(["cibadmin", "--delete", "--xml-text",
                                     f'<primitive id="{rid}"/>'])
                 with contextlib.suppress(MigrateError):
                     self.tools.run(["crm_resource", "--cleanup", "-r", rid], check=False)
+        return notes
 
     def _probed(self, rid: str, nodes: list[str]) -> dict[str, tuple[str, str, str]] | None:
         history = lrm_history(self.tools.cib(), rid)
@@ -563,7 +589,8 @@ class Switcher:
         for node in nodes:
             probe = None
             for entry in history.get(node, []):
-                probe = entry.probe or probe
+                if entry.probe is not None:  # an Element without children is falsy
+                    probe = entry.probe
             if probe is None or probe.get("op-status") == "-1":
                 return None
             out[node] = (probe.get("rc-code", ""), probe.get("op-status", ""),
@@ -865,7 +892,8 @@ def run(args: argparse.Namespace) -> int:
     switcher = Switcher(tools, args.timeout, _emit)
     switcher.wait_idle()
     nodes = switcher.cluster_ready()
-    switcher.agents_installed([(v.target, v.rsc.type) for v in todo], nodes)
+    for note in switcher.agents_installed([v.target for v in todo], nodes):
+        _emit(f"note: {note}")
     status = EXIT_CANNOT if blocked else EXIT_OK
     for v in todo:
         try:
