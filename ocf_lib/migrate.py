@@ -471,6 +471,7 @@ class Switcher:
         self.tools = tools
         self.timeout = timeout
         self.say = out
+        self._sets_before: set[str] = set()
 
     # -- preconditions ---------------------------------------------------------
 
@@ -639,12 +640,25 @@ class Switcher:
                            "found", EXIT_CANNOT)
 
     def _set_managed(self, plan: list[tuple[str, str | None]], restore: bool) -> None:
+        if not restore:
+            # crm_resource creates a meta_attributes set where there was none;
+            # remember which existed so that a restore leaves the CIB as found.
+            self._sets_before = _meta_set_ids(self.tools.cib(), [el for el, _v in plan])
         for el_id, value in plan:
             if restore and value is None:
                 self.tools.run(["crm_resource", "-r", el_id, "--meta", "-d", "is-managed"])
             else:
                 self.tools.run(["crm_resource", "-r", el_id, "--meta", "-p", "is-managed",
                                 "-v", value if restore and value is not None else "false"])
+        if restore:
+            cib = self.tools.cib()
+            for el in cib.iter():
+                if el.get("id") not in {el_id for el_id, _v in plan}:
+                    continue
+                for ma in el.findall("meta_attributes"):
+                    if len(ma) == 0 and ma.get("id") not in self._sets_before:
+                        self.tools.run(["cibadmin", "--delete", "--xml-text",
+                                        f'<meta_attributes id="{ma.get("id")}"/>'])
 
     def _set_provider(self, rsc: Resource, provider: str) -> None:
         self.tools.run(["cibadmin", "--modify", "-o", "resources", "--xml-text",
@@ -653,6 +667,9 @@ class Switcher:
 
     def _refresh_and_check(self, rsc: Resource, provider: str, nodes: list[str],
                            found: Placement) -> None:
+        # No operation in flight: a late result of the old agent would be recorded
+        # after the refresh wiped the history, and the old agent would stay named.
+        self.wait_idle(self.timeout)
         self.tools.run(["crm_resource", "--refresh", "-r", rsc.id], timeout=self.timeout)
         answers = wait(lambda: self._answers(rsc, provider, nodes, found), self.timeout,
                        f"every node's probe of {rsc.id} with ocf:{provider}:{rsc.type}")
@@ -806,6 +823,11 @@ def _chain_in(cib: ET.Element, rsc: Resource) -> list[ET.Element]:
         if r.id == rsc.id:
             return r.chain
     raise MigrateError(f"{rsc.id} disappeared from the CIB")
+
+
+def _meta_set_ids(cib: ET.Element, ids: list[str]) -> set[str]:
+    return {ma.get("id", "") for el in cib.iter() if el.get("id") in ids
+            for ma in el.findall("meta_attributes")}
 
 
 def _unmanage_plan(chain: list[ET.Element]) -> list[tuple[str, str | None]]:

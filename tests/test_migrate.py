@@ -253,7 +253,7 @@ def replay(pe_input: Path, tmp: Path) -> tuple[list[str], ET.Element]:
     subprocess.run(["crm_simulate", "--xml-file", str(pe_input), "--run", "--save-graph",
                     str(graph)], check=True, capture_output=True, timeout=60)
     bad = []
-    for act in ET.parse(graph).getroot().iter():
+    for act in (a for s in ET.parse(graph).getroot().iter("action_set") for a in s):
         op = act.get("operation", "")
         if (act.tag == "rsc_op" and op in DISRUPTIVE) or op == "stonith":
             bad.append(f"{pe_input.name}: {act.get('operation_key')}")
@@ -325,6 +325,7 @@ def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str
     watches = [AddressWatch(node.netns) for node in c.nodes]
     offsets = [c.log_path(i).stat().st_size for i in (1, 2)]
     t0 = time.time() - 1  # pe-input mtimes have 1 s granularity on some filesystems
+    found = c.exec(1, ["cibadmin", "--query", "-o", "resources"], check=True).stdout
     try:
         switched = run_migrate(c, "--apply")
         assert switched.returncode == 0, switched.stdout + switched.stderr
@@ -340,6 +341,9 @@ def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str
                                 "mg-fs": "ocf:heartbeat:Filesystem"}
         assert c.wait_resource_started("mg-fs") == where
         assert c.failures() == []
+        # Back exactly as found: provider, is-managed, not even an empty meta set left.
+        assert c.exec(1, ["cibadmin", "--query", "-o", "resources"],
+                      check=True).stdout == found
         for w in watches:
             w.canary()
     finally:
@@ -383,8 +387,8 @@ def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]
     broken = BASE / "IPaddr2.broken"
     broken.write_text(BROKEN.format(metadata=ROOT / "metadata" / "IPaddr2.xml"))
     broken.chmod(0o755)
-    agent = ROOT / "agents" / "IPaddr2"
-    c.exec(n, ["mount", "--bind", str(broken), str(agent)], check=True)
+    agent = "/usr/lib/ocf/resource.d/pyha/IPaddr2"  # a link: its target, in this node only
+    c.exec(n, ["mount", "--bind", str(broken), agent], check=True)
     watch = AddressWatch(c.node(n).netns)
     try:
         before = c.exec(1, ["cibadmin", "--query", "-o", "resources"], check=True).stdout
@@ -401,7 +405,7 @@ def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]
         watch.canary()
     finally:
         watch.close()
-        c.exec(n, ["umount", str(agent)])
+        c.exec(n, ["umount", agent])
     assert watch.deleted(VIP) == []
 
 
