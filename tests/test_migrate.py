@@ -420,3 +420,25 @@ def test_refuses_with_a_node_offline(upstream_group: tuple[Any, str, Path]) -> N
     assert result.returncode == 3, result.stdout + result.stderr
     assert result.stderr.strip().endswith(f"node n{other} is not online"), result.stderr
     assert c.exec(n, ["cibadmin", "--query", "-o", "resources"], check=True).stdout == before
+
+
+def test_fence_selection_reads_the_alternative(tmp_path: Path) -> None:
+    """What this node's /usr/sbin/<agent> resolves to (a tree like Debian's)."""
+    sbin, alt = tmp_path / "sbin", tmp_path / "etc" / "alternatives"
+    pyha, upstream = tmp_path / "usr/share/pyha/fence", tmp_path / "usr/share/pyha/diverted"
+    for d in (sbin, alt, pyha, upstream):
+        d.mkdir(parents=True)
+    (pyha / "fence_ipmilan").write_text("")
+    (upstream / "fence_ipmilan").write_text("")
+    (sbin / "fence_ipmilan").symlink_to(alt / "fence_ipmilan")
+    (alt / "fence_ipmilan").symlink_to(pyha / "fence_ipmilan")
+    assert migrate.fence_selection("fence_ipmilan", str(sbin)).endswith(
+        "usr/share/pyha/fence/fence_ipmilan (pyha, chosen with update-alternatives)")
+    (alt / "fence_ipmilan").unlink()
+    (alt / "fence_ipmilan").symlink_to(upstream / "fence_ipmilan")
+    assert "(fence-agents, chosen with update-alternatives)" in migrate.fence_selection(
+        "fence_ipmilan", str(sbin))
+    (sbin / "fence_ilo_mp").write_text("")
+    assert migrate.fence_selection("fence_ilo_mp", str(sbin)).endswith(
+        "(fence-agents; no alternative registered)")
+    assert migrate.fence_selection("fence_imm", str(sbin)).endswith("does not exist")
