@@ -442,3 +442,97 @@ def test_fence_selection_reads_the_alternative(tmp_path: Path) -> None:
     assert migrate.fence_selection("fence_ilo_mp", str(sbin)).endswith(
         "(fence-agents; no alternative registered)")
     assert migrate.fence_selection("fence_imm", str(sbin)).endswith("does not exist")
+
+
+# -- the drbd promotable clone on the kernel stand-in (tests/drbdlab.py) ----------------
+
+LINBIT_WRAPPER = """#!/bin/sh
+# ocf:linbit:drbd inside a test node: this node's simulated DRBD kernel, then linbit's agent
+# (a copy: the bind mount hides the original in the node); see DrbdLab.upstream.
+node=$(uname -n)
+export PATH={sim}:$PATH PYHA_DRBDSIM_DIR={base} __DRBD_NODE__=$node \\
+       PYHA_KERNEL_ROOT={base}/$node/root DRBD_DRIVER_VERSION_OVERRIDE=9.2.8 \\
+       OCF_FUNCTIONS_DIR={funcs}
+exec {agent} "$@"
+"""
+# drbdsetup subcommands that change a role, a disk or a connection (a stop/start has them).
+ROLE_CHANGES = frozenset(("primary", "secondary", "down", "attach", "detach", "connect",
+                          "disconnect", "new-resource", "new-minor", "new-peer", "new-path",
+                          "del-resource", "del-minor", "del-peer", "del-path"))
+
+
+@pytest.fixture
+def linbit_drbd(cluster_factory: Any) -> Iterator[tuple[Any, Any]]:
+    from drbdlab import SIM, UPSTREAM, DrbdLab
+    from test_drbd_cluster import CONF, WRAPPER, settle
+
+    c = cluster_factory(nodes=2, subnet="10.210.62")
+    lab = DrbdLab(nodes=("n1", "n2"), conf=CONF.replace("@NET@", c.subnet))
+    try:
+        lab.base.chmod(0o755)
+        lab.upstream("n1", "meta-data")  # builds the ocf-shellfuncs wrapper it uses
+        copy = lab.base / "linbit-real"  # the agent and the helpers it sources from its dir
+        copy.mkdir(mode=0o755)
+        for item in UPSTREAM.parent.iterdir():
+            (copy / item.name).write_bytes(item.read_bytes())
+            (copy / item.name).chmod(0o755)
+        real = copy / UPSTREAM.name
+        dirs = {"pyha": lab.base / "pyha", "linbit": lab.base / "linbit"}
+        for d in dirs.values():
+            d.mkdir(mode=0o755)
+        (dirs["pyha"] / "drbd").write_text(WRAPPER.format(sim=SIM, base=lab.base,
+                                                          agent=ROOT / "agents" / "drbd"))
+        (dirs["pyha"] / "Example").symlink_to(ROOT / "agents" / "Example")
+        (dirs["linbit"] / "drbd").write_text(LINBIT_WRAPPER.format(
+            sim=SIM, base=lab.base, funcs=lab.base / "ocf-functions", agent=real))
+        for d in dirs.values():
+            (d / "drbd").chmod(0o755)
+        for i in (1, 2):
+            for provider, d in dirs.items():
+                c.exec(i, ["mount", "--bind", str(d), f"/usr/lib/ocf/resource.d/{provider}"],
+                       check=True)
+        yield c, lab
+    finally:
+        try:
+            c.cib_delete('<clone id="drbd-clone"/>')
+            settle(c, lambda r: not r, timeout=30)
+        except Exception:  # noqa: BLE001 - the cluster is torn down anyway
+            pass
+        lab.close()
+
+
+def test_drbd_clone_switches_without_a_role_change(linbit_drbd: tuple[Any, Any],
+                                                   tmp_path: Path) -> None:
+    from test_drbd_cluster import CLONE, promoted, roles, settle, unpromoted
+
+    c, lab = linbit_drbd
+    c.cib_create(CLONE.format(conf=lab.conf).replace('provider="pyha"', 'provider="linbit"'))
+    found = settle(c, lambda r: len(promoted(r)) == 1 and len(unpromoted(r)) == 1)
+    kernel = {n: lab.role(n) for n in ("n1", "n2")}
+    assert sorted(kernel.values()) == ["Primary", "Secondary"]
+    time.sleep(5)  # a monitor round of each role, so nothing is still settling
+    calls = {n: len(lab.calls(n)) for n in ("n1", "n2")}
+    offsets = [c.log_path(i).stat().st_size for i in (1, 2)]
+    t0 = time.time() - 1
+    for args, agent in ((("--apply", "drbd-clone"), "ocf:pyha:drbd"),
+                        (("--rollback", "drbd-clone"), "ocf:linbit:drbd")):
+        result = run_migrate(c, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "drbd: probes with " in result.stdout
+        assert {r.get("resource_agent") for r in c.crm_mon_xml().iter("resource")
+                if r.get("id") == "drbd"} == {agent}
+        assert roles(c) == found
+    # From outside Pacemaker: the simulated kernels kept their roles, and no
+    # command that changes a role or a connection reached them.
+    assert {n: lab.role(n) for n in ("n1", "n2")} == kernel
+    for n in ("n1", "n2"):
+        changed = [x for x in lab.calls(n)[calls[n]:]
+                   if x.split()[:1] == ["drbdsetup"] and x.split()[1:2][0] in ROLE_CHANGES]
+        assert changed == [], changed
+    planned = []
+    inputs = pe_inputs_since(c, t0)
+    for path in inputs:
+        planned += replay(path, tmp_path)[0]
+    assert len(inputs) >= 4 and planned == []
+    assert controller_actions(c, offsets) == []
+    assert settle(c, lambda r: r == found, timeout=10) == found
