@@ -404,6 +404,8 @@ class Tools:
                                   timeout=timeout or self.timeout, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise MigrateError(f"{argv[0]} is not installed", EXIT_REFUSED) from None
+        except OSError as exc:
+            raise MigrateError(f"cannot run {argv[0]}: {exc}") from None
         except subprocess.TimeoutExpired:
             raise MigrateError(f"{argv[0]} did not answer within "
                                f"{timeout or self.timeout:.0f} s") from None
@@ -611,16 +613,25 @@ class Switcher:
         original = rsc.provider
         self.say(f"{rsc.id}: runs on {_where(found)}; switching ocf:{original}:{rsc.type} -> "
                  f"ocf:{target}:{rsc.type}")
-        self._set_managed(unmanage, restore=False)
         try:
-            self._set_provider(rsc, target)
-            self._refresh_and_check(rsc, target, nodes, found)
-            self._simulate(rsc, unmanage)
+            self._set_managed(unmanage, restore=False)
+            try:
+                self._set_provider(rsc, target)
+                self._refresh_and_check(rsc, target, nodes, found)
+                self._simulate(rsc, unmanage)
+            except MigrateError as exc:
+                self.say(f"{rsc.id}: {exc}; rolling back to ocf:{original}:{rsc.type}")
+                return self._roll_back(rsc, original, unmanage, nodes, found, str(exc))
+            self._set_managed(unmanage, restore=True)
+        except KeyboardInterrupt:
+            raise MigrateError(f"{rsc.id}: interrupted; it may be left unmanaged, on "
+                               f"ocf:{rsc.provider}:{rsc.type}: check crm_mon before "
+                               "re-managing it", EXIT_UNMANAGED) from None
+        try:
+            self._settled(rsc, found)
         except MigrateError as exc:
-            self.say(f"{rsc.id}: {exc}; rolling back to ocf:{original}:{rsc.type}")
-            return self._roll_back(rsc, original, unmanage, nodes, found, str(exc))
-        self._set_managed(unmanage, restore=True)
-        self._settled(rsc, found)
+            raise MigrateError(f"{rsc.id}: re-managed on ocf:{target}:{rsc.type}, but then: "
+                               f"{exc}", EXIT_CANNOT) from None
         self.say(f"{rsc.id}: now ocf:{target}:{rsc.type}, still on {_where(found)}, "
                  "nothing restarted")
         return EXIT_OK
