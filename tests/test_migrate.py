@@ -1,8 +1,9 @@
 """pyha-migrate: the report on a CIB file, and switches in a real two-node Pacemaker.
 
-The cluster test runs an IPaddr2 and a Filesystem (ext4 on a loop device,
-mounted in the node's private mount namespace) under the UPSTREAM agents,
-switches them to pyha and back, and proves from outside Pacemaker that
+The cluster test runs an IPaddr2, a Filesystem (ext4 on a loop device,
+mounted in the node's private mount namespace) and a VirtualDomain guest
+(QEMU TCG under a libvirtd private to each node) under the UPSTREAM agents,
+switches them all to pyha and back, and proves from outside Pacemaker that
 nothing restarted:
 
 * ``ip monitor address`` runs in every node's network namespace from before
@@ -10,14 +11,20 @@ nothing restarted:
   canary address added and removed on lo at both ends shows the monitor was
   listening);
 * the mount keeps its mount ID in the node's mountinfo;
+* the guest keeps its QEMU pid (libvirt's pid file) and its libvirt domain ID;
 * every pe-input the scheduler wrote meanwhile (on either node) is replayed
   with ``crm_simulate``: no start, stop, promote, demote, migration or fencing
   in any of them, and the controller logs initiated none.  (``--refresh``
   wipes the operation history, so the history itself proves nothing.)
+
+The drbd promotable clone runs under ocf:linbit:drbd on the kernel stand-in
+(tests/drbdlab.py) and switches to pyha and back with both simulated kernels
+keeping their roles and receiving no role, disk or connection command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -315,9 +322,90 @@ def upstream_group(cluster_factory: Any) -> Iterator[tuple[Any, str, Path]]:
             subprocess.run(["rm", "-rf", str(BASE)], check=False)
 
 
+VM = "pyha-mg-vm"
+
+
+def _virsh(c: Any, i: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return c.exec(i, ["virsh", "-c", "qemu:///system", *args], timeout=60)
+
+
+def _libvirt_in_node(c: Any, i: int) -> None:
+    """A private libvirtd + virtlogd inside node i (as tests/demo.py does)."""
+    import shutil
+
+    import virtlab
+
+    d = BASE / f"virt-n{i}"
+    for sub in ("run", "cache", "log"):
+        (d / sub).mkdir(parents=True)
+    shutil.copytree("/etc/libvirt", d / "etc", symlinks=True)
+    shutil.copytree("/var/lib/libvirt", d / "lib", symlinks=True)
+    if virtlab.CAPS_CACHE.is_dir():
+        shutil.copytree(virtlab.CAPS_CACHE, d / "cache", dirs_exist_ok=True)
+    for auto in (d / "etc/qemu/networks/autostart").glob("*.xml"):
+        auto.unlink()
+    with open(d / "etc/libvirtd.conf", "a") as conf:
+        conf.write(f'\nhost_uuid = "5a1e0061-0000-4000-8000-0000000000{i:02d}"\n'
+                   'unix_sock_group = "root"\nunix_sock_rw_perms = "0770"\n'
+                   f'auth_unix_rw = "none"\nlog_outputs = "3:file:{d}/log/libvirtd.log"\n')
+    with open(d / "etc/qemu.conf", "a") as conf:
+        conf.write('\ncgroup_controllers = [ ]\nsecurity_driver = "none"\nuser = "root"\n'
+                   'group = "root"\nstdio_handler = "logd"\n')
+    c.node(i).path("/run/libvirt").mkdir(exist_ok=True)
+    for key, inside in virtlab.DIRS.items():
+        c.exec(i, ["mount", "--bind", str(d / key), inside], check=True)
+    c.exec(i, ["virtlogd", "-d", "-p", str(d / "virtlogd.pid")], check=True)
+    c.exec(i, ["libvirtd", "-d", "-p", str(d / "libvirtd.pid")], check=True)
+    c.wait_for(lambda: _virsh(c, i, "version").returncode == 0, 30, what=f"libvirtd in n{i}")
+
+
+@pytest.fixture
+def upstream_vm(upstream_group: tuple[Any, str, Path]) -> Iterator[str]:
+    """An ocf:heartbeat:VirtualDomain guest (QEMU TCG, no OS) in the same cluster."""
+    import virtlab
+
+    c = upstream_group[0]
+    for i in (1, 2):
+        _libvirt_in_node(c, i)
+    config = BASE / "vm.xml"
+    config.write_text(virtlab.domain_xml(VM, "noos", BASE / "vm-console.log"))
+    c.cib_create(f'<primitive id="mg-vm" class="ocf" provider="heartbeat" type="VirtualDomain">'
+                 f'<instance_attributes id="mg-vm-ia">'
+                 f'<nvpair id="mg-vm-config" name="config" value="{config}"/>'
+                 f'<nvpair id="mg-vm-hv" name="hypervisor" value="qemu:///system"/>'
+                 f'</instance_attributes><operations>'
+                 f'<op id="mg-vm-m" name="monitor" interval="5s" timeout="30s"/>'
+                 f'<op id="mg-vm-stop" name="stop" interval="0" timeout="20s"/>'
+                 f'</operations></primitive>')
+    where = c.wait_resource_started("mg-vm", timeout=90)
+    try:
+        yield where
+    finally:
+        # The guest has no OS to shut down: destroy it, then let Pacemaker see it stopped.
+        live = c.live_node()
+        c.exec(live, ["crm_resource", "-r", "mg-vm", "--meta", "-d", "is-managed"])
+        for i in (1, 2):
+            _virsh(c, i, "destroy", VM)
+        c.exec(live, ["crm_resource", "-r", "mg-vm", "--meta", "-p", "target-role", "-v",
+                      "Stopped"])
+        with contextlib.suppress(Exception):
+            c.wait_resource_stopped("mg-vm", timeout=60)
+
+
+def qemu_identity(c: Any, where: str) -> tuple[str, str]:
+    """(QEMU's pid, libvirt's domain ID) of the guest on its node, from libvirt's files
+    and virsh, not from the agent."""
+    i = int(where[1:])
+    pid = (BASE / f"virt-n{i}" / "run" / "qemu" / f"{VM}.pid").read_text().strip()
+    domid = _virsh(c, i, "domid", VM).stdout.strip()
+    assert pid.isdigit() and domid.isdigit(), (pid, domid)
+    return pid, domid
+
+
 def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str, Path],
-                                                  tmp_path: Path) -> None:
+                                                  upstream_vm: str, tmp_path: Path) -> None:
     c, where, mnt = upstream_group
+    qemu = qemu_identity(c, upstream_vm)
     n = int(where[1:])
     holder = c.node(n).holder_pid
     mid = mount_id(holder, mnt)
@@ -329,7 +417,8 @@ def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str
     try:
         switched = run_migrate(c, "--apply")
         assert switched.returncode == 0, switched.stdout + switched.stderr
-        assert agents_of(c) == {"mg-ip": "ocf:pyha:IPaddr2", "mg-fs": "ocf:pyha:Filesystem"}
+        assert agents_of(c) == {"mg-ip": "ocf:pyha:IPaddr2", "mg-fs": "ocf:pyha:Filesystem",
+                                "mg-vm": "ocf:pyha:VirtualDomain"}
         assert c.wait_resource_started("mg-ip") == where
         assert c.wait_resource_started("mg-fs") == where
         time.sleep(4)  # a recurring monitor of each, now by pyha
@@ -338,7 +427,8 @@ def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str
         back = run_migrate(c, "--rollback")
         assert back.returncode == 0, back.stdout + back.stderr
         assert agents_of(c) == {"mg-ip": "ocf:heartbeat:IPaddr2",
-                                "mg-fs": "ocf:heartbeat:Filesystem"}
+                                "mg-fs": "ocf:heartbeat:Filesystem",
+                                "mg-vm": "ocf:heartbeat:VirtualDomain"}
         assert c.wait_resource_started("mg-fs") == where
         assert c.failures() == []
         # Back exactly as found: provider, is-managed, not even an empty meta set left.
@@ -352,6 +442,8 @@ def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str
     # From outside Pacemaker: the address never went away, the mount is the same one.
     assert [w.deleted(VIP) for w in watches] == [[], []]
     assert mount_id(holder, mnt) == mid
+    assert c.wait_resource_started("mg-vm") == upstream_vm
+    assert qemu_identity(c, upstream_vm) == qemu
     # The scheduler's own inputs: nothing disruptive was ever planned, and the
     # controllers initiated nothing.  Among them, the managed group under pyha.
     inputs = pe_inputs_since(c, t0)
