@@ -609,6 +609,7 @@ class Switcher:
         found = self.placement(rsc)
         before = self.tools.cib()
         chain = _chain_in(before, rsc)
+        nodes = probed_nodes(before, chain, nodes)
         unmanage = _unmanage_plan(chain)
         original = rsc.provider
         self.say(f"{rsc.id}: runs on {_where(found)}; switching ocf:{original}:{rsc.type} -> "
@@ -834,6 +835,22 @@ def _chain_in(cib: ET.Element, rsc: Resource) -> list[ET.Element]:
         if r.id == rsc.id:
             return r.chain
     raise MigrateError(f"{rsc.id} disappeared from the CIB")
+
+
+def probed_nodes(cib: ET.Element, chain: list[ET.Element], nodes: list[str]) -> list[str]:
+    """The nodes Pacemaker probes the resource on: location constraints with
+    resource-discovery=never take a node out; =exclusive keeps only its nodes.
+    (Rule-based constraints are not evaluated: their nodes are waited for.)"""
+    ids = {el.get("id") for el in chain}
+    never, exclusive = set(), set()
+    for loc in cib.iterfind("configuration/constraints/rsc_location"):
+        if loc.get("rsc") not in ids or not loc.get("node"):
+            continue
+        if loc.get("resource-discovery") == "never":
+            never.add(loc.get("node"))
+        elif loc.get("resource-discovery") == "exclusive":
+            exclusive.add(loc.get("node"))
+    return [n for n in nodes if n not in never and (not exclusive or n in exclusive)]
 
 
 def _meta_set_ids(cib: ET.Element, ids: list[str]) -> set[str]:

@@ -628,3 +628,29 @@ def test_drbd_clone_switches_without_a_role_change(linbit_drbd: tuple[Any, Any],
     assert len(inputs) >= 4 and planned == []
     assert controller_actions(c, offsets) == []
     assert settle(c, lambda r: r == found, timeout=10) == found
+
+
+def test_upstream_parameter_pyha_lacks_blocks(cib_file: Path) -> None:
+    """A parameter upstream's meta-data declares and pyha does not is an error
+    (its behaviour would be lost); upstream's meta-data is the input replaced."""
+    rsc = next(r for r in migrate.resources(ET.parse(cib_file).getroot()) if r.id == "web-fs")
+    rsc.attrs["new_upstream_knob"] = "1"
+    verdict = migrate.check(rsc, True, {"Filesystem": {"new_upstream_knob": None}})
+    assert not verdict.can_switch
+    assert [f.text for f in verdict.findings if f.level == "error"] == [
+        "parameter 'new_upstream_knob' of ocf:heartbeat:Filesystem is not declared by pyha"]
+
+
+def test_probed_nodes_follow_resource_discovery() -> None:
+    cib = ET.fromstring(
+        '<cib><configuration><resources><group id="g"><primitive id="p"/></group></resources>'
+        '<constraints><rsc_location id="l1" rsc="g" node="n2" score="-INFINITY" '
+        'resource-discovery="never"/><rsc_location id="l2" rsc="other" node="n1" '
+        'score="0" resource-discovery="never"/></constraints></configuration></cib>')
+    chain = migrate.resources(cib)[0].chain
+    assert migrate.probed_nodes(cib, chain, ["n1", "n2", "n3"]) == ["n1", "n3"]
+    loc = cib.find("configuration/constraints/rsc_location[@id='l2']")
+    assert loc is not None
+    loc.set("rsc", "p")
+    loc.set("resource-discovery", "exclusive")
+    assert migrate.probed_nodes(cib, chain, ["n1", "n2", "n3"]) == ["n1"]
