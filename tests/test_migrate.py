@@ -264,9 +264,16 @@ def replay(pe_input: Path, tmp: Path) -> tuple[list[str], ET.Element]:
         op = act.get("operation", "")
         if (act.tag == "rsc_op" and op in DISRUPTIVE) or op == "stonith":
             bad.append(f"{pe_input.name}: {act.get('operation_key')}")
-    cib = subprocess.run(["bzcat", "-f", str(pe_input)], check=True, capture_output=True,
-                         text=True).stdout
-    return bad, ET.fromstring(cib)
+    cib = ET.fromstring(subprocess.run(["bzcat", "-f", str(pe_input)], check=True,
+                                       capture_output=True, text=True).stdout)
+    # A failure the scheduler was told about: an operation that did not complete,
+    # or an answer that is neither running (0/8), stopped (7) nor pending (193).
+    for op in cib.iter("lrm_rsc_op"):
+        if op.get("op-status") not in ("0", "-1") or op.get("rc-code") not in (
+                "0", "7", "8", "193"):
+            bad.append(f"{pe_input.name}: failure {op.get('id')} rc {op.get('rc-code')} "
+                       f"status {op.get('op-status')} on {op.get('on_node')}")
+    return bad, cib
 
 
 def controller_actions(c: Any, offsets: list[int]) -> list[str]:
@@ -470,7 +477,8 @@ exit 5
 """
 
 
-def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]) -> None:
+def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path],
+                                           tmp_path: Path) -> None:
     """pyha's probe answers 5 where the address runs (the worst case: "not
     installed" reads as "not running"): the switch is rolled back, and the
     configuration is exactly as found."""
@@ -482,6 +490,7 @@ def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]
     agent = "/usr/lib/ocf/resource.d/pyha/IPaddr2"  # a link: its target, in this node only
     c.exec(n, ["mount", "--bind", str(broken), agent], check=True)
     watch = AddressWatch(c.node(n).netns)
+    t0 = time.time() - 1
     try:
         before = c.exec(1, ["cibadmin", "--query", "-o", "resources"], check=True).stdout
         result = run_migrate(c, "--apply", "mg-ip")
@@ -499,6 +508,11 @@ def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]
         watch.close()
         c.exec(n, ["umount", agent])
     assert watch.deleted(VIP) == []
+    # The scheduler was told of the failed probe (so the pe-input check can see a
+    # failure), yet planned no stop, start or fencing while it stood.
+    found = [b for p in pe_inputs_since(c, t0) for b in replay(p, tmp_path)[0]]
+    assert any(f"failure mg-ip_last_failure_0 rc 5 status 0 on {where}" in b for b in found), found
+    assert [b for b in found if " failure " not in b] == []
 
 
 def test_refuses_with_a_node_offline(upstream_group: tuple[Any, str, Path]) -> None:
