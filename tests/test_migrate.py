@@ -219,15 +219,19 @@ class AddressWatch:
             self.lines.append(line.rstrip())
 
     def canary(self) -> None:
-        """Add and delete an address on lo; return once the monitor has seen both."""
-        seen = len([x for x in self.lines if CANARY in x and x.startswith("Deleted")])
-        for verb in ("add", "del"):
-            subprocess.run(["ip", "-n", self.netns, "addr", verb, f"{CANARY}/32", "dev", "lo"],
-                           check=True)
+        """Add and delete an address on lo until the monitor reports the deletion
+        (the first round may come before it subscribed)."""
+        def seen() -> int:
+            return len([x for x in self.lines if CANARY in x and x.startswith("Deleted")])
+
+        before = seen()
         end = time.monotonic() + 10
-        while len([x for x in self.lines if CANARY in x and x.startswith("Deleted")]) <= seen:
+        while seen() <= before:
             assert time.monotonic() < end, f"ip monitor in {self.netns} is not listening"
-            time.sleep(0.05)
+            for verb in ("add", "del"):
+                subprocess.run(["ip", "-n", self.netns, "addr", verb, f"{CANARY}/32", "dev",
+                                "lo"], check=True)
+            time.sleep(0.3)
 
     def deleted(self, address: str) -> list[str]:
         return [x for x in self.lines if x.startswith("Deleted") and f" {address}/" in x]
@@ -245,12 +249,23 @@ def mount_id(holder: int, mountpoint: Path) -> str | None:
     return None
 
 
-def pe_inputs_since(c: Any, t0: float) -> list[Path]:
-    found = []
-    for node in c.nodes:
-        pengine = node.dir / "var-lib-pacemaker" / "pengine"
-        found += [p for p in pengine.glob("pe-input-*") if p.stat().st_mtime >= t0]
-    return sorted(found)
+def pe_inputs(c: Any) -> set[Path]:
+    """Every pe-input file so far, on every node, once the DC is idle (so none of
+    the transitions before this point is still being written)."""
+    def idle() -> bool:
+        dc = c.exec(c.live_node(), ["crmadmin", "-D", "--output-as=xml"]).stdout
+        name = re.search(r'node_name="([^"]+)"', dc)
+        if name is None:
+            return False
+        state = c.exec(c.live_node(), ["crmadmin", "-S", name.group(1)]).stdout
+        return "S_IDLE" in state
+    c.wait_for(idle, 60, what="an idle DC")
+    return {p for node in c.nodes
+            for p in (node.dir / "var-lib-pacemaker" / "pengine").glob("pe-input-*")}
+
+
+def pe_inputs_since(c: Any, before: set[Path]) -> list[Path]:
+    return sorted(pe_inputs(c) - before)
 
 
 def replay(pe_input: Path, tmp: Path) -> tuple[list[str], ET.Element]:
@@ -300,6 +315,21 @@ def agents_of(c: Any) -> dict[str, str]:
             if r.get("id", "").startswith("mg-")}
 
 
+def private_pyha(c: Any) -> None:
+    """Each node sees /usr/lib/ocf/resource.d/pyha as its own directory of links to
+    this checkout's agents: parallel test runs re-point the shared links, and a
+    fault injected into one node must stay there."""
+    from cluster import agent_executables
+
+    for node in c.nodes:
+        d = BASE / f"pyha-{node.name}"
+        d.mkdir(mode=0o755)
+        for agent in agent_executables(ROOT / "agents"):
+            (d / agent.name).symlink_to(agent)
+        c.exec(node.index, ["mount", "--bind", str(d), "/usr/lib/ocf/resource.d/pyha"],
+               check=True)
+
+
 @pytest.fixture
 def upstream_group(cluster_factory: Any) -> Iterator[tuple[Any, str, Path]]:
     c = cluster_factory(nodes=2, subnet=SUBNET)
@@ -310,6 +340,7 @@ def upstream_group(cluster_factory: Any) -> Iterator[tuple[Any, str, Path]]:
     loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
                           capture_output=True, text=True).stdout.strip()
     try:
+        private_pyha(c)
         c.cib_create(group_xml(loop, mnt))
         where = c.wait_resource_started("mg-ip", timeout=60)
         assert c.wait_resource_started("mg-fs", timeout=60) == where
@@ -419,7 +450,7 @@ def test_switch_to_pyha_and_back_restarts_nothing(upstream_group: tuple[Any, str
     assert mid is not None
     watches = [AddressWatch(node.netns) for node in c.nodes]
     offsets = [c.log_path(i).stat().st_size for i in (1, 2)]
-    t0 = time.time() - 1  # pe-input mtimes have 1 s granularity on some filesystems
+    t0 = pe_inputs(c)
     found = c.exec(1, ["cibadmin", "--query", "-o", "resources"], check=True).stdout
     try:
         switched = run_migrate(c, "--apply")
@@ -487,10 +518,11 @@ def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]
     broken = BASE / "IPaddr2.broken"
     broken.write_text(BROKEN.format(metadata=ROOT / "metadata" / "IPaddr2.xml"))
     broken.chmod(0o755)
-    agent = "/usr/lib/ocf/resource.d/pyha/IPaddr2"  # a link: its target, in this node only
-    c.exec(n, ["mount", "--bind", str(broken), agent], check=True)
+    agent = BASE / f"pyha-{where}" / "IPaddr2"  # what that node alone sees (private_pyha)
+    agent.unlink()
+    broken.rename(agent)
     watch = AddressWatch(c.node(n).netns)
-    t0 = time.time() - 1
+    t0 = pe_inputs(c)
     try:
         before = c.exec(1, ["cibadmin", "--query", "-o", "resources"], check=True).stdout
         result = run_migrate(c, "--apply", "mg-ip")
@@ -506,7 +538,8 @@ def test_probe_failure_rolls_back_as_found(upstream_group: tuple[Any, str, Path]
         watch.canary()
     finally:
         watch.close()
-        c.exec(n, ["umount", agent])
+        agent.unlink()
+        agent.symlink_to(ROOT / "agents" / "IPaddr2")
     assert watch.deleted(VIP) == []
     # The scheduler was told of the failed probe (so the pe-input check can see a
     # failure), yet planned no stop, start or fencing while it stood.
@@ -619,7 +652,7 @@ def test_drbd_clone_switches_without_a_role_change(linbit_drbd: tuple[Any, Any],
     time.sleep(5)  # a monitor round of each role, so nothing is still settling
     calls = {n: len(lab.calls(n)) for n in ("n1", "n2")}
     offsets = [c.log_path(i).stat().st_size for i in (1, 2)]
-    t0 = time.time() - 1
+    t0 = pe_inputs(c)
     for args, agent in ((("--apply", "drbd-clone"), "ocf:pyha:drbd"),
                         (("--rollback", "drbd-clone"), "ocf:linbit:drbd")):
         result = run_migrate(c, *args)
