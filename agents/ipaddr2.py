@@ -107,7 +107,7 @@ agent = ResourceAgent(
               shortdesc="Enable support for LVS DR",
               longdesc="Move a matching /32 from a loopback interface aside while running, "
                        "and restore it on stop (IPv4 only, not in a clone)."),
-        Param("lvs_ipv6_addrlabel", LENIENT_BOOLEAN, default="true",
+        Param("lvs_ipv6_addrlabel", LENIENT_BOOLEAN, default="false",
               shortdesc="Give IPv6 addresses their own address label",
               longdesc="So that the address is not chosen as a source address (RFC 6724)."),
         Param("lvs_ipv6_addrlabel_value",

@@ -388,7 +388,7 @@ def test_lvs_support_moves_the_loopback_copy_aside(net: None, rsctmp: Path) -> N
 
 def test_ipv6_flags(net: None, rsctmp: Path) -> None:
     params = {"ip": "fd00:210::121", "nodad": "true", "noprefixroute": "true",
-              "preferred_lft": "0", "arp_count": "1"}
+              "preferred_lft": "0", "arp_count": "1", "lvs_ipv6_addrlabel": "true"}
     assert agent("start", params, rsctmp).rc == 0
     info = [a for link in json.loads(nsip(NS_A, "-j", "addr", "show", "dev", "eth0"))
             for a in link["addr_info"] if a["local"] == "fd00:210::121"]
@@ -396,6 +396,7 @@ def test_ipv6_flags(net: None, rsctmp: Path) -> None:
     assert info[0].get("nodad") and info[0].get("noprefixroute")
     assert info[0]["preferred_life_time"] == 0 and info[0].get("deprecated")
     assert "fd00:210::121" in nsip(NS_A, "addrlabel", "list")  # lvs_ipv6_addrlabel=true
+    # upstream's default is false: without the parameter, no label
     assert agent("stop", params, rsctmp).rc == 0
     assert not find("fd00:210::121")
     assert "fd00:210::121" not in nsip(NS_A, "addrlabel", "list")
