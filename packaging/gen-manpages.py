@@ -17,7 +17,7 @@ from ocf_lib.gen import fence_agents, resource_agents
 from ocf_lib.metadata import fence_manpage, ocf_manpage
 
 TOOLS = (("pyha-tester", "ocf_lib.tester"), ("pyha-metadata", "ocf_lib.gen"),
-         ("pyha-fence-node", "ocf_lib.fencenode"))
+         ("pyha-fence-node", "ocf_lib.fencenode"), ("pyha-migrate", "ocf_lib.migrate"))
 
 
 def tool_manpage(cmd: str, module: str) -> str | None:

@@ -21,9 +21,9 @@
 #   /usr/share/pyha/upstream/<name>          for each of those, the launcher of the other
 #                                            package's agent that the deb diverts into
 #                                            /usr/share/pyha/diverted (see debian/pyha.postinst)
-#   /usr/bin/pyha-tester, pyha-metadata, pyha-fence-node
+#   /usr/bin/pyha-tester, pyha-metadata, pyha-fence-node, pyha-migrate
 #   manpages: ocf_pyha_<Type>.7, fence_<x>.8 (pyha-fence_<x>.8 for the alternatives),
-#             pyha-tester.1, pyha-metadata.1, pyha-fence-node.1
+#             pyha-tester.1, pyha-metadata.1, pyha-fence-node.1, pyha-migrate.1
 #
 # The launchers find the library through realpath, so the symlinks need nothing else.
 # --modules also copies the Python modules (the deb gets them from pybuild instead).
@@ -95,7 +95,7 @@ done
 
 # Command-line tools: tiny wrappers that put the private tree on sys.path.
 for spec in pyha-tester:ocf_lib.tester pyha-metadata:ocf_lib.gen \
-            pyha-fence-node:ocf_lib.fencenode; do
+            pyha-fence-node:ocf_lib.fencenode pyha-migrate:ocf_lib.migrate; do
     cmd=${spec%%:*}
     module=${spec#*:}
     [ -f "$SRC/$(echo "$module" | tr . /).py" ] || continue

@@ -244,7 +244,7 @@ def test_deb_layout(deb):
         if name not in DIRECT_FENCE:
             assert f"/usr/sbin/{name}" not in entries  # update-alternatives owns that
     assert entries["/usr/share/cluster/Example.sh"] == "/usr/share/pyha/agents/Example"
-    for cmd in ("pyha-tester", "pyha-metadata", "pyha-fence-node"):
+    for cmd in ("pyha-tester", "pyha-metadata", "pyha-fence-node", "pyha-migrate"):
         assert f"/usr/bin/{cmd}" in entries
         assert f"/usr/share/man/man1/{cmd}.1.gz" in entries
     assert not any(p.startswith("/usr/lib/python3") for p in entries)
