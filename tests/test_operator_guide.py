@@ -122,6 +122,27 @@ def test_every_block_is_of_a_kind_this_test_runs():
         "docs/operator.md" in (ROOT / "README.md").read_text()
 
 
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_between_the_documents_resolve():
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            assert dest.exists(), f"{doc.name}: {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", dest.read_text(),
+                                                           flags=re.S), re.M)
+                assert anchor in {slug(h) for h in headings}, f"{doc.name}: {target}"
+
+
 def test_crmsh_and_pcs_build_the_same_resources():
     def ids(kind: str) -> set[str]:
         out: set[str] = set()
