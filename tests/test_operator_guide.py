@@ -40,7 +40,6 @@ from typing import Any
 import pytest
 from cluster import Cluster, agent_executables
 from conftest import FENCE, ROOT
-
 from sim.ipmisim import IpmiSim
 
 GUIDE = ROOT / "docs" / "operator.md"
