@@ -6,7 +6,9 @@ only the placeholders in ``PLACEHOLDERS``; node names (``node1``, ``node2``)
 and the floating address (192.0.2.0/24) are the test cluster's own.
 
 * ``sh crmsh`` / ``sh pcs``: applied to a two-node namespaced cluster
-  (tests/cluster.py), one tool per test.  pyha's fence_ipmilan and
+  (tests/cluster.py), one tool per test.  Inside the nodes, ocf:pyha is this
+  checkout's (a bind mount: other test runs relink the host's shared
+  /usr/lib/ocf/resource.d/pyha to their own trees), and pyha's fence_ipmilan and
   fence_ilo_mp are /usr/sbin's agents inside the nodes (an overlay in each
   node's mount namespace stands in for ``update-alternatives --set``).  The
   BMC of node1 (OpenIPMI's ipmi_sim) and its iLO MP (tests/sim/ilosim.py)
@@ -423,9 +425,13 @@ def run_verify_blocks(lab: Lab, tool: str) -> None:
 def teardown_resources(lab: Lab) -> None:
     c = lab.c
     c.set_property("stop-all-resources", "true")
-    c.wait_for(lambda: not any(r.get("active") == "true"
-                               for r in c.crm_mon_xml(1).iter("resource")), 90,
-               what="every resource stopped")
+    try:
+        c.wait_for(lambda: not any(r.get("active") == "true"
+                                   for r in c.crm_mon_xml(1).iter("resource")), 90,
+                   what="every resource stopped")
+    except BaseException:
+        diagnose(lab)
+        raise
     for section in ("constraints", "resources"):
         c.exec(1, ["cibadmin", "--replace", "-o", section, "--xml-text", f"<{section}/>"],
                check=True)
@@ -451,6 +457,14 @@ def run_status_blocks(lab: Lab) -> None:
         assert_excerpt(b, lab.sh(b))
 
 
+def diagnose(lab: Lab) -> None:
+    """On a failure, show what the cluster saw (pytest prints it with the error)."""
+    for i in (1, 2):
+        print(f"--- crm_mon on {NODES[i - 1]}:\n"
+              + lab.c.exec(i, ["crm_mon", "-1", "-r", "--include=failures"]).stdout)
+        print(f"--- pacemaker.log of {NODES[i - 1]}:\n" + lab.c.log_tail(i, 60))
+
+
 def test_crmsh_blocks_start_on_the_cluster(lab):
     try:
         for b in blocks("sh crmsh"):
@@ -460,6 +474,9 @@ def test_crmsh_blocks_start_on_the_cluster(lab):
         run_logs_and_trace(lab)
         check_running(lab)
         run_verify_blocks(lab, "crmsh")
+    except BaseException:
+        diagnose(lab)
+        raise
     finally:
         teardown_resources(lab)
 
@@ -471,6 +488,9 @@ def test_pcs_blocks_start_on_the_cluster(lab):
         check_running(lab)
         run_status_blocks(lab)
         run_verify_blocks(lab, "pcs")
+    except BaseException:
+        diagnose(lab)
+        raise
     finally:
         teardown_resources(lab)
 
