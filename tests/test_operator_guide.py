@@ -371,6 +371,14 @@ def check_running(lab: Lab) -> None:
                                  str(lab.c.node(i).holder_pid), str(lab.mnt)],
                                 capture_output=True, text=True).stdout.strip()
         assert (source == lab.loop) == (i == lab.where("fs_shared")), (name, source)
+    # The depth-20 monitor is configured and has written its status file in the mount.
+    depth = [op for op in prims["fs_shared"].iter("op")
+             if any(nv.get("name") == "OCF_CHECK_LEVEL" and nv.get("value") == "20"
+                    for nv in op.iter("nvpair"))]
+    assert depth, ET.tostring(prims["fs_shared"], encoding="unicode")
+    status_dir = lab.c.node_path(lab.where("fs_shared"), str(lab.mnt / ".Filesystem_status"))
+    lab.c.wait_for(lambda: status_dir.is_dir() and any(status_dir.iterdir()), 60,
+                   what="the depth-20 status file")
     # Each device's monitor reached its own node's simulator (only reachable where
     # the constraints put it).
     for victim in NODES:
