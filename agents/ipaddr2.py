@@ -8,7 +8,7 @@ the upstream agent accepted are taken as it took them, with a warning
 (docs/ipaddr2.md lists the exceptions).
 
 Exit codes, chosen deliberately (upstream's own ocft suites disagree with
-upstream HEAD here, see the README):
+upstream HEAD here, see docs/design.md, "IPaddr2 and Filesystem"):
 
 * malformed ``ip``/``cidr_netmask``/``broadcast``/tunables: 6 (the
   configuration is wrong on every node); stop ignores all but ``ip`` and

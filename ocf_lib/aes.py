@@ -3,7 +3,7 @@
 pyghmi's session module needs exactly one cipher from the ``cryptography``
 package (AES-CBC without padding), but importing it loads cryptography's
 whole OpenSSL backend, which costs more than the rest of a fence_ipmilan
-``status`` (README, "Fencing", has the numbers).  :func:`install` puts two
+``status`` (docs/measurements.md has the numbers).  :func:`install` puts two
 tiny modules with the same names and the same calls in ``sys.modules``
 before pyghmi is imported; they run the same OpenSSL (EVP ``aes-128-cbc``)
 through ctypes.  Only :class:`ocf_lib.ipmi.PyghmiSession` calls it, that is

@@ -15,7 +15,7 @@ packet is sent; an action never switches backend half-way.
   :data:`TUNED_PYGHMI` (each one tested in CI).  It pins the cipher suites,
   keeps login attempts apart, restarts a stalled login within the time
   limit, and imports only pyghmi's session module with :mod:`ocf_lib.aes`
-  standing in for cryptography's AES (see README, "Fencing").
+  standing in for cryptography's AES (see docs/design.md, "Fencing: fence_ipmilan").
 * :class:`IpmitoolSession`, for ``ipmitool_path``, for cipher suites pyghmi
   does not speak, and for a pinned suite when the tuned session is not
   available.  Each request is one ipmitool run; the password travels in the

@@ -443,7 +443,7 @@ def test_declared_defaults_only(bmc):
 
 
 @pytest.mark.skipif(not TUNED, reason="pyghmi's public interface drops a session that "
-                    "loses packets; only the tuned session restarts it (README, Fencing)")
+                    "loses packets; only the tuned session restarts it (docs/design.md, Fencing)")
 def test_reboot_survives_20_percent_packet_loss(bmc):
     proxy = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/sim/udpproxy.py"),
                               str(PROXY_PORT), str(SIM_PORT), "0.2", "7"])
