@@ -75,6 +75,41 @@ def run_fence(agent: str | Path, *, args: list[str] | None = None, stdin: str | 
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+OCFT_SHARE = Path("/usr/share/resource-agents/ocft")
+
+
+def private_ocft(root: Path, *, fast_poll: bool = False) -> Path:
+    """A copy of Debian's ocft whose directories all lie under ``root``.
+
+    Stock ocft writes its generated case scripts to the global
+    /var/lib/resource-agents/ocft/cases, which exists only after some ocft run
+    created it: a test that used it would depend on leftovers and on order.
+    ``fast_poll`` makes caselib poll a running agent every 50 ms instead of
+    every second.  Returns the path of the ocft script; cases go to root/cases.
+    """
+    lib, cases = root / "lib", root / "cases"
+    lib.mkdir(parents=True)
+    cases.mkdir()
+    caselib = (OCFT_SHARE / "caselib").read_text()
+    if fast_poll:
+        for old, new in (("while [ $i -lt $timeout ]", "while [ $i -lt $((timeout*20)) ]"),
+                         ("    sleep 1\n    let i++", "    sleep 0.05\n    let i++"),
+                         ("if [ $i -ge $timeout ]", "if [ $i -ge $((timeout*20)) ]")):
+            assert old in caselib, old
+            caselib = caselib.replace(old, new)
+    (lib / "caselib").write_text(caselib)
+    (lib / "helpers.sh").write_text((OCFT_SHARE / "helpers.sh").read_text())
+    ocft = Path("/usr/sbin/ocft").read_text()
+    for old, new in (("OCFT_DIR=/usr/share/resource-agents/ocft", f"OCFT_DIR={lib}"),
+                     ("CASES_DIR=/var/lib/resource-agents/ocft/cases", f"CASES_DIR={cases}")):
+        assert old in ocft, old
+        ocft = ocft.replace(old, new)
+    script = root / "ocft"
+    script.write_text(ocft)
+    script.chmod(0o755)
+    return script
+
+
 @pytest.fixture
 def rsctmp(tmp_path: Path) -> Path:
     """A private HA_RSCTMP so tests never see each other's state files."""
