@@ -16,6 +16,102 @@ FENCE = ROOT / "fence"
 METADATA = ROOT / "metadata"
 
 
+# -- test buckets (markers) --------------------------------------------------------
+#
+# Every test is in exactly one bucket, given here rather than in the test files:
+#   unit       no root, no namespaces, no daemons ("pytest -m unit", as any user)
+#   kernel     root: network namespaces, loop devices, mounts, simulators in netns
+#   cluster    real Corosync + Pacemaker (tests/cluster.py)
+#   vm         libvirtd + QEMU
+#   packaging  builds and installs the deb and the rpm
+# A module's bucket comes from MODULE_BUCKETS; a test that uses a cluster
+# fixture is "cluster"; TEST_BUCKETS moves single tests (by name prefix) out of
+# their module's bucket.  A module missing from the table is a collection error,
+# and CI runs the unit bucket as an unprivileged user, so a unit test that needs
+# root fails there.
+BUCKETS = ("unit", "kernel", "cluster", "vm", "packaging")
+MODULE_BUCKETS = {
+    "test_agents_common": "unit",
+    "test_bench_smoke": "unit",
+    "test_fence_runtime": "unit",
+    "test_log": "unit",
+    "test_metadata": "unit",
+    "test_ocf_runtime": "unit",
+    "test_params": "unit",
+    "test_python_floor": "unit",
+    "test_proc": "unit",
+    "test_rgmanager": "unit",
+    "test_smoke": "unit",
+    "test_state": "unit",
+    "test_tester": "unit",
+    "test_transport": "unit",
+    "test_xen": "unit",
+    "test_o2cb": "unit",
+    "test_drbd": "kernel",
+    "test_filesystem": "kernel",
+    "test_ipaddr2": "kernel",
+    "test_fence_ilo_mp": "kernel",
+    "test_fence_ipmilan": "kernel",
+    "test_fence_na": "kernel",
+    "test_ocft": "kernel",
+    "test_demo_bmc": "kernel",
+    "test_cluster_example": "cluster",
+    "test_cluster_fixture": "cluster",
+    "test_cluster_ip_fs": "cluster",
+    "test_drbd_cluster": "cluster",
+    "test_fence_cluster": "cluster",
+    "test_fence_pcmk": "cluster",
+    "test_fencenode": "cluster",
+    "test_virtualdomain": "vm",
+    "test_demo_e2e": "vm",
+    "test_packaging": "packaging",
+}
+# Tests that need more than their module's bucket: "module::name prefix" -> bucket.
+# Running a command "as nobody" needs root to switch to nobody.
+TEST_BUCKETS = {
+    "test_agents_common::test_resource_agent_meta_data_and_usage_as_nobody": "kernel",
+    "test_agents_common::test_fence_agent_metadata_as_nobody": "kernel",
+    "test_fence_runtime::test_exec_metadata_as_nobody": "kernel",
+    "test_log::test_syslog_for_real": "kernel",
+    "test_metadata::test_stonith_admin_reads_our_fence_metadata": "kernel",
+    "test_ocf_runtime::test_meta_data_and_usage_need_no_environment_and_no_privileges": "kernel",
+    "test_ocf_runtime::test_meta_data_without_shipped_file_still_works_as_nobody": "kernel",
+    "test_tester::test_metadata_must_work_as_nobody": "kernel",
+    "test_tester::test_ocf11_only_constructs_are_a_warning_not_a_failure": "kernel",
+    "test_xen::test_pyha_tester_passes": "kernel",
+}
+CLUSTER_FIXTURES = {"pyha_agents", "cluster1", "cluster_factory", "module_cluster_factory"}
+
+
+def bucket_of(item: pytest.Item) -> str:
+    module = Path(str(item.fspath)).stem
+    if module not in MODULE_BUCKETS:
+        raise pytest.UsageError(
+            f"{module}.py has no bucket: add it to MODULE_BUCKETS in tests/conftest.py")
+    for key, bucket in TEST_BUCKETS.items():
+        mod, _, prefix = key.partition("::")
+        if mod == module and item.name.startswith(prefix):
+            return bucket
+    if MODULE_BUCKETS[module] in ("unit", "kernel") and CLUSTER_FIXTURES & set(
+            getattr(item, "fixturenames", ())):
+        return "cluster"
+    return MODULE_BUCKETS[module]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in (("unit", "no root, no namespaces, no daemons"),
+                       ("kernel", "root: namespaces, loop devices, mounts"),
+                       ("cluster", "real Corosync + Pacemaker"),
+                       ("vm", "libvirtd + QEMU"),
+                       ("packaging", "builds and installs the deb and the rpm")):
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(bucket_of(item))
+
+
 @dataclass
 class Run:
     rc: int
