@@ -569,8 +569,17 @@ class Cluster:
                                        check=True).stdout)
 
     def cib_create(self, xml: str, section: str = "resources", i: int | None = None) -> None:
-        self.exec(i or self.live_node(), ["cibadmin", "--create", "-o", section,
-                                          "--xml-text", xml], check=True)
+        """Create ``xml`` (one element or several siblings) in ``section``.
+
+        Pacemaker 2.1's cibadmin took several sibling elements in one
+        ``--xml-text``; 3.0 rejects that ("Couldn't parse input"), so siblings
+        are created one by one."""
+        elements = list(ET.fromstring(f"<pyha-fragment>{xml}</pyha-fragment>"))
+        parts = [xml] if len(elements) == 1 else [ET.tostring(e, encoding="unicode")
+                                                  for e in elements]
+        for part in parts:
+            self.exec(i or self.live_node(), ["cibadmin", "--create", "-o", section,
+                                              "--xml-text", part], check=True)
 
     def cib_delete(self, xml: str, i: int | None = None) -> None:
         self.exec(i or self.live_node(), ["cibadmin", "--delete", "--xml-text", xml], check=True)
