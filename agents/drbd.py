@@ -22,6 +22,9 @@ Differences from upstream, on purpose:
   1.1 to 3.x all understand them.  A recurring monitor skips the write when
   it wrote the same value less than a minute ago (probes, start, promote,
   demote and notify always write).
+* stop ignores every parameter but ``drbd_resource``; without a usable
+  name it answers 0 only when the kernel has no DRBD resource configured
+  at all, and fails otherwise (docs/drbd.md).
 * stacked resources (``stacked-on-top-of``) are refused with rc 6 and a
   clear reason, rather than run through ``drbdadm -S``.
 * a failed promote that DRBD refused for good (exit 17: no UpToDate data)
@@ -41,13 +44,27 @@ import os
 import time
 
 from ocf_lib import codes, sysroot
-from ocf_lib.drbd import PROC, Status, kernel_version, parse_events2, parse_proc, parse_version
+from ocf_lib.drbd import (
+    PROC,
+    Status,
+    UnknownVersion,
+    configured_minors,
+    kernel_version,
+    minors_in_sh_status,
+    parse_events2,
+    parse_proc,
+    parse_version,
+    resources_in_events2,
+)
+from ocf_lib.drbdtool import NEED_UPTODATE_DATA, NO_SUCH_RESOURCE, DrbdTools, why
 from ocf_lib.ocf import Context, ResourceAgent
 from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Iterable
+
+    from ocf_lib.params import Values
 
 _NAME_CHARS = frozenset("-%+./0123456789:=@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 
@@ -58,17 +75,29 @@ class _DrbdName(ParamType):
     def convert(self, raw: str, name: str) -> str:
         if not raw or not set(raw) <= _NAME_CHARS:
             raise ParamError(name, raw, "may only contain letters, digits and -%+./:=@_")
+        if raw.startswith("-"):  # drbdadm would read it as an option
+            raise ParamError(name, raw, "must not begin with '-'")
+        if raw == "all":  # drbdadm's word for every resource
+            raise ParamError(name, raw, "is drbdadm's keyword for every resource, not a name")
         return raw
+
+
+def _decimal(word: str) -> int | None:
+    """An ASCII decimal integer with an optional sign, else None (int() takes '²', '1_0')."""
+    digits = word[1:] if word[:1] in ("-", "+") else word
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    return int(word, 10)
 
 
 class _Scores(ParamType):
     doc = "four non-decreasing integers"
 
     def convert(self, raw: str, name: str) -> tuple[int, int, int, int]:
-        words = raw.split()
-        if len(words) != 4 or not all(w.lstrip("-").isdigit() for w in words):
+        scores = [_decimal(w) for w in raw.split()]
+        if len(scores) != 4 or None in scores:
             raise ParamError(name, raw, "must be four integers, e.g. '0 10 1000 10000'")
-        a, b, c, d = (int(w) for w in words)
+        a, b, c, d = (int(s) for s in scores if s is not None)
         if not a <= b <= c <= d:
             raise ParamError(name, raw, "must not decrease from left to right")
         return a, b, c, d
@@ -93,7 +122,7 @@ class _Version(ParamType):
 
     def convert(self, raw: str, name: str) -> tuple[int, ...]:
         parts = raw.strip().split(".")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
             raise ParamError(name, raw, "is not a version like 9.0.0")
         return tuple(int(p) for p in parts)
 
@@ -110,7 +139,7 @@ agent = ResourceAgent(
     ),
     promotable=True,
     params=[
-        Param("drbd_resource", _DrbdName(), required=True, unique=True,
+        Param("drbd_resource", _DrbdName(), required=True, unique=True, identifies=True,
               shortdesc="drbd resource name",
               longdesc="The name of the DRBD resource from the drbd.conf file."),
         Param("drbdconf", STRING, default="/etc/drbd.conf",
@@ -166,6 +195,30 @@ agent = ResourceAgent(
     ],
 )
 
+
+@agent.validator
+def _version_range(values: Values) -> Iterable[ParamError]:
+    ge, lt = values.require_drbd_module_version_ge, values.require_drbd_module_version_lt
+    if ge is not None and lt is not None and not ge < lt:
+        yield ParamError("require_drbd_module_version_lt", ".".join(map(str, lt)),
+                         "must be above require_drbd_module_version_ge "
+                         f"({'.'.join(map(str, ge))}): no module could satisfy both")
+
+
+@agent.proves_absent
+def _no_drbd_resource_at_all(ctx: Context) -> bool:
+    """Without a usable resource name, only a kernel that has no DRBD resource
+    configured at all proves that nothing this resource started still runs."""
+    version = _kernel(ctx)
+    if version is None:
+        return True  # module not loaded
+    if version >= (9, 0, 0):
+        r = _tools(ctx).events2(statistics=False)
+        return r.rc == 0 and resources_in_events2(r.out) == set()
+    with open(sysroot.path(PROC), encoding="utf-8") as f:
+        return configured_minors(f.read()) == []
+
+
 _TRANSITIONAL = ("Attaching", "Negotiating")
 _SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it wrote
 
@@ -173,16 +226,32 @@ _SCORE_REFRESH = 60.0  # seconds a recurring monitor may trust the last score it
 # -- the kernel's view ------------------------------------------------------------
 
 
+def _kernel(ctx: Context, refresh: bool = False) -> tuple[int, int, int] | None:
+    """The loaded module's version (None: not loaded); an unreadable one fails the action:
+    guessing 8.4 for a DRBD 9 kernel would report a running resource as stopped."""
+    try:
+        return kernel_version(refresh)
+    except UnknownVersion as exc:
+        ctx.fail(codes.ERR_GENERIC, f"{exc}; cannot tell DRBD 9 from 8.4, so the "
+                 "resource's state is unknown")
+
+
 def _minors(ctx: Context, res: str) -> list[int]:
-    """The resource's minors (8.4): from drbdadm once, then from a state file."""
+    """The resource's minors (8.4): from drbd.conf once (kept in a state file); when
+    drbdadm cannot say (drbd.conf missing or changed), from the kernel."""
     name = f"drbd-{res}.minors"
-    cached = ctx.state.read(name)
-    if cached:
-        return [int(m) for m in cached.split()]
-    r = _drbdadm(ctx, "sh-minor", res)
+    cached = (ctx.state.read(name) or "").split()
+    if cached and all(m.isascii() and m.isdigit() for m in cached):
+        return [int(m) for m in cached]
+    tools = _tools(ctx)
+    r = tools.minors(res)
     if r.rc != 0:
-        ctx.fail(codes.ERR_INSTALLED, f"drbdadm sh-minor {res}: {_why(r)}")
-    minors = [int(m) for m in r.out.split() if m.isdigit()]
+        k = tools.kernel_minors(res)
+        if k.rc not in (0, NO_SUCH_RESOURCE):
+            ctx.fail(codes.ERR_GENERIC, f"cannot find the minors of {res}: drbdadm sh-minor: "
+                     f"{why(r)}; drbdsetup sh-status: {why(k)}")
+        return minors_in_sh_status(k.out, res) if k.rc == 0 else []
+    minors = [int(m) for m in r.out.split() if m.isascii() and m.isdigit()]
     try:
         ctx.state.ensure()
         ctx.state.write(name, " ".join(map(str, minors)) + "\n", 0o644)
@@ -192,11 +261,11 @@ def _minors(ctx: Context, res: str) -> list[int]:
 
 
 def status9(ctx: Context, res: str) -> Status:
-    r = ctx.run(["drbdsetup", "events2", "--now", "--statistics", res], timeout=15, quiet=True)
-    if r.rc == 10:  # "No such resource"
+    r = _tools(ctx).events2(res)
+    if r.rc == NO_SUCH_RESOURCE:
         return Status()
     if r.rc != 0:
-        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {_why(r)}")
+        ctx.fail(codes.ERR_GENERIC, f"drbdsetup events2 failed: {why(r)}")
     return parse_events2(r.out, res)
 
 
@@ -206,7 +275,7 @@ def status84(ctx: Context, res: str) -> Status:
 
 
 def get_status(ctx: Context, res: str) -> Status:
-    version = kernel_version()
+    version = _kernel(ctx)
     if version is None:
         return Status()
     if version >= (9, 0, 0):
@@ -219,10 +288,10 @@ def get_status(ctx: Context, res: str) -> Status:
 
 def wanted_score(ctx: Context, st: Status) -> int | None | bool:
     """The master score for this state: an int, None (delete) or False (leave alone)."""
-    only_consistent, only_remote, local_ok, as_good = ctx.params.adjust_master_score
     p = ctx.params
     if not st.configured or not st.quorum:
         return None
+    only_consistent, only_remote, local_ok, as_good = p.adjust_master_score
     if (p.remove_master_score_if_peer_primary != "false" and not st.primary
             and any(q["role"] == "Primary" and st.peer_all_uptodate(q)
                     for q in st.peers.values())):
@@ -247,13 +316,13 @@ def wanted_score(ctx: Context, st: Status) -> int | None | bool:
 
 
 def _pcmk_knows_primary(ctx: Context) -> bool:
-    # "resource drbd is running on: n2 Promoted" (Pacemaker < 2.1 says "Master")
-    r = ctx.run(["crm_resource", "--resource", ctx.instance, "--locate"], timeout=10, quiet=True)
-    for line in r.out.splitlines():
-        words = line.partition("running on:")[2].split()
-        if len(words) == 2 and words[1] in ("Promoted", "Master") and words[0] != ctx.node:
-            return True
-    return False
+    """Pacemaker has another node's instance promoted (unknown counts as no)."""
+    from ocf_lib.cluster import ClusterTools
+
+    where = ClusterTools(ctx.run).locate(ctx.instance, timeout=10)
+    if where is None:
+        ctx.log.debug(f"crm_resource --locate {ctx.instance} did not answer")
+    return any(role == "Promoted" and node != ctx.node for node, role in where or ())
 
 
 def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
@@ -267,7 +336,7 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
     memo = f"drbd-{ctx.instance}.score"
     if cached_ok:
         last = (ctx.state.read(memo) or "").split()
-        if len(last) == 2 and last[0] == shown and last[1].isdigit() \
+        if len(last) == 2 and last[0] == shown and last[1].isascii() and last[1].isdigit() \
                 and time.time() - int(last[1]) < _SCORE_REFRESH:
             return
     seam = PromotionScore(ctx.run, ctx.node, ctx.instance,
@@ -292,23 +361,19 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
 # -- setup and validation ----------------------------------------------------------------
 
 
-def _why(r: Any) -> str:
-    """The kernel's own words from a failed drbdadm (not its 'Command ... terminated' line)."""
-    for line in (r.err + r.out).splitlines():
-        if "State change failed" in line or "Failure:" in line or "No such resource" in line:
-            return line.strip()
-    return str(r.reason())
-
-
-def _drbdadm(ctx: Context, *args: str, timeout: float = 60) -> Any:
-    return ctx.run(["drbdadm", "-c", ctx.params.drbdconf, *args], timeout=timeout)
+def _tools(ctx: Context) -> DrbdTools:
+    return DrbdTools(ctx.run, ctx.params.drbdconf)
 
 
 def _meta_int(ctx: Context, *names: str, default: int) -> int:
     for name in names:
         raw = ctx.meta(name)
-        if raw and raw.strip().lstrip("-").isdigit():
-            return int(raw)
+        if raw:
+            value = _decimal(raw.strip())
+            if value is None:
+                ctx.fail(codes.ERR_CONFIGURED, f"meta attribute {name.replace('_', '-')} "
+                         f"'{raw}' is not an integer")
+            return value
     return default
 
 
@@ -318,15 +383,16 @@ def check_config(ctx: Context) -> list[str]:
     if not os.path.isfile(p.drbdconf) or not os.access(p.drbdconf, os.R_OK):
         ctx.fail(codes.ERR_INSTALLED, f"drbdconf {p.drbdconf} is missing, not a file, or "
                  "unreadable")
-    r = _drbdadm(ctx, "sh-dev", res, timeout=20)
+    tools = _tools(ctx)
+    r = tools.devices(res)
     if r.rc != 0:
-        stacked = _drbdadm(ctx, "--stacked", "sh-dev", res, timeout=20)
+        stacked = tools.devices(res, stacked=True)
         if stacked.rc == 0:
             ctx.fail(codes.ERR_CONFIGURED, f"DRBD resource {res} is stacked "
                      "(stacked-on-top-of); pyha's drbd agent does not support stacked "
                      "resources, use ocf:linbit:drbd for it")
         ctx.fail(codes.ERR_INSTALLED, f"DRBD resource {res} not found in {p.drbdconf}: "
-                 f"{_why(r)}")
+                 f"{why(r)}")
     if ctx.action not in ("stop", "monitor", "validate-all") and \
             not p.ignore_missing_notifications:
         from ocf_lib import notify
@@ -338,13 +404,13 @@ def check_config(ctx: Context) -> list[str]:
     node_max = _meta_int(ctx, "clone_node_max", default=1)
     pmax = _meta_int(ctx, "promoted_max", "master_max", default=1)
     pnode_max = _meta_int(ctx, "promoted_node_max", "master_node_max", default=1)
-    v9 = (kernel_version() or (9, 0, 0)) >= (9, 0, 0)
+    v9 = (_kernel(ctx) or (9, 0, 0)) >= (9, 0, 0)
     if node_max != 1 or pnode_max != 1 or pmax > 2 or (clone_max > 2 and (not v9 or pmax == 2)):
         ctx.fail(codes.ERR_CONFIGURED, "meta parameter misconfigured: need clone-node-max=1, "
                  "promoted-node-max=1, promoted-max<=2, and clone-max<=2 unless DRBD 9 with "
                  f"promoted-max 1 (have {clone_max}/{node_max}/{pmax}/{pnode_max})")
     if pmax == 2 and ctx.action in ("start", "promote"):
-        dump = _drbdadm(ctx, "dump", res, timeout=20)
+        dump = tools.dump(res)
         if not any(line.strip() in ("allow-two-primaries;", "allow-two-primaries yes;")
                    for line in dump.out.splitlines()):
             ctx.fail(codes.ERR_CONFIGURED, f"promoted-max is 2 but DRBD resource {res} does "
@@ -354,7 +420,7 @@ def check_config(ctx: Context) -> list[str]:
 
 def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> None:
     """The loaded (or, before loading, the installed) module must be in the required range."""
-    version = version or kernel_version()
+    version = version or _kernel(ctx)
     if version is None:
         return
     ge, lt = ctx.params.require_drbd_module_version_ge, ctx.params.require_drbd_module_version_lt
@@ -365,17 +431,17 @@ def check_module(ctx: Context, version: tuple[int, int, int] | None = None) -> N
 
 
 def load_module(ctx: Context) -> None:
-    if kernel_version() is not None:
+    if _kernel(ctx) is not None:
         return
-    info = ctx.run(["modinfo", "-F", "version", "drbd"], timeout=10, quiet=True)
+    tools = _tools(ctx)
+    info = tools.installed_version()
     if info.rc == 0:
         check_module(ctx, parse_version(info.out))  # refuse before loading anything
-    parms = _drbdadm(ctx, "sh-mod-parms", timeout=20)
-    extra = parms.out.split() if parms.rc == 0 else []
-    r = ctx.run(["modprobe", "-s", "drbd", *extra], timeout=30)
+    parms = tools.module_parameters()
+    r = tools.load_module(parms.out.split() if parms.rc == 0 else [])
     if r.rc != 0:
-        ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {_why(r)}")
-    if kernel_version(refresh=True) is None:
+        ctx.fail(codes.ERR_INSTALLED, f"cannot load the drbd module: {why(r)}")
+    if _kernel(ctx, refresh=True) is None:
         ctx.fail(codes.ERR_INSTALLED, "modprobe drbd succeeded but /proc/drbd did not appear")
 
 
@@ -390,13 +456,13 @@ def start(ctx: Context) -> int:
     check_module(ctx)
     st = get_status(ctx, res)
     if not st.configured:
-        args = ("adjust", "--skip-net") if ctx.params.connect_only_after_promote else ("adjust",)
-        r = _drbdadm(ctx, *args, res, timeout=ctx.deadline.soft_remaining())
+        r = _tools(ctx).adjust(res, skip_net=ctx.params.connect_only_after_promote,
+                               timeout=ctx.deadline.soft_remaining())
         if r.rc != 0:
-            ctx.fail(codes.ERR_GENERIC, f"drbdadm adjust {res} failed: {_why(r)}")
+            ctx.fail(codes.ERR_GENERIC, f"drbdadm adjust {res} failed: {why(r)}")
     elif st.primary:
         ctx.log.info(f"{res} was already Primary at start; demoting it")
-        _drbdadm(ctx, "secondary", res)
+        _tools(ctx).role("secondary", res)
     _wait_devices(ctx, devices)
     st = _wait_connected(ctx, res, float(ctx.params.wfc_timeout))
     if not st.configured:
@@ -441,25 +507,23 @@ def _wait_connected(ctx: Context, res: str, wait: float) -> Status:
 @agent.action("stop", timeout="100s")
 def stop(ctx: Context) -> int:
     res = ctx.params.drbd_resource
-    if res is None:
-        return codes.SUCCESS  # nothing this configuration could have started
-    if kernel_version() is None:
+    if _kernel(ctx) is None:
         update_score(ctx, Status())
         return codes.SUCCESS
-    conf_ok = ctx.params.drbdconf and os.access(ctx.params.drbdconf, os.R_OK)
+    tools = _tools(ctx)
+    conf_ok = os.access(ctx.params.drbdconf, os.R_OK)
     last = ""
     while True:
         st = get_status(ctx, res)
         if not st.configured:
             break
-        if st.primary:
-            r = _drbdadm(ctx, "secondary", res) if conf_ok else \
-                ctx.run(["drbdsetup", "secondary", res], timeout=30)
-        else:
-            r = _drbdadm(ctx, "down", res) if conf_ok else \
-                ctx.run(["drbdsetup", "down", res], timeout=30)
+        verb = "secondary" if st.primary else "down"
+        r = tools.role(verb, res) if conf_ok else tools.setup(verb, res)
+        if r.rc != 0 and conf_ok:
+            # drbd.conf may no longer describe the resource; the kernel still knows it.
+            r = tools.setup(verb, res)
         if r.rc != 0:
-            last = _why(r)
+            last = why(r)
             if ctx.deadline.soft_remaining() < 2:
                 ctx.fail(codes.ERR_GENERIC, f"cannot stop {res}: {last}")
             time.sleep(1)
@@ -485,7 +549,7 @@ def _maybe_outdate_self(ctx: Context, st: Status) -> None:
                      f"{ctx.params.drbd_resource} but not connected: not outdating")
         return
     ctx.log.warning(f"outdating {ctx.params.drbd_resource}: {others[0]} is still promoted")
-    _drbdadm(ctx, "outdate", ctx.params.drbd_resource)
+    _tools(ctx).role("outdate", ctx.params.drbd_resource)
 
 
 @agent.action("promote", timeout="90s")
@@ -499,23 +563,23 @@ def promote(ctx: Context) -> int:
             ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: it is not started")
         if st.primary:
             break
-        r = _drbdadm(ctx, "primary", res)
-        if r.rc == 17:
+        r = _tools(ctx).role("primary", res)
+        if r.rc == NEED_UPTODATE_DATA:
             update_score(ctx, get_status(ctx, res))
             ctx.fail(codes.ERR_GENERIC, "Refusing to be promoted to Primary without access "
-                     f"to UpToDate data ({_why(r)})")
+                     f"to UpToDate data ({why(r)})")
         if r.rc != 0:
             if (not first and ctx.params.fail_promote_early_if_peer_primary
                     and st.peer_primary() and not _pcmk_knows_primary(ctx)):
                 update_score(ctx, Status())
                 ctx.fail(codes.ERR_GENERIC, "Peer node already/still Primary")
             if ctx.deadline.soft_remaining() < 2:
-                ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: {_why(r)}")
-            ctx.log.info(f"promote refused ({_why(r)}); retrying")
+                ctx.fail(codes.ERR_GENERIC, f"cannot promote {res}: {why(r)}")
+            ctx.log.info(f"promote refused ({why(r)}); retrying")
             time.sleep(1)
         first = False
     if ctx.params.connect_only_after_promote:
-        _drbdadm(ctx, "-v", "adjust", res)
+        _tools(ctx).adjust(res, verbose=True)
     update_score(ctx, get_status(ctx, res))
     return codes.SUCCESS
 
@@ -531,10 +595,10 @@ def demote(ctx: Context) -> int:
             return codes.NOT_RUNNING
         if not st.primary:
             break
-        r = _drbdadm(ctx, "secondary", res)
+        r = _tools(ctx).role("secondary", res)
         if r.rc != 0:
             if ctx.deadline.soft_remaining() < 2:
-                ctx.fail(codes.ERR_GENERIC, f"cannot demote {res}: {_why(r)}")
+                ctx.fail(codes.ERR_GENERIC, f"cannot demote {res}: {why(r)}")
             time.sleep(1)
     update_score(ctx, st)
     return codes.SUCCESS
@@ -551,7 +615,7 @@ def notify(ctx: Context) -> int:
     if n.operation == "start":
         # A peer is (re)starting: make sure we try to connect to it.
         if not ctx.params.connect_only_after_promote:
-            _drbdadm(ctx, "-v", "adjust", res)
+            _tools(ctx).adjust(res, verbose=True)
     elif n.kind == "post":
         st = get_status(ctx, res)
         update_score(ctx, st)
@@ -573,8 +637,7 @@ def monitor(ctx: Context) -> int:
     update_score(ctx, st, cached_ok=not ctx.is_probe)
     if (ctx.params.unfence_if_all_uptodate and st.primary and st.local_all("UpToDate")
             and st.peers and all(st.peer_all_uptodate(q) for q in st.peers.values())):
-        ctx.run(["drbdadm", "-c", ctx.params.drbdconf, "unfence-peer", res], timeout=10,
-                extra_env={"UNFENCE_EXTRA_ARGS": ctx.params.unfence_extra_args or ""})
+        _tools(ctx).unfence_peer(res, ctx.params.unfence_extra_args)
     if any(d is not None for p in st.peers.values() for d in p["done"]):
         ctx.log.info(f"resync: {st.describe()}")
     if st.primary:
@@ -592,7 +655,7 @@ def reload(ctx: Context) -> int:
     st = get_status(ctx, res)
     if not st.configured:
         return codes.ERR_GENERIC
-    _drbdadm(ctx, "adjust", res)
+    _tools(ctx).adjust(res)
     update_score(ctx, get_status(ctx, res))
     return codes.SUCCESS
 

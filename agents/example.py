@@ -11,7 +11,7 @@ import time
 
 from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import DURATION, PATH, STRING, Param
+from ocf_lib.params import DURATION, FILE_PATH, STRING, Param
 
 agent = ResourceAgent(
     "Example",
@@ -21,7 +21,7 @@ agent = ResourceAgent(
         "except showing and testing the pyha runtime; use it like ocf:pacemaker:Dummy."
     ),
     params=[
-        Param("state", PATH, unique=True,
+        Param("state", FILE_PATH, unique=True, identifies=True,
               shortdesc="State file",
               longdesc="Where the running state is kept. "
                        "Default: $HA_RSCTMP/Example-<instance>.state"),

@@ -2,14 +2,21 @@
 
 Same parameters, defaults and meaning as upstream.  Everything talks to the
 kernel over rtnetlink (:mod:`ocf_lib.netlink`): a monitor is one address dump
-and one link dump, no fork (upstream: ~23-44 execs).  Announcements are sent
-in-process (:mod:`ocf_lib.announce`).
+and one link dump, no fork.  Announcements are sent in-process
+(:mod:`ocf_lib.announce`).  Every value is parsed by its declared type; values
+the upstream agent accepted are taken as it took them, with a warning
+(docs/ipaddr2.md lists the exceptions).
 
 Exit codes, chosen deliberately (upstream's own ocft suites disagree with
 upstream HEAD here, see the README):
 
-* malformed ``ip``/``cidr_netmask``/``broadcast``/tunables: 6 at start and
-  validate-all (the configuration is wrong on every node);
+* malformed ``ip``/``cidr_netmask``/``broadcast``/tunables: 6 (the
+  configuration is wrong on every node); stop ignores all but ``ip`` and
+  ``network_namespace``;
+* ``network_namespace`` does not exist: 6 at validate-all, 5 at start, 7 from
+  monitor, 0 from stop (no address can be configured in it);
+* a view of the kernel that stays inconsistent (address dumps interrupted
+  again and again by concurrent changes): 1, never 7;
 * ``nic`` does not exist: 5 at start (this node lacks it; the resource may
   run elsewhere), 6 at validate-all;
 * no route to the address, or a ``cidr_netmask`` the route contradicts: 1
@@ -33,11 +40,35 @@ import os
 
 from ocf_lib import codes, netlink
 from ocf_lib.ocf import Context, OCFError, ResourceAgent
-from ocf_lib.params import BOOLEAN, INTEGER, IPADDR, STRING, Choice, Param, ParamError
+from ocf_lib.params import (
+    ADDR_LABEL,
+    BROADCAST,
+    FOREVER,
+    HASH_SEED,
+    INTEGER,
+    INTERFACE,
+    IPADDR,
+    LENIENT_BOOLEAN,
+    LIFETIME,
+    MULTICAST_MAC,
+    NETNS_NAME,
+    PREFIX,
+    ROUTE_PROTOCOL,
+    STRING,
+    Choice,
+    Param,
+    ParamError,
+    Tolerant,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import Any
+
+    from ocf_lib.params import Values
+
+CLONE_ONLY = "the upstream agent uses it only in a cluster-IP clone"
 
 agent = ResourceAgent(
     "IPaddr2",
@@ -46,85 +77,153 @@ agent = ResourceAgent(
     longdesc=(
         "Adds and removes one IPv4 or IPv6 address on a Linux interface, announces it with "
         "gratuitous ARP or unsolicited neighbour advertisements, and in a clone spreads "
-        "clients over the nodes (cluster IP). Compatible with ocf:heartbeat:IPaddr2."
+        "clients over the nodes (cluster IP). Compatible with ocf:heartbeat:IPaddr2. "
+        "Values the upstream agent accepted but pyha would not are taken as upstream took "
+        "them, with a warning in the log (e.g. a boolean that is not yes/no is false)."
     ),
     params=[
-        Param("ip", IPADDR, required=True, unique=True, shortdesc="IPv4 or IPv6 address",
-              longdesc="The address to manage, e.g. 192.168.1.101 or 2001:db8::101."),
-        Param("nic", STRING, shortdesc="Network interface",
-              longdesc="The base interface. Empty: the interface of the most specific route "
-                       "to the address. The old form 'eth0:label' sets the label too."),
-        Param("cidr_netmask", STRING, aliases=("netmask",), shortdesc="CIDR netmask",
-              longdesc="Prefix length (24), or an IPv4 dotted netmask. Empty: the prefix of "
-                       "the route to the address."),
-        Param("broadcast", STRING, shortdesc="Broadcast address",
-              longdesc="IPv4 broadcast. Empty or '+': computed from the prefix; '-': none."),
-        Param("proto", STRING, shortdesc="Route protocol",
-              longdesc="Only use routes of this protocol (e.g. kernel) to find the interface."),
-        Param("iflabel", STRING, shortdesc="Interface label",
-              longdesc="Label the address as <nic>:<iflabel> (at most 15 characters in all)."),
-        Param("lvs_support", BOOLEAN, default="false", shortdesc="Enable support for LVS DR",
+        Param("ip", IPADDR, required=True, unique=True, identifies=True,
+              shortdesc="IPv4 or IPv6 address",
+              longdesc="The address to manage, e.g. 192.168.1.101 or 2001:db8::101 "
+                       "(IPv4 octets without leading zeros)."),
+        Param("nic", INTERFACE, shortdesc="Network interface",
+              longdesc="The base interface (a name or altname without '/' or blanks). Empty: "
+                       "the interface of the most specific route to the address. The old "
+                       "form 'eth0:label' sets the label too."),
+        Param("cidr_netmask", PREFIX, aliases=("netmask",), shortdesc="CIDR netmask",
+              longdesc="Prefix length in decimal without leading zeros: 1-32 for IPv4, "
+                       "1-128 for IPv6. An IPv4 dotted netmask (255.255.255.0) is converted, "
+                       "with a warning. Empty: the prefix of the route to the address."),
+        Param("broadcast", BROADCAST, shortdesc="Broadcast address",
+              longdesc="IPv4 broadcast address. Empty or '+': computed from the prefix; '-': "
+                       "none. Ignored (with a warning) for an IPv6 address."),
+        Param("proto", ROUTE_PROTOCOL, shortdesc="Route protocol",
+              longdesc="Only use routes of this protocol to find the interface: a name from "
+                       "rt_protos (e.g. kernel, static) or a number 0-255."),
+        Param("iflabel", ADDR_LABEL, shortdesc="Interface label",
+              longdesc="Label the address as <nic>:<iflabel> (at most 15 characters in all, "
+                       "no blanks)."),
+        Param("lvs_support", LENIENT_BOOLEAN, default="false",
+              shortdesc="Enable support for LVS DR",
               longdesc="Move a matching /32 from a loopback interface aside while running, "
-                       "and restore it on stop (IPv4 only)."),
-        Param("lvs_ipv6_addrlabel", BOOLEAN, default="true",
+                       "and restore it on stop (IPv4 only, not in a clone)."),
+        Param("lvs_ipv6_addrlabel", LENIENT_BOOLEAN, default="true",
               shortdesc="Give IPv6 addresses their own address label",
               longdesc="So that the address is not chosen as a source address (RFC 6724)."),
-        Param("lvs_ipv6_addrlabel_value", INTEGER(0, 2**32 - 2), default="99",
-              shortdesc="IPv6 address label value"),
-        Param("mac", STRING, shortdesc="Cluster IP MAC address",
-              longdesc="Multicast MAC for cluster IP mode. Empty: derived from the address."),
-        Param("clusterip_hash", Choice("sourceip", "sourceip-sourceport",
-                                       "sourceip-sourceport-destport"),
+        Param("lvs_ipv6_addrlabel_value",
+              Tolerant(INTEGER(0, 2**32 - 2), "99", "the upstream agent checks it only for "
+                       "IPv6 with lvs_ipv6_addrlabel"),
+              default="99", shortdesc="IPv6 address label value",
+              longdesc="An integer 0-4294967294."),
+        Param("mac", Tolerant(MULTICAST_MAC, None, CLONE_ONLY),
+              shortdesc="Cluster IP MAC address",
+              longdesc="Multicast MAC for cluster IP mode: six hex octets, the first one odd "
+                       "(01:00:5e:12:34:56). Empty: derived from the address."),
+        Param("clusterip_hash",
+              Tolerant(Choice("sourceip", "sourceip-sourceport",
+                              "sourceip-sourceport-destport"), "sourceip-sourceport",
+                       CLONE_ONLY),
               default="sourceip-sourceport", shortdesc="Cluster IP hash function",
               longdesc="What decides which clone instance serves a client."),
         Param("clusterip_firewall", Choice("auto", "nft", "iptables"), default="auto",
               shortdesc="Cluster IP firewall",
               longdesc="Only nftables is implemented; 'iptables' is refused (xt_cluster)."),
-        Param("clusterip_hash_seed", STRING, shortdesc="Cluster IP hash seed",
-              longdesc="Decimal or 0x hex. Empty: derived from ip, netmask and broadcast."),
+        Param("clusterip_hash_seed", Tolerant(HASH_SEED, None, CLONE_ONLY),
+              shortdesc="Cluster IP hash seed",
+              longdesc="A 32-bit number, decimal or 0x hexadecimal; leading zeros are decimal "
+                       "(010 is 10), as nft reads them. Empty: derived from ip, netmask and "
+                       "broadcast."),
         Param("clusterip_table", STRING, default="mangle",
               shortdesc="iptables table (accepted for compatibility)"),
         Param("clusterip_chain", STRING, default="PREROUTING",
               shortdesc="iptables chain (accepted for compatibility)"),
-        Param("clusterip_mac_mangle", BOOLEAN, default="false",
+        Param("clusterip_mac_mangle", LENIENT_BOOLEAN, default="false",
               shortdesc="Rewrite ARP source MACs to the cluster MAC (IPv4)"),
-        Param("unique_clone_address", BOOLEAN, default="false",
+        Param("unique_clone_address", LENIENT_BOOLEAN, default="false",
               shortdesc="Create a unique address per clone instance",
               longdesc="Add the clone number to the last IPv4 octet "
                        "(needs globally-unique=true)."),
         Param("arp_interval", INTEGER(1), default="200",
-              shortdesc="ARP packet interval in ms"),
+              shortdesc="ARP packet interval in ms", longdesc="A positive integer."),
         Param("arp_count", INTEGER(1), default="5", shortdesc="ARP packet count",
-              longdesc="Announcements sent after start."),
-        Param("arp_count_refresh", INTEGER(0), default="0",
-              shortdesc="ARP packets sent on each monitor (IPv4)"),
-        Param("arp_bg", BOOLEAN, shortdesc="ARP from background",
+              longdesc="Announcements sent after start (a positive integer)."),
+        Param("arp_count_refresh",
+              Tolerant(INTEGER(0), "0", "the upstream agent then sends no refresh"),
+              default="0", shortdesc="ARP packets sent on each monitor (IPv4)",
+              longdesc="A non-negative integer; 0 sends none."),
+        Param("arp_bg", LENIENT_BOOLEAN, shortdesc="ARP from background",
               longdesc="Announce in the background. Default: yes for IPv4, no for IPv6."),
         Param("arp_sender", Choice("send_arp", "iputils_arping", "libnet_arping",
                                    "ipoibarping"), shortdesc="ARP sender",
               longdesc="send_arp (default): sent in-process. The others run that program."),
-        Param("send_arp_opts", STRING, shortdesc="Options for the external ARP sender"),
-        Param("flush_routes", BOOLEAN, default="false", shortdesc="Flush the route cache on stop"),
-        Param("run_arping", BOOLEAN, default="false",
+        Param("send_arp_opts", STRING, shortdesc="Options for the external ARP sender",
+              longdesc="Split at blanks into arguments (no shell)."),
+        Param("flush_routes", LENIENT_BOOLEAN, default="false",
+              shortdesc="Flush the route cache on stop"),
+        Param("run_arping", LENIENT_BOOLEAN, default="false",
               shortdesc="Detect IPv4 address conflicts before start (arping -D)"),
-        Param("nodad", BOOLEAN, default="false", shortdesc="IPv6: no duplicate address detection"),
-        Param("noprefixroute", BOOLEAN, default="false",
+        Param("nodad", LENIENT_BOOLEAN, default="false",
+              shortdesc="IPv6: no duplicate address detection"),
+        Param("noprefixroute", LENIENT_BOOLEAN, default="false",
               shortdesc="Do not add a prefix route for the address"),
-        Param("preferred_lft", STRING, default="forever", shortdesc="IPv6 preferred lifetime",
+        Param("preferred_lft",
+              Tolerant(LIFETIME, "forever", "the upstream agent ignores it for IPv4"),
+              default="forever", shortdesc="IPv6 preferred lifetime",
               longdesc="Seconds or 'forever'; 0 keeps the address from being a source address."),
-        Param("network_namespace", STRING, shortdesc="Network namespace",
-              longdesc="Run in this network namespace (ip netns exec)."),
-        Param("check_link_status", BOOLEAN, default="true",
+        Param("network_namespace", NETNS_NAME, identifies=True, shortdesc="Network namespace",
+              longdesc="Run in this network namespace (as 'ip netns exec' does): a name "
+                       "under /run/netns."),
+        Param("check_link_status", LENIENT_BOOLEAN, default="true",
               shortdesc="Treat a down link as a failure",
               longdesc="monitor fails (1) when the interface is down or has no carrier."),
     ],
 )
 
 MAX_IFNAME = 15
+NETNS_DIR = "/run/netns"  # ip(8)'s NETNS_RUN_DIR (/var/run is /run)
+
+
+@agent.validator
+def _check_together(v: Values) -> Iterator[ParamError]:
+    """Checks that need more than one parameter; the types did the rest."""
+    ipv6 = ":" in v.ip
+    if not ipv6 and v.cidr_netmask is not None and v.cidr_netmask > 32:
+        yield ParamError("cidr_netmask", v.raw.get("cidr_netmask"),
+                         "is not a prefix length 1-32")
+    if ipv6 and v.broadcast:
+        v.warn("broadcast", "is ignored for an IPv6 address")
+        v.set("broadcast", None)
+    if ipv6 and v.lvs_support:
+        yield ParamError("lvs_support", v.raw.get("lvs_support"), "is IPv4 only")
+    if ipv6 and v.unique_clone_address:
+        yield ParamError("unique_clone_address", v.raw.get("unique_clone_address"),
+                         "is IPv4 only")
+    if ipv6 and v.tolerated("preferred_lft"):
+        yield ParamError("preferred_lft", v.raw.get("preferred_lft"),
+                         "is not a number of seconds or 'forever'")
+    if ipv6 and v.lvs_ipv6_addrlabel and v.tolerated("lvs_ipv6_addrlabel_value"):
+        yield ParamError("lvs_ipv6_addrlabel_value", v.raw.get("lvs_ipv6_addrlabel_value"),
+                         "is not an integer 0-4294967294")
+    nic, label = v.nic or ("", "")
+    if v.iflabel:
+        label = v.iflabel
+    if netlink.canonical(v.ip).startswith("fe80:") and not nic:
+        yield ParamError("nic", None, "is mandatory for a link-local address")
+    if nic and label and len(f"{nic}:{label}") > MAX_IFNAME:
+        yield ParamError("iflabel", label, f"makes '{nic}:{label}' longer than "
+                         f"{MAX_IFNAME} characters")
+
+
+@agent.proves_absent
+def _nothing_started(ctx: Context) -> bool:
+    """stop without a usable ip or network_namespace: pyha's start records every address
+    it adds under the resource's instance name (and a monitor that finds one running,
+    after a switch from another agent); no record, nothing of ours can run."""
+    return not ctx.state.exists(_record_name(ctx))
 
 
 class Config:
-    """The validated parameters, resolved against this node's interfaces and routes."""
+    """Where the address goes: the typed parameters resolved against this node."""
 
     def __init__(self) -> None:
         self.ip = ""
@@ -139,11 +238,33 @@ class Config:
         self.clone_no = 1
 
 
-def _reexec_in_namespace(ctx: Context) -> None:
-    """network_namespace: run this same action inside it (as upstream does)."""
+def _namespace(ctx: Context) -> int | None:
+    """network_namespace: run this same action inside it (as upstream does).
+
+    A namespace that does not exist holds no address: stop has nothing to do and
+    monitor finds it not running.  Returns the exit code in that case."""
     ns = ctx.params.network_namespace
     if not ns or ctx.env.get("PYHA_IN_NETNS") == ns:
-        return
+        return None
+    path = f"{NETNS_DIR}/{ns}"
+    try:
+        # ip netns add bind-mounts the namespace there: a different device than the
+        # directory; a leftover plain file is no namespace.
+        exists = os.stat(path).st_dev != os.stat(NETNS_DIR).st_dev
+    except OSError:
+        exists = False
+    if not exists:
+        reason = f"network namespace '{ns}' does not exist"
+        if ctx.action == "stop":
+            ctx.log.info(f"{reason}: no address of it can be configured")
+            ctx.state.remove(_record_name(ctx))
+            return codes.SUCCESS
+        if ctx.action == "monitor":
+            ctx.log.info(f"{reason}: not running")
+            return codes.NOT_RUNNING
+        if ctx.action == "start":
+            ctx.fail(codes.ERR_INSTALLED, reason)
+        ctx.fail(codes.ERR_CONFIGURED, reason)
     import sys
 
     env = {k: v for k, v in ctx.env.items() if k != "OCF_RESKEY_network_namespace"}
@@ -154,80 +275,52 @@ def _reexec_in_namespace(ctx: Context) -> None:
 
     ip = which("ip") or "/usr/sbin/ip"
     sys.stdout.flush()
-    os.execve(ip, argv, env)
+    try:
+        os.execve(ip, argv, env)
+    except OSError as exc:
+        ctx.fail(codes.ERR_INSTALLED, f"cannot run {ip} netns exec: {exc.strerror}")
+
+
+def _record_name(ctx: Context) -> str:
+    return "IPaddr2@" + ctx.instance.replace("/", "_")
 
 
 def _clone_numbers(ctx: Context, cfg: Config) -> None:
     total = ctx.meta("clone_max")
     if total:
-        if not total.isdigit():
+        if not (total.isascii() and total.isdigit()):
             raise ParamError("CRM_meta_clone_max", total, "is not a number")
         cfg.clone_total = int(total)
-        cfg.clone_no = int(ctx.meta("clone") or "0") + 1
+        number = ctx.meta("clone") or "0"
+        cfg.clone_no = int(number) + 1 if number.isascii() and number.isdigit() else 1
 
 
-def configure(ctx: Context) -> Config:
-    """Check the parameters' syntax; raises ParamError (6) with one clear reason."""
+def configure(ctx: Context, *, stopping: bool = False) -> Config:
+    """The typed parameters and the clone's meta attributes, combined.
+
+    Refusals that only keep a start from adding something are skipped when
+    ``stopping``: stop removes what start would have added."""
     p = ctx.params
     cfg = Config()
     cfg.ip = netlink.canonical(p.ip)
     cfg.family = netlink.family_of(cfg.ip)
     _clone_numbers(ctx, cfg)
-    ipv6 = cfg.family == netlink.AF_INET6
-    if p.unique_clone_address:
-        if (ctx.meta("globally_unique") or "").lower() != "true":
+    if p.unique_clone_address and cfg.family == netlink.AF_INET:
+        if (ctx.meta("globally_unique") or "").lower() != "true" and not stopping:
             raise ParamError("unique_clone_address", "true", "needs globally-unique=true")
-        if ipv6:
-            raise ParamError("unique_clone_address", "true", "is IPv4 only")
         head, last = cfg.ip.rsplit(".", 1)
         octet = int(last) + cfg.clone_no - 1
         if octet > 255:
             raise ParamError("ip", cfg.ip, f"plus clone number {cfg.clone_no - 1} overflows")
         cfg.ip = f"{head}.{octet}"
-    nic = (p.nic or "").strip()
-    if ":" in nic:
-        nic, cfg.label = nic.split(":", 1)
+    cfg.nic, cfg.label = p.nic or ("", "")
     if p.iflabel:
         cfg.label = p.iflabel
-    cfg.nic = nic
-    if cfg.label and nic and len(f"{nic}:{cfg.label}") > MAX_IFNAME:
-        raise ParamError("iflabel", cfg.label, f"makes '{nic}:{cfg.label}' longer than "
-                         f"{MAX_IFNAME} characters")
-    if cfg.ip.startswith("fe80:") and not nic:
-        raise ParamError("nic", None, "is mandatory for a link-local address")
-    mask = (p.cidr_netmask or "").strip()
-    if mask:
-        limit = 128 if ipv6 else 32
-        if mask.isdigit() and 1 <= int(mask) <= limit:
-            cfg.prefix = int(mask)
-        elif not ipv6 and "." in mask and netlink.netmask_to_prefix(mask) is not None:
-            cfg.prefix = netlink.netmask_to_prefix(mask)
-        else:
-            raise ParamError("cidr_netmask", mask, f"is not a prefix length 1-{limit}")
-    brd = (p.broadcast or "").strip()
-    if brd and brd not in ("+", "-"):
-        if ipv6 or not netlink.family_of(brd) == netlink.AF_INET:
-            raise ParamError("broadcast", brd, "is not an IPv4 address, '+' or '-'")
-        try:
-            netlink.pack_ip(brd)
-        except ValueError:
-            raise ParamError("broadcast", brd, "is not an IPv4 address, '+' or '-'") from None
-    cfg.broadcast = brd
-    if p.lvs_support and ipv6:
-        raise ParamError("lvs_support", "true", "is IPv4 only")
-    if p.lvs_support and cfg.clone_total > 1:
+    cfg.prefix = p.cidr_netmask
+    cfg.broadcast = p.broadcast or ""
+    if p.lvs_support and cfg.clone_total > 1 and not stopping:
         raise ParamError("lvs_support", "true", "cannot be used in a clone")
-    lft = (p.preferred_lft or "").strip()
-    if lft != "forever" and not lft.isdigit():
-        raise ParamError("preferred_lft", lft, "is not a number of seconds or 'forever'")
-    seed = p.clusterip_hash_seed or ""
-    if seed and not (seed.isdigit() or (seed[:2] in ("0x", "0X") and _is_hex(seed[2:]))):
-        raise ParamError("clusterip_hash_seed", seed, "is not decimal or 0x hexadecimal")
     return cfg
-
-
-def _is_hex(text: str) -> bool:
-    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class Unplaceable(Exception):
@@ -246,7 +339,7 @@ def place(ctx: Context, cfg: Config) -> Config:
         if cfg.link is None:
             raise Unplaceable(codes.ERR_INSTALLED, f"interface '{cfg.nic}' does not exist")
         cfg.nic = cfg.link.name
-        if cfg.prefix is not None and not ctx.params.proto:
+        if cfg.prefix is not None and ctx.params.proto is None:
             return _finish(cfg)
     route = netlink.best_route(cfg.ip, prefix=cfg.prefix, proto=ctx.params.proto,
                                oif=cfg.link.index if cfg.link is not None else None)
@@ -287,6 +380,7 @@ def _state_name(cfg_ip: str) -> str:
 def save_state(ctx: Context, cfg: Config) -> None:
     ctx.state.ensure()
     ctx.state.write(_state_name(cfg.ip), f"{cfg.nic}\n{cfg.prefix}\n{cfg.label}\n", 0o644)
+    ctx.state.write(_record_name(ctx), f"{cfg.ip}\n", 0o644)  # see _nothing_started
 
 
 def load_state(ctx: Context, cfg: Config) -> bool:
@@ -343,29 +437,43 @@ def _cluster(ctx: Context, cfg: Config) -> Any:
     from ocf_lib.clusterip import ClusterIP, derive_mac, derive_seed
     from ocf_lib.proc import which
 
-    if ctx.params.clusterip_firewall == "iptables" or not which("nft"):
+    p = ctx.params
+    stopping = ctx.action == "stop"
+    if not stopping:
+        # Tolerated outside a clone (upstream ignores them there); in one they matter.
+        for name in ("mac", "clusterip_hash", "clusterip_hash_seed"):
+            if p.tolerated(name):
+                raise ParamError(name, p.raw.get(name), "is invalid for a cluster-IP clone: "
+                                 + _strict_problem(name, p.raw.get(name, "")))
+        if p.clusterip_mac_mangle and cfg.family == netlink.AF_INET6:
+            raise ParamError("clusterip_mac_mangle", "true", "is IPv4 only")
+    if p.clusterip_firewall == "iptables" or not which("nft"):
         ctx.fail(codes.ERR_INSTALLED, "cluster IP mode needs nftables (nft); ipt_CLUSTERIP is "
                                       "gone from Linux and iptables mode is not supported")
     if ctx.action == "start" and not ctx.run(["nft", "list", "tables"], timeout=10).ok:
         ctx.fail(codes.ERR_INSTALLED, "cluster IP mode needs nf_tables, which this kernel "
                                       "does not provide")
-    p = ctx.params
-    seed_text = p.clusterip_hash_seed or ""
-    seed = (int(seed_text, 0) if seed_text else
-            derive_seed(cfg.ip, cfg.prefix or 0, cfg.broadcast))
+    seed = p.clusterip_hash_seed
+    if seed is None:
+        seed = derive_seed(cfg.ip, cfg.prefix or 0, cfg.broadcast)
     mac = p.mac or derive_mac(cfg.ip, cfg.prefix or 0, cfg.broadcast)
-    octets = mac.split(":")
-    if len(octets) != 6 or not all(len(o) == 2 and _is_hex(o) for o in octets) \
-            or not int(octets[0], 16) & 1:
-        raise ParamError("mac", mac, "is not a multicast MAC (the first octet must be odd)")
-    if p.clusterip_mac_mangle and cfg.family == netlink.AF_INET6:
-        raise ParamError("clusterip_mac_mangle", "true", "is IPv4 only")
     return ClusterIP(ctx, cfg.ip, cfg.nic, cfg.clone_total, seed, p.clusterip_hash, mac,
-                     bool(p.clusterip_mac_mangle))
+                     bool(p.clusterip_mac_mangle and cfg.family == netlink.AF_INET))
+
+
+def _strict_problem(name: str, raw: str) -> str:
+    """Why the strict type behind a Tolerant parameter refuses ``raw``."""
+    param = agent.param(name)
+    if param is not None and isinstance(param.type, Tolerant):
+        try:
+            param.type.strict.convert(raw, name)
+        except ParamError as exc:
+            return exc.problem
+    return "is invalid"
 
 
 def _resolve(ctx: Context) -> Config:
-    cfg = configure(ctx)
+    cfg = configure(ctx, stopping=ctx.action == "stop")
     if load_state(ctx, cfg) and cfg.link is not None:
         return _finish(cfg)
     return place(ctx, cfg)
@@ -373,9 +481,25 @@ def _resolve(ctx: Context) -> Config:
 
 # -- actions --------------------------------------------------------------------
 
+def _consistent(action: Callable[[Context], int]) -> Callable[[Context], int]:
+    """No answer from an inconsistent view of the kernel: a dump interrupted again and
+    again by concurrent changes fails the action (1), never reads as "absent"."""
+
+    def run(ctx: Context) -> int:
+        try:
+            return action(ctx)
+        except netlink.DumpInterrupted as exc:
+            ctx.fail(codes.ERR_GENERIC, f"{ctx.action}: {exc.strerror}")
+
+    return run
+
+
 @agent.action("start", timeout="20s")
+@_consistent
 def start(ctx: Context) -> int:
-    _reexec_in_namespace(ctx)
+    rc = _namespace(ctx)
+    if rc is not None:
+        return rc
     _need_root(ctx)
     cfg = configure(ctx)
     with ctx.state.lock(_state_name(cfg.ip), timeout=ctx.deadline.limit(10.0)):
@@ -397,6 +521,7 @@ def start(ctx: Context) -> int:
         if added:
             _check_conflict(ctx, cfg)
             _lvs_save(ctx, cfg)
+            save_state(ctx, cfg)  # recorded before the address exists: stop can find it
             _add(ctx, cfg)
         netlink.set_link_up(link.index)
         cfg.link = netlink.link_by_index(link.index)
@@ -424,10 +549,11 @@ def start(ctx: Context) -> int:
 
 
 @agent.action("stop", timeout="20s")
+@_consistent
 def stop(ctx: Context) -> int:
-    _reexec_in_namespace(ctx)
-    if ctx.params.ip is None:
-        return codes.SUCCESS  # no valid address: this resource cannot have added one
+    rc = _namespace(ctx)
+    if rc is not None:
+        return rc
     _need_root(ctx)
     from ocf_lib.announce import stop_background
 
@@ -436,12 +562,14 @@ def stop(ctx: Context) -> int:
     try:
         cfg = _resolve(ctx)
     except ParamError as exc:
-        cfg = Config()
-        cfg.ip, cfg.family = ip, netlink.family_of(ip)
-        if not load_state(ctx, cfg):
-            ctx.log.warning(f"stop: {exc}; using what the system shows")
+        if exc.param == "ip":  # the clone's address overflows: start never added it
+            ctx.log.info(f"stop: {exc}: no such address can have been added")
+            ctx.state.remove(_record_name(ctx))
+            return codes.SUCCESS
+        cfg = configure(ctx, stopping=True)
+        ctx.log.warning(f"stop: {exc}; using what the system shows")
     except Unplaceable as exc:
-        cfg = configure(ctx)
+        cfg = configure(ctx, stopping=True)
         ctx.log.warning(f"stop: {exc}; using what the system shows")
     with ctx.state.lock(_state_name(cfg.ip), timeout=ctx.deadline.limit(10.0)):
         found = netlink.find_address(cfg.ip)
@@ -463,6 +591,7 @@ def stop(ctx: Context) -> int:
             if buckets:
                 ctx.log.info(f"{cfg.ip} still serves buckets {sorted(buckets)} on this node")
                 ctx.state.remove(_state_name(cfg.ip))
+                ctx.state.remove(_record_name(ctx))
                 return codes.SUCCESS
             cip.multicast(False)
         if mine:
@@ -473,14 +602,33 @@ def stop(ctx: Context) -> int:
             if ctx.params.flush_routes:
                 netlink.flush_route_cache(cfg.family)
             ctx.log.info(f"{cfg.ip}/{cfg.prefix} removed from {cfg.nic}")
+        _refuse_strays(ctx, cfg)
         _lvs_restore(ctx, cfg)
         ctx.state.remove(_state_name(cfg.ip))
+        ctx.state.remove(_record_name(ctx))
     return codes.SUCCESS
 
 
+def _refuse_strays(ctx: Context, cfg: Config) -> None:
+    """Stop never answers 0 while the node still serves the address: a copy with
+    another prefix or on another interface (not lvs_support's loopback copy) was
+    not added by this resource and is not removed, so stop fails and says where."""
+    for a in netlink.find_address(cfg.ip):
+        link = netlink.link_by_index(a.index)
+        if link is not None and link.name == "lo":
+            continue
+        name = link.name if link is not None else f"interface #{a.index}"
+        ctx.fail(codes.ERR_GENERIC, f"{cfg.ip}/{a.prefixlen} is configured on {name}, not "
+                                    "as this resource adds it: left in place, and the node "
+                                    "still serves the address")
+
+
 @agent.action("monitor", timeout="20s", interval="10s", depth=0)
+@_consistent
 def monitor(ctx: Context) -> int:
-    _reexec_in_namespace(ctx)
+    rc = _namespace(ctx)
+    if rc is not None:
+        return rc
     try:
         cfg = _resolve(ctx)
     except Unplaceable as exc:
@@ -498,15 +646,25 @@ def monitor(ctx: Context) -> int:
         if not buckets or cfg.clone_no not in buckets:
             ctx.fail(codes.ERR_GENERIC, f"cluster IP bucket {cfg.clone_no} of {cfg.ip} is "
                                         "not in the firewall")
-    refresh = ctx.params.arp_count_refresh or 0
+    record = _record_name(ctx)
+    if not ctx.state.exists(record):  # started by another agent (a live switch to pyha)
+        try:
+            ctx.state.ensure()
+            ctx.state.write(record, f"{cfg.ip}\n", 0o644)
+        except OSError as exc:
+            ctx.log.warning(f"cannot record {cfg.ip} as running: {exc}")
+    refresh = ctx.params.arp_count_refresh
     if refresh and cfg.family == netlink.AF_INET:
         _announce(ctx, cfg, refresh, start=False)
     return codes.SUCCESS
 
 
 @agent.action("validate-all", timeout="20s")
+@_consistent
 def validate_all(ctx: Context) -> int:
-    _reexec_in_namespace(ctx)
+    rc = _namespace(ctx)
+    if rc is not None:
+        return rc
     cfg = configure(ctx)
     try:
         place(ctx, cfg)
@@ -534,8 +692,8 @@ def _add(ctx: Context, cfg: Config) -> None:
     if p.noprefixroute:
         flags |= netlink.IFA_F_NOPREFIXROUTE
     preferred = None
-    if cfg.family == netlink.AF_INET6 and p.preferred_lft != "forever":
-        preferred = int(p.preferred_lft)
+    if cfg.family == netlink.AF_INET6 and p.preferred_lft != FOREVER:
+        preferred = p.preferred_lft
     label = f"{cfg.nic}:{cfg.label}" if cfg.label else ""
     if cfg.family == netlink.AF_INET6 and p.lvs_ipv6_addrlabel:
         try:
@@ -569,7 +727,7 @@ def _remove(ctx: Context, cfg: Config) -> None:
             ctx.fail(_errno_rc(exc), f"cannot remove {cfg.ip} from {cfg.nic}: {exc.strerror}")
     if cfg.family == netlink.AF_INET6 and ctx.params.lvs_ipv6_addrlabel:
         try:
-            netlink.del_addrlabel(cfg.ip, ctx.params.lvs_ipv6_addrlabel_value or 99)
+            netlink.del_addrlabel(cfg.ip, ctx.params.lvs_ipv6_addrlabel_value)
         except OSError:
             pass
 
@@ -628,7 +786,7 @@ def _announce(ctx: Context, cfg: Config, count: int, *, start: bool) -> None:
     if not count or link is None or link.flags & (netlink.IFF_LOOPBACK | netlink.IFF_NOARP):
         return
     p = ctx.params
-    interval = (p.arp_interval or 200) / 1000.0
+    interval = p.arp_interval / 1000.0
     sender = p.arp_sender or "send_arp"
     if sender != "send_arp":
         argv = [sender.replace("iputils_arping", "arping").replace("libnet_arping", "arping")]

@@ -19,7 +19,9 @@ Upstream bugs fixed (see the reference digest, section 4.4):
   then SIGKILL, and stop returns 0 only when the daemon is gone;
 * the "wait for the daemon to exit" loop never waited;
 * the daemon was looked for only as ``/usr/sbin/ocfs2_controld.<stack>``
-  while ocfs2-tools installs ``/sbin``: here it is found through PATH;
+  while ocfs2-tools installs ``/sbin``: here it is found through PATH, and
+  a process counts as the daemon only when its executable (``/proc/PID/exe``)
+  is that file, never by its name or arguments;
 * stop unloaded every OCFS2 module, also those the administrator loaded.
 
 Changing the cluster stack (the seed: OCFS2 from ``pcmk`` to ``cman``)
@@ -56,7 +58,11 @@ import time
 
 from ocf_lib import codes, mounts, sysroot
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import DURATION, PATH, STRING, Param, ParamError, ParamType
+from ocf_lib.params import DURATION, PATH, Param, ParamError, ParamType, parse_bool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class _StackLabel(ParamType):
@@ -73,6 +79,32 @@ class _StackLabel(ParamType):
         return word
 
 
+class _Words(ParamType):
+    doc = "space-separated words"
+
+    def convert(self, raw: str, name: str) -> tuple[str, ...]:
+        if any(ord(c) < 32 and c not in " \t" for c in raw):
+            raise ParamError(name, raw, "contains a control character")
+        return tuple(raw.split())
+
+
+class _Paths(ParamType):
+    doc = "space-separated absolute paths"
+
+    def convert(self, raw: str, name: str) -> tuple[str, ...]:
+        paths = tuple(raw.split())
+        for path in paths:
+            PATH.convert(path, name)  # the same rules as a single path
+        return paths
+
+
+class _OptionalPath(ParamType):
+    doc = "absolute path, or empty"
+
+    def convert(self, raw: str, name: str) -> str | None:
+        return PATH.convert(raw, name) if raw.strip() else None
+
+
 agent = ResourceAgent(
     "o2cb",
     shortdesc="OCFS2 userspace cluster stack control",
@@ -83,7 +115,7 @@ agent = ResourceAgent(
         "Compatible with ocf:pacemaker:o2cb."
     ),
     params=[
-        Param("stack", _StackLabel(), default="pcmk",
+        Param("stack", _StackLabel(), default="pcmk", identifies=True,
               shortdesc="Userspace stack",
               longdesc="The cluster stack label written to <sysfs>/ocfs2/cluster_stack; it "
                        "also selects the daemon ocfs2_controld.<stack>. Known values: pcmk, "
@@ -97,15 +129,15 @@ agent = ResourceAgent(
         Param("daemon_timeout", DURATION, default="10",
               shortdesc="Daemon timeout",
               longdesc="How long to wait for ocfs2_controld to come up (seconds)."),
-        Param("daemon_options", STRING, default="",
+        Param("daemon_options", _Words(), default="",
               shortdesc="Daemon options",
               longdesc="Extra arguments for ocfs2_controld.<stack>, split on spaces "
                        "(e.g. -D for debug output)."),
-        Param("dlmfs", STRING, default="",
+        Param("dlmfs", _OptionalPath(), default="",
               shortdesc="Where to mount ocfs2_dlmfs",
               longdesc="Mount ocfs2_dlmfs here (e.g. /dlm, as the o2cb init script does). "
                        "Empty: not mounted; the userspace stacks lock through fs/dlm."),
-        Param("devices", STRING, default="",
+        Param("devices", _Paths(), default="",
               shortdesc="OCFS2 volumes to check",
               longdesc="Space-separated OCFS2 devices. validate-all compares their on-disk "
                        "cluster stack (o2cluster -o, read only) with the stack and fails on "
@@ -161,23 +193,61 @@ def daemon_name(stack: str) -> str:
     return f"ocfs2_controld.{stack}"
 
 
-def daemon_pids(name: str) -> list[int]:
-    """Like ``pidof -x``: processes whose argv[0], or script argument, is named ``name``."""
-    found = []
+# Where ocfs2-tools installs the daemons (Debian: /sbin, merged into /usr/sbin).
+DAEMON_DIRS = ("/usr/sbin", "/sbin")
+
+
+def daemon_paths(name: str) -> set[str]:
+    """The daemon's executable as the kernel names it: PATH's choice and the packaged
+    locations (which still match after the package was removed or upgraded), resolved."""
+    from ocf_lib.proc import which
+
+    found = which(name)
+    candidates = [found] if found else []
+    candidates += [os.path.join(d, name) for d in DAEMON_DIRS]
+    return {os.path.realpath(c) for c in candidates}
+
+
+def executables() -> Iterator[tuple[int, str]]:
+    """(pid, executable) of every process but this one, as ``/proc/PID/exe`` names it.
+    A file replaced under a running process (a package upgrade) reads
+    ``<path> (deleted)``: that process still runs the program at ``<path>``."""
     me = os.getpid()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
+            exe = os.readlink(f"/proc/{entry.name}/exe")
+        except OSError:  # kernel thread, or gone
             continue
-        words = [os.path.basename(a.decode("utf-8", "replace")) for a in argv[:2] if a]
-        if words and (words[0] == name or (len(words) > 1 and words[1] == name
-                                           and words[0].startswith(("python", "bash", "sh")))):
-            found.append(int(entry.name))
-    return found
+        if exe.endswith(" (deleted)"):
+            exe = exe[:-len(" (deleted)")]
+        yield int(entry.name), exe
+
+
+def daemon_pids(name: str) -> list[int]:
+    """Processes running the daemon's own executable.
+
+    Not argv: anyone can name a process, or a script's argument, after the
+    daemon; a user's ``sh ocfs2_controld.pcmk`` must not pass for the cluster's
+    daemon (stop would signal it, start would skip the real one)."""
+    targets = daemon_paths(name)
+    return [pid for pid, exe in executables() if exe in targets]
+
+
+@agent.proves_absent
+def _no_daemon_of_any_stack(ctx: Context) -> bool:
+    """Without a usable ``stack``, the daemon's name is unknown: only the absence of
+    every ``ocfs2_controld.*`` executable (from PATH or the packaged directories)
+    from the process table proves nothing runs."""
+    dirs = {os.path.realpath(d) for d in (*os.environ.get("PATH", "").split(":"), *DAEMON_DIRS)
+            if d}
+    for pid, exe in executables():
+        head, base = os.path.split(exe)
+        if base.startswith("ocfs2_controld.") and head in dirs:
+            ctx.log.error(f"{exe} (pid {pid}) runs")
+            return False
+    return True
 
 
 def ocfs2_mounts() -> list[mounts.Mount]:
@@ -223,11 +293,11 @@ def check(ctx: Context) -> None:
         ctx.fail(codes.ERR_CONFIGURED, f"configfs path {configfs} is not a directory")
     if not os.path.isdir(ctx.params.sysfs):
         ctx.fail(codes.ERR_INSTALLED, f"sysfs path {ctx.params.sysfs} is not a directory")
-    if (ctx.meta("globally_unique") or "false").lower() in ("true", "yes", "1"):
+    if parse_bool(ctx.meta("globally_unique")):
         ctx.fail(codes.ERR_CONFIGURED, "o2cb must be an anonymous clone (globally-unique=false)")
 
 
-@agent.action("monitor", timeout="20s", interval="10s")
+@agent.action("monitor", timeout="20s", depth=0)
 def monitor(ctx: Context) -> int:
     stack = ctx.params.stack
     if not daemon_pids(daemon_name(stack)):
@@ -306,7 +376,7 @@ def start(ctx: Context) -> int:
         if "ocfs2_dlmfs" not in filesystems():
             modprobe(ctx, "ocfs2_dlmfs")
         mount(ctx, "ocfs2_dlmfs", p.dlmfs)
-    r = ctx.run([name, *p.daemon_options.split()], timeout=min(30.0, p.daemon_timeout + 5))
+    r = ctx.run([name, *p.daemon_options], timeout=min(30.0, p.daemon_timeout + 5))
     if r.rc != 0:
         ctx.fail(codes.ERR_GENERIC, f"{name} failed to start: {r.reason()}")
     end = time.monotonic() + min(p.daemon_timeout, ctx.deadline.soft_remaining())
@@ -323,10 +393,7 @@ def start(ctx: Context) -> int:
 
 @agent.action("stop", timeout="100s")
 def stop(ctx: Context) -> int:
-    stack = ctx.params.stack
-    if stack is None:  # invalid label: no daemon of ours can run
-        return codes.SUCCESS
-    name = daemon_name(stack)
+    name = daemon_name(ctx.params.stack)
     pids = daemon_pids(name)
     if pids:
         held = ocfs2_mounts()
@@ -383,7 +450,7 @@ def stamp_problems(ctx: Context) -> list[str]:
     """Volumes whose on-disk stack differs from the running (or configured) one."""
     running = current_label(ctx) or ctx.params.stack
     out = []
-    for dev in ctx.params.devices.split():
+    for dev in ctx.params.devices:
         r = ctx.run(["o2cluster", "-o", dev], timeout=20)
         if r.rc != 0:
             out.append(f"cannot read the cluster stack of {dev}: {r.reason()}")

@@ -3,9 +3,15 @@
 Compatible with ocf:heartbeat:Xen (same parameters and defaults).
 Differences from upstream, each deliberate:
 
+* Only xl's own "no such domain" answer means "not running"; any other xl
+  failure fails the monitor and the stop (upstream read every failure of
+  ``xl list`` as "not running").  Names may hold blanks.  Where the kernel
+  shows no Xen control domain, no domain can run: a missing or failing xl
+  then means "not running" (docs/xen.md).
 * Neither xl nor xm installed: ERR_INSTALLED with a reason (upstream ran an
-  empty command word and answered "not running").  Every failure prints an
-  exit reason (upstream printed none).
+  empty command word and answered "not running"); on a Xen control domain a
+  monitor fails with 1 and stop fails.  Every failure prints an exit reason
+  (upstream printed none).
 * The domain name used at start is recorded in ``$HA_RSCTMP``; stop and
   monitor use it even when the config file has become unreadable, instead of
   falling back to the resource id and answering "stopped".
@@ -29,8 +35,9 @@ import time
 
 from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param
+from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
 from ocf_lib.vmtools import (
+    WORDS,
     forget_utilization,
     run_monitor_scripts,
     sync_utilization,
@@ -39,6 +46,27 @@ from ocf_lib.vmtools import (
 from ocf_lib.xentool import DomInfo, Toolstack, ToolstackError
 
 REBOOT_GRACE = 5.0  # seconds a rebooting domain may be missing from the list
+
+
+class _DomainName(ParamType):
+    """A Xen domain name as xl takes it on its command line and in ``name="..."``."""
+
+    doc = "domain name"
+
+    def convert(self, raw: str, name: str) -> str:
+        text = raw.strip()
+        if not text:  # the declared default: no name given
+            return ""
+        if not text.isprintable():
+            raise ParamError(name, raw, "contains control characters")
+        if text.isdigit():
+            raise ParamError(name, raw, "is all digits: xl would read it as a domain id")
+        if any(q in text for q in "\"'"):
+            raise ParamError(name, raw, "contains a quote, which xl's config syntax cannot hold")
+        if text == "Domain-0":
+            raise ParamError(name, raw, "is the control domain")
+        return text
+
 
 agent = ResourceAgent(
     "Xen",
@@ -50,7 +78,7 @@ agent = ResourceAgent(
         Param("xmfile", STRING, required=True, default="/etc/xen/vm/MyDomU",
               shortdesc="Xen control file",
               longdesc="Absolute path to the domU configuration file."),
-        Param("name", STRING, default="", shortdesc="Name of the domain",
+        Param("name", _DomainName(), default="", shortdesc="Name of the domain",
               longdesc="Domain name; default: the name= entry of xmfile, else the resource "
                        "id."),
         Param("shutdown_timeout", INTEGER(0), shortdesc="Shutdown escalation timeout",
@@ -77,7 +105,7 @@ agent = ResourceAgent(
               shortdesc="Set hv_memory utilization",
               longdesc="Keep the resource's 'hv_memory' utilization equal to the domain's "
                        "memory in MiB."),
-        Param("monitor_scripts", STRING, default="", shortdesc="Monitor scripts",
+        Param("monitor_scripts", WORDS, default="", shortdesc="Monitor scripts",
               longdesc="Space-separated commands run after a successful status check; any "
                        "failure fails the monitor with its output."),
     ],
@@ -94,8 +122,12 @@ def config_name(path: str) -> str | None:
         for line in handle:
             key, eq, value = line.split("#", 1)[0].partition("=")
             if eq and key.strip() == "name":
-                value = value.strip().strip("\"'[]").strip()
-                if value and "%" not in value and not any(c.isspace() for c in value):
+                value = value.strip()
+                if value[:1] in ("'", '"') and value[-1:] == value[:1] and len(value) > 1:
+                    value = value[1:-1]  # a quoted xl string: blanks are part of the name
+                elif any(c.isspace() for c in value):
+                    return None  # not a value xl would parse
+                if value and "%" not in value and "\n" not in value:
                     return value
     return None
 
@@ -117,7 +149,10 @@ def domain_name(ctx: Context) -> str | None:
 def toolstack(ctx: Context) -> Toolstack:
     ts = Toolstack.find(ctx.run)
     if ts is None:
-        ctx.fail(codes.ERR_INSTALLED, "neither xl nor xm is installed")
+        # Not installed is a truthful "not running" only where no domain can run.
+        rc = codes.ERR_GENERIC if ctx.action == "monitor" and not no_domains_here() \
+            else codes.ERR_INSTALLED
+        ctx.fail(rc, "neither xl nor xm is installed")
     return ts
 
 
@@ -131,7 +166,11 @@ def lookup(ctx: Context, ts: Toolstack, name: str, retry: bool) -> DomInfo | Non
             info = ts.domain(name)
         return info
     except ToolstackError as exc:
-        ctx.fail(codes.ERR_GENERIC, str(exc))
+        why = no_domains_here()  # e.g. xl installed on a node booted without Xen
+        if why is None:
+            ctx.fail(codes.ERR_GENERIC, str(exc))
+        ctx.log.warning(f"{exc}; {why}: domain {name} is not running")
+        return None
 
 
 def rebalance(ctx: Context, ts: Toolstack, adding: int, exclude: str = "") -> int | None:
@@ -147,8 +186,8 @@ def rebalance(ctx: Context, ts: Toolstack, adding: int, exclude: str = "") -> in
         if size <= 0:
             ctx.log.warning("not enough memory to rebalance; leaving sizes alone")
             return None
-        for dom in doms:
-            ts.mem_set(dom.name, size)
+        for dom in doms:  # by id: a listed name may have lost trailing blanks
+            ts.mem_set(str(dom.domid), size)
         return size
     except ToolstackError as exc:
         ctx.log.warning(f"memory management: {exc}")
@@ -180,12 +219,31 @@ def start(ctx: Context) -> int:
     return wait_until_up(ctx, monitor, name)
 
 
+def no_domains_here() -> str | None:
+    """Why no Xen domain can run on this host, or None when one can."""
+    from ocf_lib.virt import xen_present
+
+    if xen_present() is False:
+        return "no Xen hypervisor (or not its control domain) on this host"
+    return None
+
+
 @agent.action("stop", timeout="40s")
 def stop(ctx: Context) -> int:
     name = domain_name(ctx)
+    if name is None or (ctx.params.given("name") and ctx.params.name is None
+                        and not ctx.state.exists(_name_file(ctx))):
+        # The name is recorded before every start, and HA_RSCTMP is emptied at boot.
+        ctx.log.warning("domain name unknown and no start recorded on this node: this agent "
+                        "has not started it here")
+        return codes.SUCCESS
     ts = Toolstack.find(ctx.run)
-    if name is None or ts is None:
-        ctx.log.warning("no toolstack or no domain name: nothing this agent could run here")
+    if ts is None:
+        why = no_domains_here()
+        if why is None:
+            ctx.fail(codes.ERR_GENERIC, f"neither xl nor xm is installed: cannot tell whether "
+                                        f"domain {name} runs")
+        ctx.log.warning(f"neither xl nor xm is installed, and {why}: {name} is not running")
         return codes.SUCCESS
     # Only a domain started here can be hiding in a reboot.
     info = lookup(ctx, ts, name, retry=ctx.state.exists(_name_file(ctx)))
@@ -217,13 +275,15 @@ def stop(ctx: Context) -> int:
 def destroy_and_wait(ctx: Context, ts: Toolstack, name: str) -> None:
     try:
         ts.destroy(name)
+    except ToolstackError as exc:  # it may have gone by itself meanwhile: look
+        ctx.log.warning(str(exc))
+    try:
         while ts.domain(name) is not None:
             if ctx.deadline.expired():
                 ctx.fail(codes.ERR_GENERIC, f"domain {name} still exists after destroy")
             ctx.deadline.sleep(0.2)
     except ToolstackError as exc:
-        if ts.domain(name) is not None:
-            ctx.fail(codes.ERR_GENERIC, f"forced stop of {name} failed: {exc}")
+        ctx.fail(codes.ERR_GENERIC, f"forced stop of {name}: cannot verify it is gone: {exc}")
 
 
 def finish_stop(ctx: Context, ts: Toolstack, name: str) -> int:
@@ -252,6 +312,9 @@ def monitor(ctx: Context) -> int:
         return codes.NOT_RUNNING
     if info.state in ("crashed", "dying"):
         ctx.fail(codes.ERR_GENERIC, f"domain {name} is {info.state}")
+    if not started_here:  # running here, started by another agent: stop must find it
+        ctx.state.ensure()
+        ctx.state.write(_name_file(ctx), name + "\n")
     run_monitor_scripts(ctx, ctx.params.monitor_scripts)
     if ctx.action == "monitor":
         p = ctx.params

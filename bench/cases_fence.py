@@ -64,6 +64,13 @@ def _pair(name: str, agent: str, args: list[str], rc: int, ratio: float | None,
         setup=up, teardown=down, target_ratio=ratio)  # type: ignore[arg-type]
 
 
+# pyha's fence_ipmilan with cryptography's AES instead of ocf_lib.aes's stand-in:
+# the same launcher, with the stand-in's install() made a no-op.
+_NO_STANDIN = ("import sys; sys.argv = ['fence_ipmilan', *sys.argv[1:]]; "
+               f"sys.path.insert(0, {str(ROOT)!r}); import ocf_lib.aes as a; "
+               "a.install = lambda: False; from ocf_lib.launch import fence; "
+               "fence('fence.ipmilan')")
+
 CASES = [
     _pair("fence_ipmilan/status", "fence_ipmilan", [*IPMI, "-o", "status"], 0, 1.0,
           _ipmi_up, _ipmi_down),
@@ -71,6 +78,12 @@ CASES = [
           _ipmi_up, _ipmi_down),
     _pair("fence_ipmilan/reboot", "fence_ipmilan", [*IPMI, "-o", "reboot"], 0, 0.7,
           _ipmi_up, _ipmi_down),
+    Case("fence_ipmilan/status aes-stand-in vs cryptography",
+         Side("pyha, AES stand-in", [[str(FENCE / "fence_ipmilan"), *IPMI, "-o", "status"]],
+              env=ENV, expect_rc=(0,)),
+         Side("pyha, cryptography", [["/usr/bin/python3", "-IS", "-c", _NO_STANDIN, *IPMI,
+                                      "-o", "status"]], env=ENV, expect_rc=(0,)),
+         setup=_ipmi_up, teardown=_ipmi_down),
     _pair("fence_ilo_mp/status", "fence_ilo_mp", [*ILO, "-o", "status"], 0, 0.7,
           _ilo_up, _ilo_down),
     _pair("fence_ilo_mp/reboot", "fence_ilo_mp", [*ILO, "-o", "reboot"], 0, 0.7,

@@ -67,6 +67,24 @@ def vd_setup(ws: Workspace, start: bool = True, second: bool = False) -> None:
         ws.run(side.commands[0], env=side.env)
 
 
+def vd_setup_libvirtd_down(ws: Workspace) -> None:
+    """A running guest whose libvirtd has been killed: the answer comes from /proc."""
+    import os
+    import signal
+    import time
+
+    vd_setup(ws)
+    hosts: Any = ws.data["hosts"]
+    host = hosts[0]
+    pid = host.pid("libvirtd")
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _lab()._alive(pid):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("libvirtd did not stop")
+
+
 def vd_teardown(ws: Workspace) -> None:
     hosts: Any = ws.data.get("hosts", [])
     for host in hosts:
@@ -151,6 +169,10 @@ CASES: list[Case] = [
     vd_case("monitor", ["monitor"], {**VD, **INTERVAL}),
     vd_case("probe", ["monitor"], VD),
     vd_case("probe-stopped", ["monitor"], VD_STOPPED, [7], start=False),
+    Case("VirtualDomain/probe-libvirtd-down",
+         ocf_side("pyha VirtualDomain", PYHA_VD, ["monitor"], VD, env=VD_ENV),
+         ocf_side("heartbeat VirtualDomain", UP_VD, ["monitor"], VD, env=VD_ENV),
+         setup=vd_setup_libvirtd_down, teardown=vd_teardown),
     vd_case("start+stop", ["start", "stop"], {**VD, "force_stop": "true"}, start=False),
     Case("VirtualDomain/migrate-there-and-back",
          migrate_side("pyha VirtualDomain", PYHA_VD),

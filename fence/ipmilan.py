@@ -1,7 +1,8 @@
 """fence_ipmilan (and fence_ipmilanplus, fence_idrac, fence_ilo3/4/5, fence_imm).
 
 Power fencing through a server's BMC with IPMI over LAN, spoken in-process
-(:mod:`ocf_lib.ipmi`), so no ipmitool process and no password in any argv.
+(:mod:`ocf_lib.ipmi`, through pyghmi), so no ipmitool process unless a
+cipher suite or ``ipmitool_path`` asks for one, and no password in any argv.
 One IPMI session carries the whole action: status, off, poll until off, on,
 poll.  Options, names and defaults are fence-agents' (the metadata lists the
 same parameters in the same order).
@@ -26,8 +27,12 @@ Deliberate differences from upstream fence_ipmilan 4.12:
 * ``ipmitool_path`` selects an ipmitool backend for quirky BMCs; it gets the
   password through ``IPMI_PASSWORD`` and ``-E`` (the Kg key through ``-K``),
   never ``-P`` / ``-y`` on its command line;
-* ``list`` is not an action of a single-target device: it fails as
-  unrecognised (upstream printed a NOTICE and exited 0).
+* ``list`` and ``list-status`` print upstream's notice and exit 0 without
+  contacting the BMC, as upstream does, but are not advertised in the
+  metadata (so Pacemaker checks targets with ``status``, not with a "list"
+  that names no node);
+* cipher suites other than 17 and 3 go to ipmitool (found on PATH unless
+  ``ipmitool_path`` says where), decided before the session starts.
 """
 
 from __future__ import annotations
@@ -48,7 +53,59 @@ from ocf_lib.fence import (
     opt_password,
     opt_plug,
 )
-from ocf_lib.params import BOOLEAN, STRING, Choice, Param
+from ocf_lib.params import BOOLEAN, STRING, Choice, Param, ParamError, ParamType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_DIGITS = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+class CipherSuite(ParamType):
+    """An IPMI 2.0 cipher suite number, 1-17 (suite 0 has no authentication)."""
+
+    fence_type = "string"  # upstream's declaration
+    doc = "IPMI cipher suite, 1-17"
+
+    def convert(self, raw: str, name: str) -> int:
+        text = raw.strip()
+        if not text or not set(text) <= _DIGITS or len(text) > 2 \
+                or int(text) not in ipmi.KNOWN_CIPHERS:
+            raise ParamError(name, raw, "is not an IPMI cipher suite (0-17)")
+        if int(text) == 0:
+            raise ParamError(name, raw, "is suite 0 (no authentication), which is never used")
+        return int(text)
+
+
+class HexKey(ParamType):
+    """The BMC key Kg as hexadecimal digits: an even number, at most 40 (20 bytes)."""
+
+    doc = "hexadecimal digits, an even number, at most 40"
+
+    def convert(self, raw: str, name: str) -> bytes:
+        text = raw.strip()
+        if len(text) % 2 or len(text) > 40 or not set(text) <= _HEX:
+            raise ParamError(name, raw, "is not an even number of hex digits (at most 40)")
+        return bytes.fromhex(text)
+
+
+class IPMBAddress(ParamType):
+    """A 7-bit-shifted IPMB slave address as ipmitool -t takes it: 0x20, 32."""
+
+    doc = "IPMB address, 0x00-0xff or 0-255"
+
+    def convert(self, raw: str, name: str) -> int:
+        text = raw.strip()
+        digits, base = (text[2:], 16) if text[:2].lower() == "0x" else (text, 10)
+        ok = _HEX if base == 16 else _DIGITS
+        if not digits or not set(digits) <= ok or len(digits) > 3 or int(digits, base) > 0xFF:
+            raise ParamError(name, raw, "is not an IPMB address such as 0x20")
+        return int(digits, base)
+
+
+CIPHER, HEXKEY, IPMB = CipherSuite(), HexKey(), IPMBAddress()
 
 LONGDESC = (
     "fence_ipmilan is a Power Fencing agent which can be used with machines controlled by IPMI. "
@@ -63,9 +120,9 @@ PARAMS = [
     opt_action(),
     Param("auth", Choice("md5", "password", "none"), getopt="A",
           shortdesc="IPMI Lan Auth type."),
-    Param("cipher", STRING, getopt="C",
+    Param("cipher", CIPHER, getopt="C",
           shortdesc="Ciphersuite to use (same as ipmitool -C parameter)"),
-    Param("hexadecimal_kg", STRING, secret=True,
+    Param("hexadecimal_kg", HEXKEY, secret=True,
           shortdesc="Hexadecimal-encoded Kg key for IPMIv2 authentication"),
     opt_ip(required=False),
     opt_ipport("623"),
@@ -77,7 +134,7 @@ PARAMS = [
     *opt_plug(required=False, port_as_ip=True),
     Param("privlvl", Choice("callback", "user", "operator", "administrator"),
           default="administrator", getopt="L", shortdesc="Privilege level on IPMI device"),
-    Param("target", STRING, shortdesc="Bridge IPMI requests to the remote target address"),
+    Param("target", IPMB, shortdesc="Bridge IPMI requests to the remote target address"),
     opt_login(),
     *opt_common(power_wait="2"),
     Param("ipmitool_path", STRING, order=200,
@@ -99,27 +156,10 @@ def validate(ctx: FenceContext) -> list[str]:
         out.append("You have to enter fence address")
     elif not ip.isprintable() or " " in ip:
         out.append(f"parameter 'ip': value {ip!r} contains spaces or control characters")
-    cipher = o.get("cipher")
-    if cipher is not None:
-        if not cipher.strip().isdigit() or int(cipher) not in ipmi.KNOWN_CIPHERS:
-            out.append(f"parameter 'cipher': value {cipher!r} is not an IPMI cipher suite (0-17)")
-        elif int(cipher) == 0:
-            out.append("parameter 'cipher': suite 0 (no authentication) is never used")
-        elif not o.get("ipmitool_path") and int(cipher) not in ipmi.NATIVE_CIPHERS:
-            out.append(f"parameter 'cipher': suite {cipher} is not available natively (pyha "
-                       "speaks 17 and 3); set ipmitool_path to use ipmitool")
-    kg = o.get("hexadecimal_kg")
-    if kg is not None and (len(kg) % 2 or len(kg) > 40
-                           or not all(c in "0123456789abcdefABCDEF" for c in kg)):
-        out.append("parameter 'hexadecimal_kg': not an even number of hex digits (at most 40)")
-    target = o.get("target")
-    if target is not None and _target(target) is None:
-        out.append(f"parameter 'target': value {target!r} is not an IPMB address such as 0x20")
-    user = o.get("username") or ""
+    user = o.get("username", "")
     if len(user.encode()) > 16 or not user.isprintable():
         out.append("parameter 'username': at most 16 printable bytes (IPMI limit)")
-    password = o.get("password") or ""
-    if len(password.encode()) > 20:
+    if len(o.get("password", "").encode()) > 20:
         out.append("parameter 'password': longer than 20 bytes (IPMI limit)")
     path = o.get("ipmitool_path")
     if path:
@@ -127,29 +167,23 @@ def validate(ctx: FenceContext) -> list[str]:
 
         if not path.startswith("/") or not which(path):
             out.append(f"Ipmitool not found or not accessible: {path}")
+    elif ip and o.get("cipher") is not None and not ctx.errors:
+        try:  # the backend a pinned or foreign suite needs must be there
+            ipmi.choose_backend(config(ctx))
+        except ipmi.IPMIError as exc:
+            out.append(f"parameter 'cipher': {exc}")
     return out
-
-
-def _target(text: str) -> int | None:
-    try:
-        value = int(text.strip(), 0)
-    except ValueError:
-        return None
-    return value if 0 <= value <= 0xFF and text.strip() == text else None
 
 
 def config(ctx: FenceContext) -> ipmi.IPMIConfig:
     o = ctx.options
-    kg = o.get("hexadecimal_kg")
     cipher = o.get("cipher")
-    target = o.get("target")
+    ciphers: Sequence[int] = (cipher,) if cipher is not None else ipmi.NATIVE_CIPHERS
     return ipmi.IPMIConfig(
-        o.get("ip"), port=o.get("ipport"), username=o.get("username") or "",
-        password=o.get("password") or "", privilege=o.get("privlvl"),
-        kg=bytes.fromhex(kg) if kg else None,
-        ciphers=(int(cipher),) if cipher else ipmi.NATIVE_CIPHERS,
-        lanplus=bool(o.get("lanplus")), auth=o.get("auth"),
-        target=_target(target) if target else None, ipmitool=o.get("ipmitool_path"),
+        o.get("ip"), port=o.get("ipport"), username=o.get("username", ""),
+        password=o.get("password", ""), privilege=o.get("privlvl"),
+        kg=o.get("hexadecimal_kg"), ciphers=ciphers, lanplus=o.get("lanplus"),
+        auth=o.get("auth"), target=o.get("target"), ipmitool=o.get("ipmitool_path"),
         ipmitool_timeout=o.get("ipmitool_timeout"),
         sudo=o.get("sudo_path") if o.get("use_sudo") else None)
 
@@ -163,9 +197,8 @@ class IPMIFence(Session):
         # A request to a BMC that has answered may need several retransmits on a
         # lossy network: give it as long as a power change may take.
         o = ctx.options
-        self.request_timeout = ctx.limit(max(o.get("shell_timeout") or 3.0,
-                                             o.get("login_timeout") or 5.0,
-                                             o.get("power_timeout") or 20.0))
+        self.request_timeout = ctx.limit(max(o.get("shell_timeout"), o.get("login_timeout"),
+                                             o.get("power_timeout")))
 
     def _limit(self) -> None:
         self.ipmi.timeout = self.ctx.limit(self.request_timeout)
@@ -211,14 +244,19 @@ class IPMIFence(Session):
         self.ipmi.close()
 
 
+class _Unlisted(Session):
+    """``list`` on a single-target device talks to nothing (as upstream)."""
+
+
 def connect(ctx: FenceContext) -> Session:
+    if ctx.action in UNLISTED:
+        return _Unlisted()
     cfg = config(ctx)
-    for secret in (cfg.password, ctx.options.get("hexadecimal_kg")):
-        ctx.log.add_secret(secret)
-    login = ctx.options.get("login_timeout") or 5.0
+    ctx.log.add_secret(cfg.password)
+    login = ctx.options.get("login_timeout")
     # An answering BMC on a lossy network may take longer than login_timeout
     # (pyghmi restarts the whole handshake on a lost packet): power_timeout more.
-    patience = ctx.limit(login + (ctx.options.get("power_timeout") or 20.0))
+    patience = ctx.limit(login + ctx.options.get("power_timeout"))
     try:
         session = ipmi.open_session(cfg, ctx.limit(login), ctx.log, patience)
     except ipmi.IPMIError as exc:
@@ -233,6 +271,15 @@ def diag(ctx: FenceContext, session: Session) -> int:
         raise FenceError("the node is off: a diagnostic interrupt needs a running node")
     session.control(ipmi.DIAG_INTERRUPT)
     sys.stdout.write("Success: Diagnostic interrupt sent (the node was not powered off)\n")
+    return codes.FENCE_OK
+
+
+UNLISTED = ("list", "list-status")
+
+
+def list_notice(ctx: FenceContext, session: Session) -> int:
+    """Upstream's answer to ``list`` on a device without plugs: a notice and 0."""
+    sys.stdout.write("NOTICE: List option is not working on this device yet\n")
     return codes.FENCE_OK
 
 
@@ -259,5 +306,7 @@ agent = FenceAgent(
     cycle_param="method",
     validate=validate,
     extra_actions={"diag": diag},
+    # Advertised, Pacemaker would take the notice for a list of targets.
+    unadvertised_actions={"list": list_notice, "list-status": list_notice},
     poll_during_wait=True,
 )

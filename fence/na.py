@@ -21,9 +21,10 @@ Differences from the Perl fence_na 1.1.6 (removed upstream in 2013):
 * off polls ``00:0`` until the feed drops, for up to ``power_timeout``
   (default 40 s: the device itself may take 30 s), instead of one look after
   1 s; reboot returns 0 once off is verified even if power-on fails;
-* all settings are ordinary options (``ipaddr``, ``tcp_port``, ``max_nodes``,
-  ``aliases``); ``fence_na.conf`` is still read when present, but a missing
-  file is not an error, and the log file is never truncated;
+* all settings are ordinary options (``ipaddr``, ``ipport``, ``max_nodes``,
+  ``aliases``; the 1.1.6 name ``tcp_port`` is accepted for ``ipport``);
+  ``fence_na.conf`` is still read when present, but a missing file is not
+  an error, and the log file is never truncated;
 * the password is never printed (the device has no authentication: login
   and password are only compared with ``fence_na.conf`` when it sets them).
 """
@@ -38,27 +39,49 @@ from ocf_lib.fence import (
     opt_action,
     opt_common,
     opt_ip,
+    opt_ipport,
     opt_login,
     opt_password,
     opt_plug,
 )
-from ocf_lib.params import INTEGER, STRING, Choice, Param
+from ocf_lib.params import INTEGER, STRING, Choice, Param, ParamError, ParamType
 from ocf_lib.transport import LineTransport, TransportError
 
 DEFAULT_CONF = "/etc/cluster/fence_na.conf"
+NODES_MAX = 99  # node numbers are two digits in TNAP
 ERROR_WORDS = ("bad command", "message too", "invalid state", "only supports", "error")
+
+class _NodeNames(ParamType):
+    """``1=an-node01,2=an-node02`` (``;`` works too) into ``{1: "an-node01", ...}``."""
+
+    doc = "node=name pairs, e.g. 1=an-node01,2=an-node02"
+
+    def convert(self, raw: str, name: str) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for item in raw.replace(";", ",").split(","):
+            if not item.strip():
+                continue
+            num, eq, alias = item.partition("=")
+            num, alias = num.strip(), alias.strip()
+            if not (eq and num.isdigit() and alias and 1 <= int(num) <= NODES_MAX):
+                raise ParamError(name, raw, f"has '{item.strip()}', not NUMBER=NAME "
+                                            f"with a number from 1 to {NODES_MAX}")
+            out[int(num)] = alias
+        return out
+
+
+NODE_NAMES: ParamType = _NodeNames()
 
 PARAMS = [
     opt_action(),
     opt_ip(required=True),
-    Param("tcp_port", INTEGER(1, 65535), default="238", order=1,
-          shortdesc="TCP port of the Node Assassin"),
+    opt_ipport("238", aliases=("tcp_port",)),
     opt_login(),
     *opt_password(),
     *opt_plug(required=False),
     Param("max_nodes", INTEGER(1, 99), order=1,
           shortdesc="Number of nodes wired to the device (default: as the device reports)"),
-    Param("aliases", STRING, order=1,
+    Param("aliases", NODE_NAMES, order=1,
           shortdesc="Node names per port, e.g. '1=an-node01,2=an-node02'; a name works as plug"),
     Param("mode", Choice("tnap", "naos"), default="tnap", order=1,
           shortdesc="Protocol: tnap (v1.1, EOM-terminated) or naos (NaOS 1.0.x firmware)"),
@@ -102,11 +125,11 @@ class Settings:
 
     def __init__(self, ctx: FenceContext) -> None:
         o = ctx.options
-        conf = read_conf(o.get("config_file") or DEFAULT_CONF)
-        dev = conf_device(conf, o.get("ip") or "")
+        conf = read_conf(o.config_file)
+        dev = conf_device(conf, o.ip) if o.ip is not None else {}
         self.conf = conf
-        self.port = o.get("tcp_port")
-        if not o.given("tcp_port") and dev.get("tcp_port", "").isdigit():
+        self.port = o.ipport
+        if not o.given("ipport") and dev.get("tcp_port", "").isdigit():
             self.port = int(dev["tcp_port"])
         self.max_nodes = o.get("max_nodes")
         if self.max_nodes is None and dev.get("max_nodes", "").isdigit():
@@ -115,11 +138,9 @@ class Settings:
         for key, value in dev.items():
             if key.startswith("alias::") and key[7:].isdigit() and value:
                 self.aliases[int(key[7:])] = value
-        for item in (o.get("aliases") or "").replace(";", ",").split(","):
-            num, _, name = item.partition("=")
-            if num.strip().isdigit() and name.strip():
-                self.aliases[int(num)] = name.strip()
-        self.naos = o.get("mode") == "naos"
+        if o.aliases is not None:
+            self.aliases.update(o.aliases)
+        self.naos = o.mode == "naos"
 
     def node(self, plug: str | None) -> int:
         """The node number for a plug: ``1``, ``01`` or an alias."""
@@ -131,8 +152,9 @@ class Settings:
             if text.lower() not in names:
                 raise FenceError(f"plug '{text}' is neither a node number nor a known alias")
             num = names[text.lower()]
-        if not 1 <= num <= (self.max_nodes or 99):
-            raise FenceError(f"plug '{text}' is out of range (1-{self.max_nodes or 99})")
+        top = NODES_MAX if self.max_nodes is None else self.max_nodes
+        if not 1 <= num <= top:
+            raise FenceError(f"plug '{text}' is out of range (1-{top})")
         return num
 
 
@@ -141,7 +163,7 @@ def validate(ctx: FenceContext) -> list[str]:
     try:
         settings = Settings(ctx)
     except OSError as exc:
-        return [f"cannot read {ctx.options.get('config_file')}: {exc}"]
+        return [f"cannot read {ctx.options.config_file}: {exc}"]
     if ctx.plug is not None and ctx.action not in ("list", "list-status", "monitor"):
         try:
             settings.node(ctx.plug)
@@ -149,10 +171,10 @@ def validate(ctx: FenceContext) -> list[str]:
             out.append(str(exc))
     user = settings.conf.get("system::username")
     password = settings.conf.get("system::password")
-    if user and (ctx.options.get("username") or "") != user:
+    if user and ctx.options.username != user:
         out.append("login does not match system::username in fence_na.conf")
     if password and not ctx.options.get("password_script") \
-            and (ctx.options.get("password") or "") != password:
+            and ctx.options.password != password:
         out.append("password does not match system::password in fence_na.conf")
     return out
 
@@ -193,10 +215,10 @@ class Assassin(Session):
 
     def _exchange(self, command: str, *, states: bool = False) -> list[str]:
         """Send one command and read its whole reply (to EOM, or NaOS's last line)."""
-        timeout = self.ctx.limit(self.ctx.options.get("shell_timeout") or 3.0)
+        timeout = self.ctx.limit(self.ctx.options.shell_timeout)
         self.ctx.log.debug(f"sending {command}")
         try:
-            self.link.send_line(command)
+            self.link.send(command)
             if not self.settings.naos:
                 lines = self.link.read_until("EOM", timeout)
             elif states:
@@ -225,7 +247,14 @@ class Assassin(Session):
         return state
 
     def status(self, plug: str | None) -> str:
-        return "on" if self._node_state(plug).get("F") == 1 else "off"
+        # Only an explicit F0 is off: anything else may be a running node.
+        feed = self._node_state(plug).get("F")
+        if feed == 1:
+            return "on"
+        if feed == 0:
+            return "off"
+        raise FenceError(f"Node Assassin reports feed F{feed} for node "
+                         f"{self.settings.node(plug):02d}: neither on (F1) nor off (F0)")
 
     def set_power(self, plug: str | None, state: str) -> None:
         num = self.settings.node(plug)
@@ -246,7 +275,7 @@ class Assassin(Session):
         out: dict[str, tuple[str, str | None]] = {}
         for num in range(1, count + 1):
             state = found.get(num)
-            power = None if state is None else ("on" if state.get("F") == 1 else "off")
+            power = None if state is None else {1: "on", 0: "off"}.get(state.get("F", -1))
             out[f"{num:02d}"] = (self.settings.aliases.get(num, ""), power)
         return out
 
@@ -267,14 +296,14 @@ def connect(ctx: FenceContext) -> Session:
     from ocf_lib.transport import TCPLineTransport
 
     settings = Settings(ctx)
-    timeout = ctx.limit(ctx.options.get("login_timeout") or 5.0)
+    timeout = ctx.limit(ctx.options.login_timeout)
     try:
-        link = TCPLineTransport(ctx.options.get("ip"), settings.port, timeout)
+        link = TCPLineTransport(ctx.options.ip, settings.port, timeout)
     except TransportError as exc:
         raise FenceError(f"cannot reach the Node Assassin: {exc}") from None
     session = Assassin(ctx, settings, link)
     if ctx.log.debug_on and not settings.naos:
-        ctx.log.debug(f"Node Assassin {ctx.options.get('ip')}: {session.info()}")
+        ctx.log.debug(f"Node Assassin {ctx.options.ip}: {session.info()}")
     return session
 
 

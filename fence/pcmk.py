@@ -39,8 +39,15 @@ from __future__ import annotations
 import sys
 
 from ocf_lib import codes
-from ocf_lib.fence import FenceAgent, FenceContext, FenceError, opt_action
-from ocf_lib.params import BOOLEAN, DURATION, STRING, Param
+from ocf_lib.fence import (
+    FenceAgent,
+    FenceContext,
+    FenceError,
+    opt_action,
+    opt_delay,
+    opt_output,
+)
+from ocf_lib.params import DURATION, STRING, Param
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
@@ -48,13 +55,11 @@ if TYPE_CHECKING:
 
 
 def _notice(ctx: FenceContext, message: str) -> None:
-    """Upstream logs to syslog as daemon.notice; so do we (and to debug_file if set)."""
+    """Upstream logs to syslog as daemon.notice; so do we (and ``ctx.log`` writes it
+    to debug_file, which it opened safely, when one is set)."""
     from ocf_lib.log import Logger
 
-    env = {"HA_LOGFACILITY": "daemon"}
-    if ctx.options.get("debug_file"):
-        env["HA_LOGFILE"] = ctx.options.debug_file
-    log = Logger(f"fence_pcmk[{ctx.action}]", env)
+    log = Logger(f"fence_pcmk[{ctx.action}]", {"HA_LOGFACILITY": "daemon"})
     log.info(message)
     ctx.log.debug(message)
 
@@ -68,11 +73,11 @@ def perform(ctx: FenceContext) -> int:
         # wait on itself.  Fail every action, so the device never looks usable.
         raise FenceError("fence_pcmk is for CMAN's cluster.conf; it must not be a "
                          "Pacemaker fence device")
-    timeout: float = ctx.options.get("timeout", 120.0)
+    timeout: float = ctx.options.timeout
     # The Session flow's budget does not fit a redirect: ours is stonith_admin's
     # timeout plus the fencer's own margin, so its answer arrives before our limit.
     ctx.deadline = Deadline(timeout * 1.2 + 10.0)
-    fencer = Fencer(ctx.run, tag=ctx.options.get("tag") or None)
+    fencer = Fencer(ctx.run, tag=ctx.options.tag)
     if ctx.action in ("reboot", "off", "on"):
         return _fence(ctx, fencer, timeout)
     if ctx.action == "status":
@@ -93,7 +98,7 @@ def _fence(ctx: FenceContext, fencer: Fencer, timeout: float) -> int:
     res = fencer.reachable(timeout=min(timeout, 10.0))  # fail at once if it is down
     if res.ok:
         res = fencer.fence(target, action, timeout=ctx.deadline.limit(timeout) or timeout,
-                           tolerance=ctx.options.get("tolerance", 5.0))
+                           tolerance=ctx.options.tolerance)
     if res.ok:
         if not ctx.quiet:
             sys.stdout.write(f"success: {target} 0\n")
@@ -161,15 +166,8 @@ agent = FenceAgent(
                         "recently (stonith_admin --tolerance)"),
         Param("tag", STRING, default="cman", order=1,
               shortdesc="Client name shown in Pacemaker's logs and fencing history"),
-        Param("quiet", BOOLEAN, getopt="q", order=50, shortdesc="Disable logging to stderr."),
-        Param("verbose", BOOLEAN, getopt="v", order=51, shortdesc="Verbose mode."),
-        Param("debug_file", STRING, getopt="D", aliases=("debug",), order=53,
-              shortdesc="Write debug information to given file"),
-        Param("version", BOOLEAN, getopt="V", order=54,
-              shortdesc="Display version information and exit"),
-        Param("help", BOOLEAN, getopt="h", order=55, shortdesc="Display help and exit"),
-        Param("delay", DURATION, default="0", order=200,
-              shortdesc="Wait X seconds before fencing is started"),
+        *opt_output(),
+        opt_delay(),
     ],
     perform=perform,
     multi_port=True,

@@ -1,13 +1,15 @@
 """AES-128-CBC from the system's libcrypto, for pyghmi's RMCP+ confidentiality.
 
 pyghmi's session module needs exactly one cipher from the ``cryptography``
-package (AES-CBC without padding), but importing it loads cryptography's whole
-OpenSSL backend, X.509 included: about 70 ms of a 200 ms fence_ipmilan
-``status``.  :func:`install` puts two tiny modules with the same names and the
-same calls in ``sys.modules`` before pyghmi is imported; they run the same
-OpenSSL (EVP ``aes-128-cbc``) through ctypes, which pyghmi imports anyway.
-When libcrypto cannot be loaded nothing is installed and the real package is
-used.
+package (AES-CBC without padding), but importing it loads cryptography's
+whole OpenSSL backend, which costs more than the rest of a fence_ipmilan
+``status`` (README, "Fencing", has the numbers).  :func:`install` puts two
+tiny modules with the same names and the same calls in ``sys.modules``
+before pyghmi is imported; they run the same OpenSSL (EVP ``aes-128-cbc``)
+through ctypes.  Only :class:`ocf_lib.ipmi.PyghmiSession` calls it, that is
+only with the pyghmi releases whose cryptography imports are known and
+tested (``TUNED_PYGHMI``).  When libcrypto cannot be loaded, or the real
+package is already loaded, nothing is installed and the real package is used.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Frames are built here and sent on an ``AF_PACKET`` socket bound to the
 interface, in-process: no ``send_arp``/``send_ua``/``arping`` fork, no
-dependence on libnet, and the same code for IPv4 and IPv6.  Measured: opening
-the socket and sending 10 frames takes ~0.2 ms; ``arping -U -c 1`` costs a
-fork+exec (~2 ms) plus its own one-second wait for replies.
+dependence on libnet, and the same code for IPv4 and IPv6.  Sending the
+frames in-process costs a fraction of one fork+exec of ``arping``, which also
+waits a second for replies (docs/design.md has the measurements).
 
 * IPv4: for each round an ARP *request* "who-has IP tell IP" and an ARP
   *reply* "IP is-at MAC", both to the broadcast MAC (what ``send_arp`` sends;

@@ -185,6 +185,30 @@ class ClusterTools:
         return self._ok(["crm_resource", "--resource", resource, "--utilization",
                          "--delete-parameter", name])
 
+    def locate(self, resource: str, *, timeout: float = 10.0) -> list[tuple[str, str]] | None:
+        """Where Pacemaker runs ``resource``: (node, role) pairs, the role "" for a started
+        instance and "Promoted" for a promoted one (Pacemaker < 2.1 prints "Master").
+        [] when it runs nowhere; None when crm_resource could not say."""
+        try:
+            res = self._run(["crm_resource", "--resource", resource, "--locate"],
+                            timeout=timeout, quiet=True)
+        except Exception:  # noqa: BLE001 - tool missing or no time left: unknown
+            return None
+        if res.rc != 0:
+            return None
+        return parse_locate(res.out)
+
+
+def parse_locate(text: str) -> list[tuple[str, str]]:
+    """``resource d is running on: n2 Promoted`` lines -> [("n2", "Promoted")]."""
+    found = []
+    for line in text.splitlines():
+        words = line.partition("is running on:")[2].split()
+        if not words:
+            continue
+        role = words[1] if len(words) > 1 else ""
+        found.append((words[0], "Promoted" if role in ("Promoted", "Master") else role))
+    return found
 
 # -- promotion scores (promotable clones) ---------------------------------------------
 #

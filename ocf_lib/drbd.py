@@ -72,35 +72,57 @@ class Status:
         return f"{self.role} {'/'.join(self.disks) or '-'} [{peers or 'no peers'}]"
 
 
-_version_cache: list[tuple[int, int, int] | None] = []
+class UnknownVersion(Exception):
+    """The module is loaded (``/proc/drbd`` exists) but its version cannot be read.
+
+    Never guess: DRBD 9 and 8.4 report state in different places, and reading
+    a 9 kernel the 8.4 way finds no resource, i.e. a false "not running"."""
+
+
+_version_cache: list[tuple[int, int, int] | UnknownVersion | None] = []
 
 
 def parse_version(word: str) -> tuple[int, int, int] | None:
     """``9.2.8`` or ``8.4.11-1`` -> (9, 2, 8); None when unreadable."""
     parts = word.strip().split("-")[0].split(".")
-    try:
-        return int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
-    except (ValueError, IndexError):
+    if not 2 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
         return None
+    return int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
 
 
 def kernel_version(refresh: bool = False) -> tuple[int, int, int] | None:
-    """The loaded module's version from /proc/drbd (None: not loaded).  Read once per run."""
-    if _version_cache and not refresh:
-        return _version_cache[0]
-    found = None
+    """The loaded module's version from /proc/drbd; None when the module is not loaded.
+
+    Raises :class:`UnknownVersion` when /proc/drbd exists but says no version.
+    Read once per run."""
+    if not _version_cache or refresh:
+        found: tuple[int, int, int] | UnknownVersion | None
+        try:
+            with open(sysroot.path(PROC), encoding="utf-8", errors="replace") as f:
+                first = f.readline(200)
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            found = UnknownVersion(f"cannot read {PROC}: {exc.strerror}")
+        else:
+            words = first.split()
+            version = parse_version(words[1]) if words[:1] == ["version:"] and \
+                len(words) > 1 else None
+            found = version or UnknownVersion(
+                f"{PROC} shows no module version (first line: {first.strip()[:60]!r})")
+        _version_cache[:] = [found]
+    cached = _version_cache[0]
+    if isinstance(cached, UnknownVersion):
+        raise cached
+    return cached
+
+
+def _percent(text: str | None) -> float | None:
+    """Resync progress for the log only: an unreadable figure is no progress shown."""
     try:
-        with open(sysroot.path(PROC), encoding="utf-8") as f:
-            first = f.readline()
-        words = first.split()
-        found = parse_version(words[1]) if len(words) > 1 else None
-        found = found or (0, 0, 0)  # loaded, version unreadable
-    except FileNotFoundError:
-        found = None
-    except OSError:
-        found = (0, 0, 0)
-    _version_cache[:] = [found]
-    return found
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _fields(words: list[str]) -> dict[str, str]:
@@ -136,8 +158,46 @@ def parse_events2(text: str, res: str) -> Status:
             peer["disks"].append(f.get("peer-disk", "DUnknown"))
             peer["clients"].append(f.get("peer-client") == "yes")
             done = f.get("done")
-            peer["done"].append(float(done) if done else None)
+            peer["done"].append(_percent(done))
     return st
+
+
+def resources_in_events2(text: str) -> set[str] | None:
+    """Every resource named in ``drbdsetup events2 --now`` (all resources); None when
+    the output lacks its closing ``exists -`` and so proves nothing."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if words[:2] == ["exists", "-"]:
+            return names
+        if len(words) >= 3 and words[0] == "exists":
+            name = _fields(words[2:]).get("name")
+            if name:
+                names.add(name)
+    return None
+
+
+def configured_minors(text: str) -> list[int]:
+    """DRBD 8.4's /proc/drbd: the minors that belong to a configured resource."""
+    found = []
+    for line in text.splitlines():
+        head, _, rest = line.partition(":")
+        if head.strip().isdigit() and _fields(rest.split()).get("cs", "Unconfigured") \
+                != "Unconfigured":
+            found.append(int(head))
+    return found
+
+
+def minors_in_sh_status(text: str, res: str) -> list[int]:
+    """DRBD 8.4 ``drbdsetup sh-status``: one ``_minor=N``/``_res_name=R`` block per volume."""
+    found, minor = [], None
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "_minor":
+            minor = int(value) if value.isascii() and value.isdigit() else None
+        elif key == "_res_name" and value == res and minor is not None:
+            found.append(minor)
+    return found
 
 
 def parse_proc(text: str, minors: set[int]) -> Status:
@@ -167,7 +227,7 @@ def parse_proc(text: str, minors: set[int]) -> Status:
             peer["disks"].append(disks[1] if len(disks) > 1 else "DUnknown")
             peer["done"].append(None)
         elif current is not None and "sync'ed:" in line:
-            peer["done"][-1] = float(line.split("sync'ed:")[1].split("%")[0].strip())
+            peer["done"][-1] = _percent(line.split("sync'ed:")[1].split("%")[0])
     if not st.configured:
         st.peers.clear()
     return st

@@ -12,11 +12,20 @@ report a fence that did not happen:
 * an unknown action is an error, never a fallback to ``reboot``;
 * booleans parsed by value (``ssh=0`` means no SSH);
 * ``password_script`` run without a shell, under a time limit;
-* one :class:`Deadline` for the whole action; ``power_timeout`` is seconds,
-  not poll iterations, and it stays finite under Pacemaker;
+* every step has its own time limit (``login_timeout``, ``shell_timeout``,
+  ``power_timeout``, ``power_wait``, ``delay``); ``power_timeout`` is
+  seconds, not poll iterations, and stays finite under Pacemaker; a limit of
+  0 is refused (fence-agents reads it as "wait forever");
+* one :class:`Deadline` for the whole action, their sum, unless
+  ``disable_timeout`` is true, as it is by default under pacemaker-fenced
+  (``PCMK_service=pacemaker-fenced``), which passes no timeout and kills the
+  agent at its own ``pcmk_<action>_timeout``;
 * ``off`` returns 0 only once the device *reports* the target off;
   ``reboot`` is off, verify off, then on: 0 once off is verified even if
   power-on fails (logged);
+* an unknown stdin option is named in a warning on stderr (never its value)
+  and ignored, except ``agent`` and ``nodename``, which the callers send to
+  every agent;
 * exit codes 0, 1, and 2 for ``status`` of a target that is off; error text
   contains ``timed out`` / ``Unrecognised action`` where Pacemaker keys on
   those words.
@@ -28,14 +37,25 @@ import os
 import sys
 
 from . import codes
-from .deadline import Deadline
 from .log import Logger
-from .params import BOOLEAN, DURATION, INTEGER, STRING, Param, ParamError, parse
+from .params import (
+    BOOLEAN,
+    DURATION,
+    FILE_PATH,
+    HOST,
+    INTEGER,
+    STRING,
+    Param,
+    ParamError,
+    ParamType,
+    parse,
+)
+from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Any, NoReturn
+    from typing import Any
 
 ALL_ACTIONS = ("on", "off", "reboot", "status", "list", "list-status", "monitor",
                "metadata", "manpage", "validate-all")
@@ -43,14 +63,19 @@ ACTION_ALIASES = {"meta-data": "metadata", "reset": "reboot", "enable": "on", "d
                   "stat": "status", "poweroff": "off", "poweron": "on"}
 # Old stdin names that are not a parameter's own legacy key.
 STDIN_ALIASES = {"option": "action", "fm": "plug", "blade": "plug", "hostname": "ip"}
-# Pacemaker never runs an agent longer than its fence timeout (60 s by default)
-# and SIGKILLs it then; our own deadline ends before that.
-PACEMAKER_DEFAULT_TIMEOUT = 60.0
-PACEMAKER_MARGIN = 5.0
+# Sent by the callers to every agent (CMAN's fenced: agent; both: nodename).
+STDIN_QUIET = ("agent", "nodename")
+# pacemaker-fenced passes no timeout: it SIGKILLs the agent at pcmk_<action>_timeout.
+# fence-agents then disables its own time limits, and so does the runtime (the
+# whole-action one only).
+FENCER_SERVICE = "pacemaker-fenced"
 
 
-class FenceError(Exception):
+class FenceError(AgentError):
     """Ends the action with exit 1; ``str()`` is printed as ``Failed: ...``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, codes.FENCE_FAIL)
 
 
 class Session:
@@ -85,29 +110,142 @@ class Session:
 # names, letters and order come out the same everywhere.
 
 
+class _TrueFalse(ParamType):
+    """fence-agents' ``disable_timeout``: a string option that holds true or false."""
+
+    doc = "true or false"
+
+    def convert(self, raw: str, name: str) -> bool:
+        return bool(BOOLEAN.convert(raw, name))
+
+
+TRUE_FALSE: ParamType = _TrueFalse()
+
+
+class _Seconds(ParamType):
+    """A duration in seconds (``30``, ``30s``, ``2min``); ``positive``: above 0."""
+
+    fence_type = "second"
+
+    def __init__(self, positive: bool) -> None:
+        self.positive = positive
+        self.doc = DURATION.doc + (", above 0" if positive else "")
+
+    def convert(self, raw: str, name: str) -> float:
+        value = float(DURATION.convert(raw, name))
+        if self.positive and value <= 0:
+            # fence-agents read 0 as "wait forever"; here every wait has a bound.
+            raise ParamError(name, raw, "is not above 0 (every wait of a fence action has "
+                                        "a limit: give the seconds to wait)")
+        return value
+
+
+SECONDS: ParamType = _Seconds(positive=False)
+TIME_LIMIT: ParamType = _Seconds(positive=True)
+
+
+class _Regex(ParamType):
+    """A Python regular expression (a prompt); the value stays the pattern text."""
+
+    doc = "regular expression"
+
+    def convert(self, raw: str, name: str) -> str:
+        import re
+
+        try:
+            re.compile(raw)
+        except re.error as exc:
+            raise ParamError(name, raw, f"is not a regular expression ({exc})") from None
+        return raw
+
+
+REGEX: ParamType = _Regex()
+
+
+class _Words(ParamType):
+    """Words split as a shell would, without running one (``ssh_options``)."""
+
+    doc = "words, quoted as in a shell"
+
+    def convert(self, raw: str, name: str) -> list[str]:
+        import shlex
+
+        try:
+            return shlex.split(raw)
+        except ValueError as exc:
+            raise ParamError(name, raw, f"cannot be split into words ({exc})") from None
+
+
+WORDS: ParamType = _Words()
+
+
+class CLIText(ParamType):
+    """Text typed into a device's command line (a login, a password).
+
+    No control characters: a line break would end the line and start another
+    command on the device, ESC or Ctrl-C would edit or abort it.  ``spaces``
+    says whether a blank is allowed (not in a login name, which is also part
+    of ``user@host`` on the ssh command line).
+    """
+
+    def __init__(self, spaces: bool = True) -> None:
+        self.spaces = spaces
+        self.doc = "printable text" + ("" if spaces else " without blanks")
+
+    def convert(self, raw: str, name: str) -> str:
+        shown = raw.encode("unicode_escape").decode("ascii")
+        if not raw.isprintable():
+            raise ParamError(name, shown, "contains a control character or line break")
+        if not self.spaces and " " in raw:
+            raise ParamError(name, shown, "contains a blank")
+        return raw
+
+
+CLI_TEXT: ParamType = CLIText()
+
+
+class _DebugFile(ParamType):
+    """``debug_file``: an absolute path.  fence-agents take any path, but a relative
+    one names a different file in each directory the agent is started from."""
+
+    doc = FILE_PATH.doc
+
+    def convert(self, raw: str, name: str) -> str:
+        if not raw.strip().startswith("/"):
+            raise ParamError(name, raw, "is not an absolute path (a relative one would "
+                                        "depend on the directory the agent runs in)")
+        return str(FILE_PATH.convert(raw, name))
+
+
+DEBUG_FILE: ParamType = _DebugFile()
+CLI_WORD: ParamType = CLIText(spaces=False)
+
+
 def opt_action(default: str = "reboot") -> Param:
     return Param("action", STRING, default=default, required=True, getopt="o", order=1,
                  shortdesc="Fencing action")
 
 
 def opt_ip(required: bool = True) -> Param:
-    return Param("ip", STRING, required=required, getopt="a", aliases=("ipaddr",), order=1,
+    return Param("ip", HOST, required=required, getopt="a", aliases=("ipaddr",), order=1,
                  shortdesc="IP address or hostname of fencing device")
 
 
-def opt_ipport(default: str) -> Param:
-    return Param("ipport", INTEGER(1, 65535), default=default, getopt="u", order=1,
-                 shortdesc="TCP/UDP port to use for connection with device")
+def opt_ipport(default: str, aliases: Sequence[str] = (),
+               shortdesc: str = "TCP/UDP port to use for connection with device") -> Param:
+    return Param("ipport", INTEGER(1, 65535), default=default, getopt="u", aliases=aliases,
+                 order=1, shortdesc=shortdesc)
 
 
-def opt_login(required: bool = False) -> Param:
-    return Param("username", STRING, required=required, getopt="l", aliases=("login",),
+def opt_login(required: bool = False, type: ParamType = STRING) -> Param:  # noqa: A002
+    return Param("username", type, required=required, getopt="l", aliases=("login",),
                  order=1, shortdesc="Login name")
 
 
-def opt_password() -> list[Param]:
+def opt_password(type: ParamType = STRING) -> list[Param]:  # noqa: A002
+    """``password`` (secret) and ``password_script``; ``type`` checks the password."""
     return [
-        Param("password", STRING, getopt="p", aliases=("passwd",), order=1, secret=True,
+        Param("password", type, getopt="p", aliases=("passwd",), order=1, secret=True,
               shortdesc="Login password or passphrase"),
         Param("password_script", STRING, getopt="S", aliases=("passwd_script",), order=1,
               shortdesc="Script to run to retrieve password"),
@@ -125,41 +263,64 @@ def opt_plug(required: bool, port_as_ip: bool = False) -> list[Param]:
     return out
 
 
-def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
-               shell_timeout: str = "3") -> list[Param]:
-    """Options every fence agent has: output control and timing."""
+def opt_output() -> list[Param]:
+    """Output control, which every fence agent has (fence_pcmk too)."""
     return [
         Param("quiet", BOOLEAN, getopt="q", order=50, shortdesc="Disable logging to stderr."),
         Param("verbose", BOOLEAN, getopt="v", order=51, shortdesc="Verbose mode."),
         Param("verbose_level", INTEGER(0), order=52,
               shortdesc="Level of debugging detail in output."),
-        Param("debug_file", STRING, getopt="D", aliases=("debug",), order=53,
+        Param("debug_file", DEBUG_FILE, getopt="D", aliases=("debug",), order=53,
               shortdesc="Write debug information to given file"),
         Param("version", BOOLEAN, getopt="V", order=54,
               shortdesc="Display version information and exit"),
         Param("help", BOOLEAN, getopt="h", order=55, shortdesc="Display help and exit"),
-        Param("plug_separator", STRING, default=",", order=100,
-              shortdesc="Separator for plug parameter when specifying more than 1 plug"),
-        Param("delay", DURATION, default="0", order=200,
-              shortdesc="Wait X seconds before fencing is started"),
-        Param("disable_timeout", STRING, order=200,
-              shortdesc="Accepted for compatibility; pyha keeps its time limits finite"),
-        Param("login_timeout", DURATION, default=login_timeout, order=200,
+    ]
+
+
+def opt_delay() -> Param:
+    return Param("delay", SECONDS, default="0", order=200,
+                 shortdesc="Wait X seconds before fencing is started")
+
+
+def opt_timing(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
+               shell_timeout: str = "3") -> list[Param]:
+    """The steps of an agent that talks to its device itself, each with its own bound."""
+    return [
+        Param("disable_timeout", TRUE_FALSE, order=200,
+              shortdesc="Disable the time limit of the whole action (true/false) "
+                        "(default: true when run by pacemaker-fenced, which bounds the agent "
+                        "with pcmk_<action>_timeout). Each step keeps its own limit: "
+                        "login_timeout, shell_timeout, power_timeout, power_wait, delay"),
+        Param("login_timeout", TIME_LIMIT, default=login_timeout, order=200,
               shortdesc="Wait X seconds for cmd prompt after login"),
-        Param("power_timeout", DURATION, default=power_timeout, order=200,
+        Param("power_timeout", TIME_LIMIT, default=power_timeout, order=200,
               shortdesc="Test X seconds for status change after ON/OFF"),
-        Param("power_wait", DURATION, default=power_wait, order=200,
+        Param("power_wait", SECONDS, default=power_wait, order=200,
               shortdesc="Wait X seconds after issuing ON/OFF"),
-        Param("shell_timeout", DURATION, default=shell_timeout, order=200,
+        Param("shell_timeout", TIME_LIMIT, default=shell_timeout, order=200,
               shortdesc="Wait X seconds for cmd prompt after issuing command"),
-        Param("stonith_status_sleep", DURATION, default="1", order=200,
+        Param("stonith_status_sleep", TIME_LIMIT, default="1", order=200,
               shortdesc="Sleep X seconds between status calls during a STONITH action"),
         Param("retry_on", INTEGER(0), default="1", order=201,
               shortdesc="Count of attempts to retry power on"),
     ]
 
 
-class FenceAgent:
+def opt_common(*, power_wait: str = "0", power_timeout: str = "20", login_timeout: str = "5",
+               shell_timeout: str = "3") -> list[Param]:
+    """Options every agent that drives a device has: output, plugs, delay, timing."""
+    return [
+        *opt_output(),
+        Param("plug_separator", STRING, default=",", order=100,
+              shortdesc="Separator for plug parameter when specifying more than 1 plug"),
+        opt_delay(),
+        *opt_timing(power_wait=power_wait, power_timeout=power_timeout,
+                    login_timeout=login_timeout, shell_timeout=shell_timeout),
+    ]
+
+
+class FenceAgent(Agent):
     def __init__(
         self,
         name: str,
@@ -181,12 +342,12 @@ class FenceAgent:
         version: str = "pyha 0.1.0",
         perform: Callable[[FenceContext], int] | None = None,
         extra_actions: Mapping[str, Callable[[FenceContext, Session], int]] | None = None,
+        unadvertised_actions: Mapping[str, Callable[[FenceContext, Session], int]]
+        | None = None,
         poll_during_wait: bool = False,
     ) -> None:
-        self.name = name
-        self.shortdesc = shortdesc
-        self.longdesc = longdesc
-        self.params = list(params)
+        super().__init__(name, shortdesc=shortdesc, longdesc=longdesc, params=params,
+                         version=version)
         self.connect = connect
         self.vendor_url = vendor_url
         self.multi_port = multi_port
@@ -198,7 +359,6 @@ class FenceAgent:
         self.needs_password = needs_password
         self.cycle_param = cycle_param  # option whose value "cycle" selects cycle reboot
         self.validate = validate
-        self.version = version
         # An agent that hands the whole action to someone else (fence_pcmk asks
         # Pacemaker) gives ``perform`` instead of ``connect``: it returns the exit
         # code itself and owns the verification the Session flow would do.
@@ -206,15 +366,16 @@ class FenceAgent:
         # Device-specific actions (fence_ipmilan's diag): advertised after the
         # standard ones, run with the connected session, return the exit code.
         self.extra_actions = dict(extra_actions or {})
+        # Accepted and run like extra_actions, but in no metadata, manpage or help:
+        # for names a caller may send that must not look like a capability
+        # (fence_ipmilan's list, which lists nothing).
+        self.unadvertised_actions = dict(unadvertised_actions or {})
         # Poll the state during power_wait too: for devices whose status query is
         # cheap and exact (IPMI Get Chassis Status over an open session), so a
         # verified change is reported as soon as the device shows it.
         self.poll_during_wait = poll_during_wait
         if (connect is None) == (perform is None):
             raise ValueError(f"{name}: give exactly one of connect= and perform=")
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{name}: an option is declared twice")
 
     def action_names(self) -> list[str]:
         out = ["on", "off", "reboot", "status"]
@@ -251,29 +412,30 @@ class FenceAgent:
 
     # -- running ------------------------------------------------------------
 
-    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
-        args = list(sys.argv if argv is None else argv)
-        rc = self.run(args, os.environ, sys.stdin)
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        sys.exit(rc)
+    def process(self, argv: list[str]) -> int:
+        return self.run(argv, os.environ, sys.stdin)
 
     def run(self, argv: Sequence[str], env: Mapping[str, str], stdin: Any) -> int:
         name = os.path.basename(argv[0]) if argv else self.name
         if name not in self.alias_shortdesc:
             name = self.name
         params = self.params_for(name)
+        unknown: list[str] = []
         try:
-            raw = parse_argv(params, argv[1:]) if len(argv) > 1 else parse_stdin(params, stdin)
-            if len(argv) <= 1:
+            if len(argv) > 1:
+                raw = parse_argv(params, argv[1:])
+            else:
+                raw = parse_stdin(params, stdin, unknown)
                 # --help/--version are for people at a terminal.  From stdin (the
                 # daemons' way) they would turn a fence request into exit 0.
                 raw.pop("help", None)
                 raw.pop("version", None)
         except FenceError as exc:
             return _failed(str(exc), quiet=False)
+        if unknown and not _truthy(raw.get("quiet")):
+            # The name only: the value of a misspelt option may be a password.
+            for key in unknown:
+                sys.stderr.write(f"WARNING: Parse error: Ignoring unknown option '{key}'\n")
         if "action" in raw and not raw["action"].strip():
             return _failed("Unrecognised action '' (an empty action is not the default)",
                            quiet=False)
@@ -288,7 +450,7 @@ class FenceAgent:
         if _truthy(raw.get("version")):
             sys.stdout.write(self.version + "\n")
             return codes.FENCE_OK
-        if action not in self.action_names():
+        if action not in self.action_names() and action not in self.unadvertised_actions:
             return _failed(f"Unrecognised action '{action}'", quiet=False)
         raw["action"] = action
         ctx = FenceContext(self, name, params, raw, env)
@@ -335,8 +497,13 @@ def _lookup_table(params: Sequence[Param]) -> dict[str, Param]:
     return table
 
 
-def parse_stdin(params: Sequence[Param], stream: Any) -> dict[str, str]:
-    """``name=value`` lines in any order; the last duplicate wins; unknown names are ignored."""
+def parse_stdin(params: Sequence[Param], stream: Any,
+                unknown: list[str] | None = None) -> dict[str, str]:
+    """``name=value`` lines in any order; the last duplicate wins.
+
+    Unknown names are ignored (the FenceAgentAPI asks for it) and collected in
+    ``unknown``, so that the caller can warn about a misspelt option.
+    """
     table = _lookup_table(params)
     raw: dict[str, str] = {}
     nodename = None
@@ -361,6 +528,8 @@ def parse_stdin(params: Sequence[Param], stream: Any) -> dict[str, str]:
             legacy[STDIN_ALIASES[key]] = value
         elif key == "name" and "username" in {p.name for p in params}:
             legacy["username"] = value
+        elif unknown is not None and key not in STDIN_QUIET and key not in unknown:
+            unknown.append(key)
     for key, value in legacy.items():
         if key in {p.name for p in params}:
             raw.setdefault(key, value)
@@ -373,6 +542,9 @@ def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
     """GNU-style short and long options, as fence-agents' getopt accepts them."""
     longs = {p.longopt: p for p in params}
     longs.update({p.name.replace("_", "-"): p for p in params})
+    # Legacy names on the command line too (fence_na's --tcp-port is now --ipport).
+    longs.update({a.replace("_", "-"): p for p in params for a in p.aliases
+                  if a.replace("_", "-") not in longs})
     shorts = {p.getopt: p for p in params if p.getopt}
     raw: dict[str, str] = {}
     verbose = 0
@@ -423,7 +595,7 @@ def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
 # -- execution --------------------------------------------------------------------
 
 
-class FenceContext:
+class FenceContext(ActionContext):
     """One fence action: converted options, the target, a deadline, a logger."""
 
     def __init__(self, agent: FenceAgent, name: str, params: Sequence[Param],
@@ -431,6 +603,7 @@ class FenceContext:
         self.agent = agent
         self.name = name
         self.env = env
+        self.params = params
         nodename = raw.pop("__nodename", None)
         self.options, self.errors = parse(params, raw)
         self.action: str = raw["action"]
@@ -440,19 +613,29 @@ class FenceContext:
             plug = nodename  # "port wins over nodename", but nodename beats nothing
         self.plug: str | None = plug
         if self.options.get("port_as_ip") and plug and not self.options.given("ip"):
-            self.options.set("ip", plug)
+            # The plug becomes the ip: checked by the ip's declared type.
+            declared = next(p for p in params if p.name == "ip")
+            try:
+                self.options.set("ip", declared.convert(plug))
+            except ParamError as exc:
+                self.errors.append(exc)
         self.errors = [e for e in self.errors if not self._supplied(e)]
-        verbose = bool(self.options.get("verbose")) or (self.options.get("verbose_level") or 0) > 0
+        level = self.options.get("verbose_level")
+        verbose = bool(self.options.get("verbose")) or (level is not None and level > 0)
         quiet = bool(self.options.get("quiet"))
-        log_env = {"HA_debug": "1" if verbose else "0"}
-        if self.options.get("debug_file"):
-            log_env["HA_LOGFILE"] = self.options.debug_file
-            log_env["HA_debug"] = "1"
-        self.log = Logger(name, log_env)
+        debug_file = self.options.get("debug_file")
+        self.log = Logger(name, {"HA_debug": "1" if verbose or debug_file else "0"})
+        if debug_file:
+            try:
+                self.log.open_private(debug_file)
+            except OSError as exc:
+                import errno
+
+                why = ("is a symbolic link (never followed)" if exc.errno == errno.ELOOP
+                       else f"cannot be opened for appending: {exc.strerror or exc}")
+                self.errors.append(ParamError("debug_file", debug_file, why))
         self.quiet = quiet
-        for p in params:
-            if p.secret and p.name in self.options.raw:
-                self.log.add_secret(self.options.raw[p.name])
+        self.register_secrets(params, self.options.raw)
         self.deadline = Deadline(self._budget())
 
     def _supplied(self, err: ParamError) -> bool:
@@ -466,23 +649,20 @@ class FenceContext:
             return self.options.get("ip") is not None
         return False
 
-    def _budget(self) -> float:
-        """Seconds this action may take: the sum of its configured steps, capped under Pacemaker."""
+    def _budget(self) -> float | None:
+        """Seconds this action may take: the sum of its steps; None when disabled."""
         o = self.options
-        step = (o.get("power_wait", 0.0) or 0.0) + (o.get("power_timeout", 20.0) or 20.0)
+        disabled = o.get("disable_timeout")
+        if disabled is None:  # upstream's default: only the fencer bounds the agent itself
+            disabled = self.env.get("PCMK_service") == FENCER_SERVICE
+        steps = ("delay", "login_timeout", "shell_timeout", "power_timeout", "power_wait")
+        if disabled or any(o.get(name) is None for name in steps):
+            # No whole-action limit, or an agent without these steps (fence_pcmk,
+            # which sets its own deadline): every step still has its own bound.
+            return None
         phases = 2 if self.action == "reboot" else 1
-        total = ((o.get("delay", 0.0) or 0.0) + (o.get("login_timeout", 5.0) or 5.0)
-                 + 2 * (o.get("shell_timeout", 3.0) or 3.0) + phases * step + 5.0)
-        if self.env.get("PCMK_service"):
-            total = min(total, PACEMAKER_DEFAULT_TIMEOUT - PACEMAKER_MARGIN)
-        return total
-
-    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
-        from .proc import run
-
-        kwargs.setdefault("deadline", self.deadline)
-        kwargs.setdefault("log", self.log)
-        return run(argv, **kwargs)
+        return (o.delay + o.login_timeout + 2 * o.shell_timeout
+                + phases * (o.power_wait + o.power_timeout) + 5.0)
 
     def limit(self, want: float) -> float:
         """A per-step timeout capped by the action's deadline."""
@@ -511,26 +691,16 @@ class FenceContext:
             return codes.FENCE_FAIL if problems else codes.FENCE_OK
         if problems:
             return self._fail(problems[0])
-        try:
-            self._fetch_password()
-            return self._dispatch()
-        except FenceError as exc:
-            return self._fail(str(exc))
-        except ParamError as exc:
-            return self._fail(str(exc))
-        except Exception as exc:  # noqa: BLE001 - never a traceback to fenced
-            from .proc import CommandNotFound, CommandTimeout
+        return run_guarded(self._dispatch, self._report, self.log)
 
-            if isinstance(exc, CommandTimeout):
-                return self._fail(f"{exc} (timed out)")
-            if isinstance(exc, (CommandNotFound, OSError)):
-                return self._fail(str(exc))
-            if type(exc).__name__ in ("TIMEOUT", "timeout", "TimeoutError"):
-                return self._fail(f"Connection timed out: {exc}")
-            import traceback
-
-            self.log.debug(traceback.format_exc().replace("\n", " | "))
-            return self._fail(f"internal error: {type(exc).__name__}: {exc}")
+    def _report(self, failure: Failure) -> int:
+        """Every failure is exit 1; Pacemaker keys on the words "timed out"."""
+        reason = failure.reason
+        if failure.kind == Failure.TIMED_OUT and "timed out" not in reason:
+            reason += " (timed out)"
+        elif failure.kind == Failure.INTERNAL:
+            reason = f"internal error: {failure.described}"
+        return self._fail(reason)
 
     def _error(self, message: str) -> None:
         text = self.log.mask(message)
@@ -556,16 +726,22 @@ class FenceContext:
         password = (result.out.splitlines() or [""])[0]  # the first line, as fencing.py
         if not password:
             raise FenceError(f"password script {argv[0]} printed no password")
-        self.options.set("password", password)
         self.log.add_secret(password)
+        declared = next(p for p in self.params if p.name == "password")
+        try:
+            self.options.set("password", declared.convert(password))
+        except ParamError as exc:
+            raise FenceError(f"password script {argv[0]}: the password {exc.problem}") \
+                from None
 
     def _delay(self) -> None:
-        delay = self.options.get("delay", 0.0) or 0.0
+        delay = self.options.delay
         if delay > 0 and self.action in ("off", "reboot"):
             self.log.info(f"delaying {delay:g}s before fencing")
             self.deadline.sleep(delay)
 
     def _dispatch(self) -> int:
+        self._fetch_password()
         self._delay()
         if self.agent.perform is not None:
             return self.agent.perform(self)
@@ -581,8 +757,10 @@ class FenceContext:
 
     def _act(self, session: Session) -> int:
         action = self.action
-        if action in self.agent.extra_actions:
-            return self.agent.extra_actions[action](self, session)
+        special = self.agent.extra_actions.get(action) \
+            or self.agent.unadvertised_actions.get(action)
+        if special is not None:
+            return special(self, session)
         if action in ("list", "list-status"):
             entries = session.list()
             for plug, (alias, state) in sorted(entries.items()):
@@ -609,8 +787,7 @@ class FenceContext:
             sys.stdout.write("Success: Powered OFF\n")
             return codes.FENCE_OK
         if action == "on":
-            attempts = self.options.get("retry_on", 1) or 1  # as fencing.py: total tries
-            self._power_on(session, attempts)
+            self._power_on(session, self.options.retry_on)
             sys.stdout.write("Success: Powered ON\n")
             return codes.FENCE_OK
         return self._reboot(session, current)
@@ -629,7 +806,7 @@ class FenceContext:
         if current != "off":
             self._power(session, "off")
         try:
-            self._power_on(session, self.options.get("retry_on", 1) or 1)
+            self._power_on(session, self.options.retry_on)
         except Exception as exc:  # noqa: BLE001 - off is verified; on is best effort
             self.log.warning(f"target is off, but powering it on failed: {exc}")
         sys.stdout.write("Success: Rebooted\n")
@@ -659,20 +836,19 @@ class FenceContext:
 
         o = self.options
         session.set_power(self.plug, state)
-        wait = o.get("power_wait", 0.0) or 0.0
-        first = 0.5
+        wait, first = o.power_wait, 0.5
         if self.agent.poll_during_wait:
             wait, first = 0.0, 0.1  # power_wait then only lengthens the poll window
-            end = time.monotonic() + (o.get("power_wait", 0.0) or 0.0)
+            end = time.monotonic() + o.power_wait
         else:
             end = time.monotonic()
         self.deadline.sleep(wait)
-        end = max(end, time.monotonic()) + (o.get("power_timeout", 20.0) or 20.0)
-        interval = min(first, o.get("stonith_status_sleep", 1.0) or 1.0)
+        end = max(end, time.monotonic()) + o.power_timeout
+        interval = min(first, o.stonith_status_sleep)
         while True:
             if self._status(session) == state:
                 return
             if time.monotonic() >= end or self.deadline.remaining() < interval:
                 raise FenceError(f"Timed out waiting to power {state.upper()} (timed out)")
             self.deadline.sleep(interval)
-            interval = min(interval * 1.5, o.get("stonith_status_sleep", 1.0) or 1.0)
+            interval = min(interval * 1.5, o.stonith_status_sleep)

@@ -19,7 +19,11 @@ action: an unfence must never fall back to the agent's default, reboot.
 Differences from libfence, on purpose: every agent runs under a time limit
 (``--timeout``; libfence waits forever), and the agent's output is read
 (libfence never reads it, so a chatty agent could block on a full pipe).
-``--dry-run`` prints the stdin of each call with passwords masked.
+``--dry-run`` prints the stdin of each call with secrets masked, and ``-v``
+the agents' output with their values masked.  What is secret comes from the
+agent's declarations (every option a pyha agent declares ``secret``); for
+an agent pyha has no declarations for, every value is masked but the
+libfence protocol's own fields (agent, action, option, nodename, port, plug).
 
 Exit status: 0 when the node was fenced (a method succeeded) or unfenced, 1
 otherwise, 2 for a bad command line or configuration.
@@ -58,8 +62,21 @@ class Call:
     def stdin(self) -> str:
         return "".join(f"{k}={v}\n" for k, v in self.lines)
 
-    def shown(self) -> str:
-        return "".join(f"{k}={'****' if is_secret(k) else v}\n" for k, v in self.lines)
+    def secret_values(self, secrets: frozenset[str] | None) -> list[str]:
+        """The values to mask in the agent's output.
+
+        For an agent without declarations, switches (``lanplus=1``, ``ssh=on``)
+        are not masked there: no secret, and masking every "1" garbles messages.
+        """
+        from .params import FALSE_WORDS, TRUE_WORDS
+
+        switches = TRUE_WORDS | FALSE_WORDS if secrets is None else frozenset()
+        return [v for k, v in self.lines
+                if v and is_secret(k, secrets) and v.strip().lower() not in switches]
+
+    def shown(self, secrets: frozenset[str] | None) -> str:
+        return "".join(f"{k}={'****' if is_secret(k, secrets) else v}\n"
+                       for k, v in self.lines)
 
 
 @dataclass
@@ -68,11 +85,50 @@ class Method:
     calls: list[Call] = field(default_factory=list)
 
 
-def is_secret(key: str) -> bool:
-    key = key.lower()
-    if key.endswith("_script"):
-        return False
-    return "passw" in key or key in ("community", "snmp_priv_passwd", "key", "secret")
+# The fields libfence itself writes or reads: never secret, whatever the agent.
+PROTOCOL_FIELDS = frozenset(("agent", "action", "option", "nodename", "port", "plug"))
+
+
+def is_secret(key: str, secrets: frozenset[str] | None) -> bool:
+    """Whether the value of stdin line ``key`` is hidden.
+
+    ``secrets`` are the names the agent declares secret; None when pyha has no
+    declarations for the agent: then everything but the protocol fields is.
+    """
+    key = key.strip().replace("-", "_")
+    if secrets is None:
+        return key not in PROTOCOL_FIELDS
+    return key in secrets
+
+
+def declared_secrets(path: str | None) -> frozenset[str] | None:
+    """Stdin names (with aliases) that the pyha agent at ``path`` declares secret.
+
+    None when ``path`` is not a pyha fence agent (its launcher names its
+    module in ``fence("fence.<name>")``) or its declarations cannot be loaded.
+    """
+    import importlib
+    import re
+
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = re.search(r'^fence\("(fence\.\w+)"\)', head, re.MULTILINE)
+    if found is None or "ocf_lib.launch" not in head:
+        return None
+    try:
+        params = importlib.import_module(found.group(1)).agent.params
+    except Exception:  # noqa: BLE001 - no declarations: mask everything
+        return None
+    names: set[str] = set()
+    for p in params:
+        if p.secret:
+            names.update(n.replace("-", "_") for n in (p.name, p.longopt, *p.aliases))
+    return frozenset(names)
 
 
 def _find_node(root: ET.Element, node: str) -> ET.Element:
@@ -151,6 +207,7 @@ class Runner:
         self.verbose = verbose
 
     def run(self, call: Call) -> tuple[bool, str]:
+        from .log import Logger
         from .proc import CommandError, run
 
         if call.problem:
@@ -158,16 +215,15 @@ class Runner:
         path = resolve(call.agent, self.search)
         if path is None:
             return False, f"agent {call.agent} not found in {self.search}"
-        secrets = [v for k, v in call.lines if is_secret(k)]
+        masker = Logger("pyha-fence-node", {})
+        for value in call.secret_values(declared_secrets(path)):
+            masker.add_secret(value)
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
         try:
             res = run([path], input=call.stdin(), timeout=self.timeout, env=env)
         except CommandError as exc:
-            return False, str(exc)
-        text = (res.err + res.out).strip()
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "****")
+            return False, masker.mask(str(exc))
+        text = masker.mask((res.err + res.out).strip())
         if self.verbose and text:
             sys.stderr.write(f"{call.agent} ({call.device}): {text}\n")
         if res.rc == 0:
@@ -209,17 +265,21 @@ def unfence(root: ET.Element, node: str, runner: Runner, out: list[str]) -> bool
     return ok
 
 
-def dry_run(root: ET.Element, node: str, do_unfence: bool) -> str:
+def dry_run(root: ET.Element, node: str, do_unfence: bool, search: str) -> str:
+    def shown(call: Call) -> str:
+        path = resolve(call.agent, search) if call.agent and not call.problem else None
+        return call.shown(declared_secrets(path))
+
     parts = []
     if do_unfence:
         for call in unfence_calls(root, node):
-            parts.append(f"# unfence device {call.device}: {call.agent}\n{call.shown()}")
+            parts.append(f"# unfence device {call.device}: {call.agent}\n{shown(call)}")
     else:
         for method in fence_methods(root, node):
             for call in method.calls:
                 note = f" ({call.problem})" if call.problem else ""
                 parts.append(f"# method {method.name}, device {call.device}: "
-                             f"{call.agent}{note}\n{call.shown()}")
+                             f"{call.agent}{note}\n{shown(call)}")
     return "\n".join(parts)
 
 
@@ -234,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-U", "--unfence", action="store_true",
                         help="unfence the node (clusternode/unfence devices)")
     parser.add_argument("-n", "--dry-run", action="store_true",
-                        help="print each agent's stdin (passwords masked); run nothing")
+                        help="print each agent's stdin (secrets masked); run nothing")
     parser.add_argument("--agent-path", default=f"{PYHA_FENCE_DIR}:{SYSTEM_PATH}",
                         help="where agents are looked up, in order (default: pyha's own "
                              "agents, then %(default)s)")
@@ -246,13 +306,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="show the agents' output (secrets masked)")
     args = parser.parse_args(argv)
     action = "unfence" if args.unfence else "fence"
+    search = SYSTEM_PATH if args.system_agents else args.agent_path
     try:
         root = ET.parse(args.config).getroot()
         if args.dry_run:
-            sys.stdout.write(dry_run(root, args.node, args.unfence) + "\n")
+            sys.stdout.write(dry_run(root, args.node, args.unfence, search) + "\n")
             return 0
-        runner = Runner(SYSTEM_PATH if args.system_agents else args.agent_path,
-                        args.timeout, args.verbose)
+        runner = Runner(search, args.timeout, args.verbose)
         notes: list[str] = []
         ok = (unfence if args.unfence else fence)(root, args.node, runner, notes)
     except (OSError, ET.ParseError, ConfigError) as exc:

@@ -1,39 +1,35 @@
-"""The IPMI seam: one small session interface, three implementations.
+"""The IPMI seam: one small session interface, four implementations.
 
 :class:`IPMISession` is all a fence agent needs from a BMC: read the chassis
 power state and send one Chassis Control request, over **one** session that
-lives for the whole action.  Implementations:
+lives for the whole action.  :func:`open_session` picks the implementation
+once, from the configuration and the installed pyghmi, before the first
+packet is sent; an action never switches backend half-way.
 
-* :class:`PyghmiSession`, the real one: IPMI over LAN in-process through
-  pyghmi (RMCP+ with cipher suite 17 or 3; IPMI 1.5 only when the BMC has
-  nothing better and ``lanplus`` was not asked for).  No ipmitool process, so
-  no password in any argv.  Only ``pyghmi.ipmi.private.session`` is imported
-  (about half the cost of ``pyghmi.ipmi.command``), and only when an action
-  really talks to a BMC.
-* :class:`IpmitoolSession`, an optional backend for BMCs that pyghmi does not
-  get along with.  Each request is one ipmitool run; the password travels in
-  the environment (``-E`` / ``IPMI_PASSWORD``), the Kg key likewise (``-K`` /
+* :class:`PyghmiCommandSession`: IPMI over LAN in-process through pyghmi's
+  public interface (``pyghmi.ipmi.command.Command`` and its ``raw_command``).
+  Works with every pyghmi release pyha supports; pyghmi negotiates the cipher
+  suite itself (17, else 3).
+* :class:`PyghmiSession`: the same protocol through a subclass of pyghmi's
+  private session class, used only with the pyghmi releases listed in
+  :data:`TUNED_PYGHMI` (each one tested in CI).  It pins the cipher suites,
+  keeps login attempts apart, restarts a stalled login within the time
+  limit, and imports only pyghmi's session module with :mod:`ocf_lib.aes`
+  standing in for cryptography's AES (see README, "Fencing").
+* :class:`IpmitoolSession`, for ``ipmitool_path``, for cipher suites pyghmi
+  does not speak, and for a pinned suite when the tuned session is not
+  available.  Each request is one ipmitool run; the password travels in the
+  environment (``-E`` / ``IPMI_PASSWORD``), the Kg key likewise (``-K`` /
   ``IPMI_KGKEY``), never as ``-P`` / ``-y``.
 * :class:`LoopbackSession`, the test double: an in-memory chassis with
   scripted completion codes, behind the same interface.
 
+Host names are resolved once, in a worker thread under the login deadline
+(:func:`resolve`); the backends only ever see a numeric address.
+
 Completion codes and RMCP+ status codes are decoded into words
 (:func:`describe_cc`), so an operator reads "insufficient privilege level",
 not "0xd4".
-
-What pyha changes in pyghmi 1.5's session (in a subclass, nothing global):
-the cipher suites proposed; random session IDs per login attempt (pyghmi
-reuses fixed ones, so a late reply to an abandoned attempt passed for a new
-one); a reply its I/O thread took before the caller waited is processed at
-once (it used to wait for the 0.5-1 s retransmit timer: 1 run in 10 took
-0.7 s more); a login is restarted in growing slices of ``login_timeout``
-because a lost RAKP packet can stall pyghmi's handshake (and once the BMC has
-answered, for longer than login_timeout); a refused suite is never proposed
-again, even on a late reply; an idempotent request whose retransmit timer a
-late duplicate reply cancelled is sent again.  :mod:`ocf_lib.aes` replaces
-cryptography's AES import (about 70 ms).  Through a relay losing 20 % of the
-packets each way, 20 of 20 reboots with default settings succeeded (2-20 s,
-median about 6 s: pyghmi restarts its whole login on a lost packet).
 """
 
 from __future__ import annotations
@@ -124,6 +120,7 @@ class IPMIConfig:
         self.ipmitool = ipmitool
         self.ipmitool_timeout = ipmitool_timeout
         self.sudo = sudo
+        self.address = host  # numeric, once open_session has resolved host
 
 
 class IPMISession:
@@ -143,17 +140,132 @@ class IPMISession:
         pass
 
 
-def open_session(cfg: IPMIConfig, timeout: float, log: Logger,
-                 patience: float | None = None) -> IPMISession:
-    """The backend the configuration asks for: ipmitool if a path is set, else pyghmi.
+# pyghmi releases whose private session class PyghmiSession subclasses: each is
+# tested in CI (tests/pyghmi-versions.txt).  Any other release gets the public
+# interface.
+TUNED_PYGHMI = frozenset({"1.5.34", "1.5.70", "1.6.19"})
+_version: list[str | None] = []
 
-    ``timeout`` bounds the login while the BMC has not answered at all;
-    once it has (it is there, the network is only lossy), logging in may
-    go on for up to ``patience`` seconds.
+
+def pyghmi_version() -> str | None:
+    """The installed pyghmi's version, from its distribution metadata's directory name.
+
+    pyghmi's own ``pyghmi.version`` needs pbr and importlib.metadata (tens of
+    ms); the ``pyghmi-X.Y.Z.dist-info`` / ``.egg-info`` entry next to the
+    package says the same.  None when pyghmi is missing or unlabelled.
+    """
+    if _version:
+        return _version[0]
+    _version.append(_find_version())
+    return _version[0]
+
+
+def _find_version() -> str | None:
+    from .lazy import need
+
+    try:
+        pkg = need("pyghmi")
+    except ImportError:
+        return None
+    where = os.path.dirname(os.path.dirname(os.path.abspath(pkg.__file__ or "")))
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return None
+    for name in sorted(names):
+        for suffix in (".dist-info", ".egg-info"):
+            if name.startswith("pyghmi-") and name.endswith(suffix):
+                version = name[len("pyghmi-"):-len(suffix)]
+                return version.split("-")[0]  # egg-info may carry "-py3.11"
+    return None
+
+
+def resolve(host: str, timeout: float) -> str:
+    """A numeric address for ``host``: literals as they are, names through the
+    resolver in a worker thread, abandoned after ``timeout`` seconds (a dead DNS
+    server would otherwise hold the action in getaddrinfo for 5 s per try)."""
+    import _socket
+
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(family, host)
+            return host
+        except (OSError, ValueError):
+            pass
+    import threading
+
+    found: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            found.append(_socket.getaddrinfo(host, None, 0, _socket.SOCK_DGRAM))
+        except (OSError, UnicodeError, ValueError) as exc:
+            found.append(exc)
+
+    worker = threading.Thread(target=lookup, name="resolve", daemon=True)
+    worker.start()
+    worker.join(max(0.05, timeout))
+    if not found:
+        raise IPMITimeout(f"resolving {host!r} timed out after {timeout:.1f}s "
+                          "(the DNS server does not answer)")
+    result = found[0]
+    if isinstance(result, Exception):
+        why = result.args[-1] if result.args else type(result).__name__
+        raise IPMIError(f"cannot resolve {host!r}: {why}")
+    addrs = [entry[4][0] for entry in result]
+    v4 = [a for a in addrs if ":" not in a]
+    return (v4 or addrs)[0]
+
+
+def choose_backend(cfg: IPMIConfig, version: str | None = None) -> str:
+    """``"ipmitool"``, ``"tuned"`` or ``"public"``, decided before any packet is sent.
+
+    ipmitool when the configuration names it, when the cipher suite is one
+    pyghmi does not speak, or when a suite is pinned but only pyghmi's public
+    interface is available (it proposes 17, then 3, and has no knob).
+    ``version`` is the installed pyghmi's unless given.
     """
     if cfg.ipmitool:
+        return "ipmitool"
+    pinned = tuple(cfg.ciphers) != NATIVE_CIPHERS
+    native = all(c in NATIVE_CIPHERS for c in cfg.ciphers)
+    if native and version is None:
+        version = pyghmi_version()
+    if native and version in TUNED_PYGHMI:
+        return "tuned"
+    if native and not pinned:
+        return "public"
+    from .proc import which
+
+    tool = which("ipmitool")
+    if tool is None:
+        suite = cfg.ciphers[0] if cfg.ciphers else 0
+        why = ("pyha speaks suites 17 and 3 natively" if not native else
+               f"pyghmi {version or '(unknown version)'} cannot be told which suite to use")
+        raise IPMIError(f"cipher suite {suite} needs ipmitool ({why}), and ipmitool is not "
+                        "installed; install it or set ipmitool_path")
+    cfg.ipmitool = tool
+    return "ipmitool"
+
+
+def open_session(cfg: IPMIConfig, timeout: float, log: Logger,
+                 patience: float | None = None) -> IPMISession:
+    """The backend :func:`choose_backend` names, logged in.
+
+    ``timeout`` bounds the name lookup and the login while the BMC has not
+    answered at all; once it has (it is there, the network is only lossy),
+    logging in may go on for up to ``patience`` seconds (tuned backend).
+    """
+    started = time.monotonic()
+    backend = choose_backend(cfg)
+    cfg.address = resolve(cfg.host, timeout)
+    timeout = max(0.05, timeout - (time.monotonic() - started))
+    if backend == "ipmitool":
+        log.debug(f"IPMI backend: ipmitool ({cfg.ipmitool})")
         return IpmitoolSession(cfg, timeout, log)
-    return PyghmiSession(cfg, timeout, log, patience)
+    if backend == "tuned":
+        return PyghmiSession(cfg, timeout, log, patience, pyghmi_version() or "")
+    return PyghmiCommandSession(cfg, timeout, log, patience)
 
 
 # -- time limits around pyghmi -------------------------------------------------------
@@ -184,18 +296,19 @@ class _Alarm:
         _signal.signal(_signal.SIGALRM, self._old)
 
 
-def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int],
+def _pyghmi_session_class(version: str, ciphers: Sequence[int], tried: list[int],
                           answered: list[bool]) -> Any:
-    """A pyghmi Session that proposes exactly ``ciphers``, in that order.
+    """A pyghmi Session (of a release in TUNED_PYGHMI) that proposes exactly
+    ``ciphers``, in that order, with fresh session IDs for every attempt.
 
-    pyghmi 1.5 proposes suite 17 (SHA-256) and falls back to 3 (SHA-1) when the
+    pyghmi proposes suite 17 (SHA-256) and falls back to 3 (SHA-1) when the
     BMC refuses; it has no knob for either, so a subclass sets the starting
     suite and stops the fallback when only one suite is allowed.
     """
     from .aes import install
     from .lazy import need
 
-    install()  # AES-CBC from libcrypto instead of cryptography's whole backend (~70 ms)
+    install()  # AES-CBC from libcrypto instead of cryptography's whole OpenSSL backend
     base = need("pyghmi.ipmi.private.session").Session
     hash_of = {17: 256, 3: 1}
     order = [hash_of[c] for c in ciphers]  # shared by the attempts of one login
@@ -204,26 +317,6 @@ def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int],
     module = sys.modules[base.__module__]
 
     class Session(base):  # type: ignore[misc, valid-type]
-        def awaitresponse(self, retry: Any) -> None:
-            # pyghmi's I/O thread may take the reply off the socket before this
-            # thread has queued its wait; the reply then sits in pktqueue until
-            # the retransmit timer (0.5-1 s) wakes us.  Look at pktqueue first,
-            # and wait in short slices.
-            while retry and self.lastresponse is None and self.logged:
-                self.process_pktqueue()
-                if self.lastresponse is not None:
-                    break
-                left = self.expiration - module._monotonic_time()
-                module._io_wait(max(0.0, min(left, 0.02)), self.sockaddr)
-                while self.iterwaiters:
-                    self.iterwaiters.pop()({"success": True})
-                self.process_pktqueue()
-                with module.util.protect(module.WAITING_SESSIONS):
-                    if (self in self.waiting_sessions
-                            and self.expiration < module._monotonic_time()):
-                        self.waiting_sessions.pop(self, None)
-                        self._timedout()
-
         def _initsession(self) -> None:
             super()._initsession()
             self.attemptedhash = order[0]
@@ -255,7 +348,46 @@ def _pyghmi_session_class(ciphers: Sequence[int], tried: list[int],
                     self.attemptedhash = -1  # refused, and nothing left to propose
             return super()._got_rmcp_response(data)
 
-    return Session
+    if version == "1.5.34":
+        class Session134(Session):
+            def awaitresponse(self, retry: Any) -> None:
+                # pyghmi's I/O thread may take the reply off the socket before this
+                # thread has queued its wait; the reply then sits in pktqueue until
+                # the retransmit timer (0.5-1 s) wakes us.  Look at pktqueue first,
+                # and wait in short slices.
+                while retry and self.lastresponse is None and self.logged:
+                    self.process_pktqueue()
+                    if self.lastresponse is not None:
+                        break
+                    left = self.expiration - module._monotonic_time()
+                    module._io_wait(max(0.0, min(left, 0.02)), self.sockaddr)
+                    while self.iterwaiters:
+                        self.iterwaiters.pop()({"success": True})
+                    self.process_pktqueue()
+                    with module.util.protect(module.WAITING_SESSIONS):
+                        if (self in self.waiting_sessions
+                                and self.expiration < module._monotonic_time()):
+                            self.waiting_sessions.pop(self, None)
+                            self._timedout()
+
+        return Session134
+
+    class Session170(Session):
+        def awaitresponse(self, retry: Any, netfn: int, command: int) -> Any:
+            # As in 1.5.34, a reply the I/O thread queued before this thread
+            # registered its wait sits there until the retransmit timer: poll
+            # the queue in short slices up to that timer, then let pyghmi's
+            # own loop handle retransmits and re-logins.
+            clock = module._monotonic_time
+            while retry and module.unmatched(self.lastresponse, netfn, command):
+                self.process_pktqueue()
+                left = self.expiration - clock()
+                if not module.unmatched(self.lastresponse, netfn, command) or left <= 0:
+                    break
+                module._io_wait(min(left, 0.02), self.sockaddr)
+            return super().awaitresponse(retry, netfn, command)
+
+    return Session170
 
 
 def _retryable(text: str) -> bool:
@@ -270,7 +402,7 @@ def _forget_login(cls: Any, cfg: IPMIConfig) -> None:
     pyghmi hands a new Session for the same BMC and credentials the one still
     logging in; a fresh attempt must start from scratch.
     """
-    key = (cfg.host, cfg.username, cfg.password, cfg.port, cfg.kg)
+    key = (cfg.address, cfg.username, cfg.password, cfg.port, cfg.kg)
     stale = cls.initting_sessions.pop(key, None)
     if stale is not None:
         stale.broken = True
@@ -283,14 +415,168 @@ def _forget_login(cls: Any, cfg: IPMIConfig) -> None:
             del cls.bmc_handlers[addr]
 
 
-class PyghmiSession(IPMISession):
+class _PyghmiBase(IPMISession):
+    """What both pyghmi backends share: error wording and reply decoding."""
+
+    cfg: IPMIConfig
+    tried: list[int]
+
+    def _login_reason(self, text: str) -> str:
+        host = f"{self.cfg.host}:{self.cfg.port}"
+        low = text.lower()
+        if "timeout" in low or "timed out" in low or "no longer connected" in low and \
+                not self.tried:
+            return f"IPMI login to {host} timed out: the BMC did not answer"
+        if "password" in low or "unauthorized name" in low:
+            return f"IPMI login to {host} failed: wrong user name or password ({text})"
+        if self.tried and ("algorithm" in low or "cipher" in low or "no matching" in low):
+            tried = ", ".join(str(c) for c in self.tried)
+            return (f"IPMI login to {host} failed: the BMC accepts none of the cipher suites "
+                    f"pyha allows (tried {tried}; suite 0 is never used): {text}")
+        if "privilege" in low or "role" in low or "no longer connected" in low:
+            return (f"IPMI login to {host} failed: the BMC refused privilege level "
+                    f"'{self.cfg.privilege}' for user '{self.cfg.username}' ({text})")
+        return f"IPMI login to {host} failed: {text}"
+
+    def _decode(self, rsp: Any, what: str) -> bytes:
+        code = rsp.get("code", 0) if isinstance(rsp, dict) else 0
+        if isinstance(rsp, dict) and "error" in rsp and not code:
+            raise IPMIError(f"IPMI {what} on {self.cfg.host} failed: {rsp['error']}")
+        if code:
+            if code == 0xFFFF:
+                raise IPMITimeout(f"IPMI {what} on {self.cfg.host} timed out")
+            raise IPMIError(f"{self.cfg.host} refused {what}: {describe_cc(code)}", code)
+        return bytes(rsp.get("data", b"")) if isinstance(rsp, dict) else b""
+
+    def _request(self, netfn: int, command: int, data: Sequence[int], what: str,
+                 idempotent: bool = True) -> bytes:
+        raise NotImplementedError
+
+    def power_state(self) -> str:
+        data = self._request(0x00, 0x01, (), "Get Chassis Status")
+        if not data:
+            raise IPMIError(f"{self.cfg.host} sent an empty Get Chassis Status reply")
+        return "on" if data[0] & 1 else "off"
+
+    def chassis_control(self, request: int) -> None:
+        self._request(0x00, 0x02, (request,), f"Chassis Control ({CONTROL_NAMES[request]})",
+                      idempotent=request in (POWER_DOWN, POWER_UP))
+
+
+class PyghmiCommandSession(_PyghmiBase):
+    """pyghmi's public interface: ``Command`` logs in, ``raw_command`` asks.
+
+    Each call runs under a real-time alarm; when it fires the session is
+    abandoned (pyghmi retransmits and re-logs in on its own within the call).
+    """
+
+    cmd: Any
+
     def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger,
                  patience: float | None = None) -> None:
-        bad = [c for c in cfg.ciphers if c not in NATIVE_CIPHERS]
-        if bad or not cfg.ciphers:
-            raise IPMIError(
-                f"cipher suite {bad[0] if bad else 0} is not available natively "
-                f"(pyha speaks suites 17 and 3, never 0); set ipmitool_path to use ipmitool")
+        from .lazy import need
+
+        command = need("pyghmi.ipmi.command")
+        self._exc = need("pyghmi.exceptions").IpmiException
+        self.cfg = cfg
+        self.log = log
+        self.timeout = timeout
+        self.tried = []
+        self.cmd = None
+        self.bridge: Any = {"addr": cfg.target, "channel": 0} if cfg.target is not None else ()
+        self._command = command
+        self.patience = patience
+        started = time.monotonic()
+        self._login(timeout)
+        # Read-only, and absent-safe: which IPMI version the BMC granted.
+        version = getattr(self.cmd.ipmi_session, "ipmiversion", None)
+        if cfg.lanplus and version not in (None, 2.0):
+            self.close()
+            raise IPMIError(f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set")
+        if version not in (None, 2.0) and cfg.auth not in (None, "md5"):
+            self.close()
+            raise IPMIError(f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
+                            "(pyha speaks md5); set ipmitool_path to use ipmitool")
+        log.debug(f"IPMI session with {cfg.host}:{cfg.port} as '{cfg.username}' "
+                  f"({cfg.privilege}, pyghmi public interface, IPMI {version or '?'}) "
+                  f"in {time.monotonic() - started:.3f}s")
+
+    def _login(self, timeout: float) -> None:
+        started = time.monotonic()
+        end = started + timeout
+        cfg, log, patience = self.cfg, self.log, self.patience
+        what = f"IPMI login to {cfg.host}:{cfg.port}"
+        while True:
+            try:
+                with _Alarm(end - time.monotonic(), what):
+                    self.cmd = self._command.Command(
+                        bmc=cfg.address, userid=cfg.username, password=cfg.password,
+                        port=cfg.port, kg=cfg.kg, privlevel=PRIVILEGES[cfg.privilege],
+                        keepalive=False)
+                break
+            except IPMITimeout:
+                raise IPMITimeout(f"{what}: timed out after {timeout:.1f}s") from None
+            except self._exc as exc:
+                # pyghmi gave up on a login the BMC had answered (a lost RAKP
+                # packet on a lossy network): pyghmi has dropped that session,
+                # so a new Command starts afresh, within ``patience``.
+                text = str(exc)
+                if text in ("", "None") and patience:
+                    end = max(end, started + patience)
+                if text in ("", "None") and end - time.monotonic() >= 0.5:
+                    log.debug(f"{what}: failed without a reason, starting again")
+                    continue
+                raise IPMIError(self._login_reason(text)) from None
+            except OSError as exc:
+                raise IPMIError(f"{what} failed: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - pyghmi choking on a reply it did not expect
+                raise IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
+                                f"({type(exc).__name__}: {exc})") from None
+
+    def _request(self, netfn: int, command: int, data: Sequence[int], what: str,
+                 idempotent: bool = True) -> bytes:
+        label = f"IPMI {what} on {self.cfg.host}"
+        end = time.monotonic() + self.timeout
+        while True:
+            if self.cmd is None:
+                raise IPMIError("IPMI session is closed")
+            try:
+                with _Alarm(end - time.monotonic(), label):
+                    rsp = self.cmd.raw_command(netfn=netfn, command=command, data=list(data),
+                                               bridge_request=self.bridge)
+                return self._decode(rsp, what)
+            except IPMITimeout:
+                self.cmd = None  # interrupted mid-request: never reuse it
+                raise IPMITimeout(f"{label}: timed out after {self.timeout:.1f}s") from None
+            except self._exc as exc:
+                text = str(exc)
+                lost = "timeout" in text.lower() or "no longer connected" in text.lower()
+                if not lost:
+                    raise IPMIError(f"{label} failed: {text}") from None
+                if not idempotent or end - time.monotonic() < 1.0:
+                    raise IPMITimeout(f"{label} timed out ({text})") from None
+            # pyghmi dropped the session on a lossy network: log in again and
+            # repeat the request, which is safe to do twice.
+            self.log.debug(f"{label}: session lost, logging in again")
+            self._login(end - time.monotonic())
+
+    def close(self) -> None:
+        cmd, self.cmd = self.cmd, None
+        if cmd is None:
+            return
+        try:
+            with _Alarm(min(self.timeout, 2.0), "IPMI logout"):
+                cmd.ipmi_session.logout()
+        except Exception as exc:  # noqa: BLE001 - a failed Close Session changes nothing
+            self.log.debug(f"IPMI logout from {self.cfg.host}: {exc}")
+
+
+class PyghmiSession(_PyghmiBase):
+    """The tuned session: a subclass of the private session class of a pyghmi
+    release in TUNED_PYGHMI (``version``), see :func:`_pyghmi_session_class`."""
+
+    def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger,
+                 patience: float | None, version: str) -> None:
         self.cfg = cfg
         self.log = log
         self.timeout = timeout
@@ -301,7 +587,7 @@ class PyghmiSession(IPMISession):
             bridge = {"addr": cfg.target, "channel": 0}
         self.bridge = bridge
         answered = [False]
-        cls = _pyghmi_session_class(cfg.ciphers, self.tried, answered)
+        cls = _pyghmi_session_class(version, cfg.ciphers, self.tried, answered)
         need_exc = __import__("pyghmi.exceptions", fromlist=["IpmiException"])
         self._exc = need_exc.IpmiException
         started = time.monotonic()
@@ -321,7 +607,7 @@ class PyghmiSession(IPMISession):
             share += 0.5
             try:
                 with _Alarm(min(share, left), what):
-                    self.sess = cls(cfg.host, cfg.username, cfg.password, port=cfg.port,
+                    self.sess = cls(cfg.address, cfg.username, cfg.password, port=cfg.port,
                                     kg=cfg.kg, privlevel=PRIVILEGES[cfg.privilege],
                                     keepalive=False)
                 break
@@ -339,35 +625,22 @@ class PyghmiSession(IPMISession):
                 raise IPMIError(self._login_reason(text)) from None
             except OSError as exc:
                 raise IPMIError(f"{what} failed: {exc}") from None
-        version = getattr(self.sess, "ipmiversion", 2.0)
+            except Exception as exc:  # noqa: BLE001 - pyghmi choking on a reply it did not expect
+                raise IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
+                                f"({type(exc).__name__}: {exc})") from None
+        granted = getattr(self.sess, "ipmiversion", None) or 2.0
         suite = self.tried[-1] if self.tried else None
-        if cfg.lanplus and version != 2.0:
+        if cfg.lanplus and granted != 2.0:
             self.close()
             raise IPMIError(f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set")
-        if version != 2.0 and cfg.auth not in (None, "md5"):
+        if granted != 2.0 and cfg.auth not in (None, "md5"):
             self.close()
             raise IPMIError(f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
                             "(pyha speaks md5); set ipmitool_path to use ipmitool")
-        kind = f"RMCP+ cipher suite {suite}" if version == 2.0 else "IPMI 1.5 (MD5)"
+        kind = f"RMCP+ cipher suite {suite}" if granted == 2.0 else "IPMI 1.5 (MD5)"
         log.debug(f"IPMI session with {cfg.host}:{cfg.port} as '{cfg.username}' "
-                  f"({cfg.privilege}, {kind}) in {time.monotonic() - started:.3f}s")
-
-    def _login_reason(self, text: str) -> str:
-        host = f"{self.cfg.host}:{self.cfg.port}"
-        low = text.lower()
-        if "timeout" in low or "timed out" in low or "no longer connected" in low and \
-                not self.tried:
-            return f"IPMI login to {host} timed out: the BMC did not answer"
-        if "password" in low or "unauthorized name" in low:
-            return f"IPMI login to {host} failed: wrong user name or password ({text})"
-        if self.tried and ("algorithm" in low or "cipher" in low or "no matching" in low):
-            tried = ", ".join(str(c) for c in self.tried)
-            return (f"IPMI login to {host} failed: the BMC accepts none of the cipher suites "
-                    f"pyha allows (tried {tried}; suite 0 is never used): {text}")
-        if "privilege" in low or "role" in low or "no longer connected" in low:
-            return (f"IPMI login to {host} failed: the BMC refused privilege level "
-                    f"'{self.cfg.privilege}' for user '{self.cfg.username}' ({text})")
-        return f"IPMI login to {host} failed: {text}"
+                  f"({cfg.privilege}, {kind}, tuned pyghmi {version} session) "
+                  f"in {time.monotonic() - started:.3f}s")
 
     def _request(self, netfn: int, command: int, data: Sequence[int], what: str,
                  idempotent: bool = True) -> bytes:
@@ -396,36 +669,21 @@ class PyghmiSession(IPMISession):
                 if "timeout" in text.lower() or "no longer connected" in text.lower():
                     raise IPMITimeout(f"{label} timed out ({text})") from None
                 raise IPMIError(f"{label} failed: {text}") from None
-        code = rsp.get("code", 0) if isinstance(rsp, dict) else 0
-        if isinstance(rsp, dict) and "error" in rsp and not code:
-            raise IPMIError(f"IPMI {what} on {self.cfg.host} failed: {rsp['error']}")
-        if code:
-            if code == 0xFFFF:
-                raise IPMITimeout(f"IPMI {what} on {self.cfg.host} timed out")
-            raise IPMIError(f"{self.cfg.host} refused {what}: {describe_cc(code)}", code)
-        return bytes(rsp.get("data", b""))
+        return self._decode(rsp, what)
 
     def _abandon_request(self) -> None:
         """Forget the request an alarm interrupted, so the session takes a new one."""
         sess = self.sess
         sess.incommand = False
         sess.lastpayload = None
+        sess.onlogpayload = None  # 1.5.70+: else a re-login would send it again
         sess.lastresponse = None
-        module = sys.modules[type(sess).__mro__[1].__module__]
+        module = next(sys.modules[k.__module__] for k in type(sess).__mro__
+                      if k.__module__.startswith("pyghmi."))
         with module.util.protect(module.WAITING_SESSIONS):
             sess.waiting_sessions.pop(sess, None)
         while sess.evq:
             sess.evq.popleft().set()
-
-    def power_state(self) -> str:
-        data = self._request(0x00, 0x01, (), "Get Chassis Status")
-        if not data:
-            raise IPMIError(f"{self.cfg.host} sent an empty Get Chassis Status reply")
-        return "on" if data[0] & 1 else "off"
-
-    def chassis_control(self, request: int) -> None:
-        self._request(0x00, 0x02, (request,), f"Chassis Control ({CONTROL_NAMES[request]})",
-                      idempotent=request in (POWER_DOWN, POWER_UP))
 
     def close(self) -> None:
         sess, self.sess = self.sess, None
@@ -461,7 +719,7 @@ class IpmitoolSession(IPMISession):
         c = self.cfg
         argv = [c.sudo, "-n", "--preserve-env=IPMI_PASSWORD,IPMI_KGKEY"] if c.sudo else []
         argv += [c.ipmitool or "ipmitool", "-I", "lanplus" if c.lanplus else "lan",
-                 "-H", c.host, "-p", str(c.port)]
+                 "-H", c.address, "-p", str(c.port)]
         if c.target is not None:
             argv += ["-t", f"0x{c.target:02x}"]
         if c.username:

@@ -1,11 +1,11 @@
 """Third-party libraries, imported only when an action needs them.
 
-The agents run as ``python3 -IS``: no site-packages scan at start-up, which
-saves ~9 ms on every monitor.  The first time an action really needs lxml,
+The agents run as ``python3 -IS``: no site-packages scan at start-up, a
+saving on every monitor (docs/design.md).  The first time an action really needs lxml,
 pyroute2, libvirt, pexpect or pyghmi, :func:`need` appends the interpreter's
 package directories to ``sys.path`` and imports it.  It does not run
-``site.main()``: that processes every ``.pth`` file on the system and cost
-~12 ms here, more than the whole monitor; none of our libraries needs a
+``site.main()``: that processes every ``.pth`` file on the system and costs
+more than the whole monitor; none of our libraries needs a
 ``.pth``.  Only when a library is still missing does it fall back to
 ``site.main()``.  Under pytest (site already loaded) it is a plain import.
 """

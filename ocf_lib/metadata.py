@@ -19,17 +19,67 @@ Variants of OCF metadata:
 Built with ElementTree (never by string formatting), so every description
 and default is escaped.  Not on any hot path: ``meta-data`` prints the
 pre-generated files in ``metadata/``.
+
+An agent is read through the attributes listed in :class:`DescribedAgent`
+(resource agents) and :class:`DescribedFenceAgent` (fence agents), which
+:class:`ocf_lib.ocf.ResourceAgent` and :class:`ocf_lib.fence.FenceAgent`
+provide.  This module imports neither runtime, so the runtimes can import
+it without a cycle.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
-    from .fence import FenceAgent
-    from .ocf import ResourceAgent
+    from collections.abc import Mapping, Sequence
+    from typing import Protocol
+
     from .params import Param
+
+    class AdvertisedAction(Protocol):
+        @property
+        def name(self) -> str: ...
+        @property
+        def advertise(self) -> Sequence[Mapping[str, str]]: ...
+
+    class Described(Protocol):
+        """What every agent's metadata and manpage read."""
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def shortdesc(self) -> str: ...
+        @property
+        def longdesc(self) -> str: ...
+        @property
+        def params(self) -> Sequence[Param]: ...
+
+    class DescribedAgent(Described, Protocol):
+        """A resource agent, as OCF metadata and manpages read it."""
+
+        @property
+        def version(self) -> str: ...
+        @property
+        def ocf_version(self) -> str: ...
+        @property
+        def actions(self) -> Mapping[str, AdvertisedAction]: ...
+        @property
+        def rgmanager_primary(self) -> str | None: ...
+
+    class DescribedFenceAgent(Described, Protocol):
+        """A fence agent, as fence metadata and manpages read it."""
+
+        @property
+        def vendor_url(self) -> str: ...
+        @property
+        def alias_shortdesc(self) -> Mapping[str, str]: ...
+        @property
+        def alias_defaults(self) -> Mapping[str, Mapping[str, str]]: ...
+        @property
+        def unfence_on_start(self) -> bool: ...
+        def action_names(self) -> list[str]: ...
 
 OCF10_ACTIONS = frozenset((
     "start", "stop", "recover", "monitor", "restart", "migrate_to", "migrate_from", "promote",
@@ -50,7 +100,7 @@ def _serialise(root: ET.Element, declaration: str = '<?xml version="1.0"?>\n',
     return declaration + doctype + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def ocf_metadata(agent: ResourceAgent, variant: str = "ocf-1.1") -> str:
+def ocf_metadata(agent: DescribedAgent, variant: str = "ocf-1.1") -> str:
     if variant not in ("ocf-1.1", "ocf-1.0", "rgmanager"):
         raise ValueError(f"unknown metadata variant {variant}")
     modern = variant == "ocf-1.1"
@@ -105,7 +155,7 @@ def ocf_metadata(agent: ResourceAgent, variant: str = "ocf-1.1") -> str:
                       if not modern else "")
 
 
-def _rgmanager_actions(agent: ResourceAgent, actions: ET.Element) -> None:
+def _rgmanager_actions(agent: DescribedAgent, actions: ET.Element) -> None:
     """The entries rgmanager acts on, which the OCF ones do not give it.
 
     rgmanager schedules only actions *named* ``status`` (one per depth, at
@@ -144,7 +194,7 @@ def fence_getopt(p: Param) -> str:
     return f"--{p.longopt}{value}"
 
 
-def fence_metadata(agent: FenceAgent, name: str | None = None) -> str:
+def fence_metadata(agent: DescribedFenceAgent, name: str | None = None) -> str:
     """Fence-agent metadata in the shape pacemaker-fenced, pcs and crmsh read.
 
     Like fence-agents, a parameter with a legacy stdin name (``ipaddr``) is
@@ -203,7 +253,7 @@ def _roff(text: str) -> str:
     return "\n".join(lines)
 
 
-def ocf_manpage(agent: ResourceAgent, provider: str = "pyha") -> str:
+def ocf_manpage(agent: DescribedAgent, provider: str = "pyha") -> str:
     out = [
         f'.TH {agent.name.upper()} 7 "" "{provider}" "OCF resource agents"',
         ".SH NAME",
@@ -237,7 +287,7 @@ def ocf_manpage(agent: ResourceAgent, provider: str = "pyha") -> str:
     return "\n".join(out)
 
 
-def fence_manpage(agent: FenceAgent, name: str | None = None) -> str:
+def fence_manpage(agent: DescribedFenceAgent, name: str | None = None) -> str:
     name = name or agent.name
     out = [
         f'.TH {name.upper()} 8 "" "pyha" "Fence agents"',

@@ -116,6 +116,30 @@ def at(mounts: list[Mount], mountpoint: str) -> Mount | None:
     return found
 
 
+def resolve_mountpoint(path: str, table: list[Mount]) -> str:
+    """``path`` with every symlink resolved, as the kernel will see the mount point.
+
+    The last component is never stat()ed while it is a mount point in ``table``
+    (that stat would be answered by the mounted filesystem, and hangs on a dead
+    NFS server); a symlink cannot be a mount point, so readlink() is asked only
+    about paths that are not.  Raises OSError (ELOOP) on a symlink loop.
+    """
+    points = {m.mountpoint for m in table}
+    for _ in range(40):  # the kernel's own limit on symlinks in one lookup
+        parent, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            return os.path.realpath(path)  # a directory above: not this mount point
+        path = os.path.join(os.path.realpath(parent), name)
+        if path in points:
+            return path
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return path  # not a symlink (or not there yet: start creates it)
+        path = os.path.join(os.path.dirname(path), target)
+    raise OSError(40, "Too many levels of symbolic links", path)
+
+
 def below(mounts: list[Mount], mountpoint: str) -> list[Mount]:
     """Mounts strictly below ``mountpoint``, deepest first (the unmount order)."""
     prefix = mountpoint.rstrip("/") + "/"
@@ -132,6 +156,73 @@ def block_dev(path: str) -> tuple[int, int] | None:
     if (st.st_mode & 0o170000) != 0o060000:
         return None
     return (os.major(st.st_rdev), os.minor(st.st_rdev))
+
+
+# -- is this mount that device's filesystem? ------------------------------------
+
+def _kernel_name(dev: tuple[int, int]) -> str:
+    """The kernel's name of a block device ("loop3", "dm-0"), or "" when unknown."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/dev/block/{dev[0]}:{dev[1]}"))
+    except OSError:
+        return ""
+
+
+def btrfs_members(dev: tuple[int, int]) -> frozenset[str] | None:
+    """Kernel names of every device of the btrfs filesystem that ``dev`` belongs to
+    (from /sys/fs/btrfs/<UUID>/devices), or None when the kernel knows none."""
+    name = _kernel_name(dev)
+    try:
+        fsids = os.listdir("/sys/fs/btrfs") if name else []
+    except OSError:
+        return None
+    for fsid in fsids:
+        try:
+            members = os.listdir(f"/sys/fs/btrfs/{fsid}/devices")
+        except OSError:
+            continue
+        if name in members:
+            return frozenset(members)
+    return None
+
+
+_block_types: list[frozenset[str]] = []
+
+
+def block_types() -> frozenset[str]:
+    """Filesystem types that live on a block device (those /proc/filesystems lists
+    without "nodev"); anything else (tmpfs, nfs, nsfs...) has none behind it."""
+    if not _block_types:
+        try:
+            with open("/proc/filesystems", encoding="ascii", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return frozenset()
+        _block_types.append(frozenset(line.split()[-1] for line in lines
+                                      if line.strip() and not line.startswith("nodev")))
+    return _block_types[0]
+
+
+def same_filesystem(m: Mount, dev: tuple[int, int]) -> bool | None:
+    """Is ``m`` a mount of the filesystem on block device ``dev``?  True or False only
+    when the kernel proves it; None when it cannot tell.
+
+    A block-backed superblock carries its device's number, but btrfs (and anything
+    else with an anonymous ``0:N``) never does: there the mount's source, or the
+    btrfs filesystem's member list (its UUID directory in sysfs), decides.
+    """
+    if m.major != 0:
+        return m.dev == dev
+    types = block_types()
+    if types and m.fstype not in types and not m.fstype.startswith("fuse"):
+        return False  # no block device behind it at all, whatever its source says
+    source = block_dev(m.source) if m.source.startswith("/") else None
+    if source == dev:
+        return True
+    if m.fstype == "btrfs":
+        members = btrfs_members(source) if source is not None else None
+        return None if members is None else _kernel_name(dev) in members
+    return None
 
 
 # -- who holds a mount -----------------------------------------------------------

@@ -3,22 +3,21 @@
 One small rtnetlink client written on ``_socket`` and ``struct`` (both built
 into the interpreter), used by every action, reads and writes alike.
 
-Why not pyroute2, and why not ``ip``?  Measured on the project machine
-(Debian 12, Python 3.11, 2 cores; medians):
-
-* ``import pyroute2`` + ``IPRoute()``: 180-230 ms, ten times a whole monitor;
-* one ``ip -o addr show`` fork+exec from Python: ~2.5 ms, and ``start``
-  would need 3-4 of them (route list, addr add, link up, addr show);
-* this module: import ~1 ms; an RTM_GETADDR dump ~0.1 ms; a route dump ~0.1 ms;
-  an RTM_NEWADDR with ACK ~0.1 ms.
-
-So the monitor/probe path and start/stop all talk netlink directly: no fork,
+Why not pyroute2, and why not ``ip``?  Importing pyroute2 costs many times
+a whole monitor; each ``ip`` run is a fork+exec, and ``start`` would need
+several (route list, addr add, link up, addr show); a request over this
+module's own socket costs a small fraction of either (docs/design.md has
+the measurements).  So the monitor/probe path and start/stop all talk netlink directly: no fork,
 no third-party import.  The price is this file; the kernel ABI it encodes
 (``linux/rtnetlink.h``, ``if_addr.h``, ``if_link.h``) is stable.
 
-A test double only needs the same functions: :func:`addresses`,
-:func:`links`, :func:`routes`, :func:`add_address`, :func:`del_address`,
-:func:`set_link_up`.
+A dump the kernel flags ``NLM_F_DUMP_INTR`` (the table changed under it) is
+taken again a bounded number of times, then :class:`DumpInterrupted` is raised:
+an inconsistent dump can miss an address, and an agent must never answer
+"not running" from one.
+
+The transport is :data:`socket_factory`; a loopback double that replays
+prepared replies can stand in for the kernel there.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ import struct
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 AF_INET = 2
 AF_INET6 = 10
@@ -42,6 +42,7 @@ RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_GETROUTE = 26
 _F_REQUEST, _F_ACK, _F_DUMP = 0x1, 0x4, 0x300
+_F_DUMP_INTR = 0x10
 _F_EXCL, _F_CREATE = 0x200, 0x400
 
 # Address attributes and flags (linux/if_addr.h).
@@ -231,14 +232,27 @@ def _attrs(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
+def _route_socket() -> _socket.socket:
+    sock = _socket.socket(_AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, _NETLINK_ROUTE)
+    sock.bind((0, 0))
+    return sock
+
+
+# The seam's transport: what every request is sent over.  Tests may put a loopback
+# double here (an object with send, recv and close).
+socket_factory: Callable[[], Any] = _route_socket
+
+# Dumps retaken because the kernel flagged them interrupted (for tests and bench).
+stats = {"interrupted": 0}
+
+
 class _Channel:
     """One NETLINK_ROUTE socket; used for a single request, then closed."""
 
     def __init__(self) -> None:
-        self.sock = _socket.socket(_AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
-                                   _NETLINK_ROUTE)
-        self.sock.bind((0, 0))
+        self.sock = socket_factory()
         self.seq = int.from_bytes(os.urandom(2), "big") + 1
+        self.interrupted = False
 
     def close(self) -> None:
         self.sock.close()
@@ -259,13 +273,15 @@ class _Channel:
             data = self.sock.recv(1 << 17)
             offset = 0
             while offset + _NLMSGHDR.size <= len(data):
-                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                length, mtype, mflags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
                 if length < _NLMSGHDR.size:
                     return
                 payload = data[offset + _NLMSGHDR.size: offset + length]
                 offset += (length + 3) & ~3
                 if mseq != seq:
                     continue
+                if mflags & _F_DUMP_INTR:  # the table changed while it was being dumped
+                    self.interrupted = True
                 if mtype == _NLMSG_DONE:
                     return
                 if mtype == _NLMSG_ERROR:
@@ -278,9 +294,25 @@ class _Channel:
                     return
 
 
-def _dump(kind: int, body: bytes) -> Iterator[tuple[int, bytes]]:
-    with _Channel() as chan:
-        yield from chan.request(kind, _F_DUMP, body)
+DUMP_ATTEMPTS = 5
+
+
+class DumpInterrupted(NetlinkError):
+    """Every attempt at a dump was interrupted by concurrent changes: no consistent view."""
+
+
+def _dump(kind: int, body: bytes) -> list[tuple[int, bytes]]:
+    """A complete, consistent dump.  A dump the kernel flags NLM_F_DUMP_INTR may have
+    skipped or repeated entries (an address can be missing): take it again, a bounded
+    number of times, then give up with DumpInterrupted rather than answer from it."""
+    for _attempt in range(DUMP_ATTEMPTS):
+        with _Channel() as chan:
+            replies = list(chan.request(kind, _F_DUMP, body))
+            if not chan.interrupted:
+                return replies
+        stats["interrupted"] += 1
+    raise DumpInterrupted(4, f"netlink dump interrupted {DUMP_ATTEMPTS} times by concurrent "
+                             "changes; no consistent view")  # 4: EINTR
 
 
 def _do(kind: int, flags: int, body: bytes) -> None:
@@ -388,24 +420,17 @@ def routes(family: int, table: int = RT_TABLE_MAIN) -> list[Route]:
     return found
 
 
-PROTOCOLS = {"kernel": 2, "boot": 3, "static": 4, "ra": 9, "zebra": 11, "bird": 12,
-             "dhcp": 16}
-
-
 def best_route(ip: str, *, prefix: int | None = None, oif: int | None = None,
-               proto: str | None = None) -> Route | None:
+               proto: int | None = None) -> Route | None:
     """The route that places ``ip`` (upstream's findif, without gawk or forks).
 
     Main table, unicast, never a default route; optionally only via ``oif``,
-    of protocol ``proto`` (name or number), and at most as narrow as
+    of protocol number ``proto``, and at most as narrow as
     ``prefix`` (a route must contain the whole ``ip/prefix``).  The longest
     prefix wins, then the lowest metric.  127/8 addresses fall back to the
     local table, where loopback routes live.
     """
     family = family_of(ip)
-    want_proto = None
-    if proto:
-        want_proto = int(proto) if proto.isdigit() else PROTOCOLS.get(proto, -1)
     tables = [(RT_TABLE_MAIN, RTN_UNICAST)]
     if family == AF_INET and pack_ip(ip)[0] == 127:
         tables.append((RT_TABLE_LOCAL, RTN_LOCAL))
@@ -416,7 +441,7 @@ def best_route(ip: str, *, prefix: int | None = None, oif: int | None = None,
                 continue
             if oif is not None and r.oif != oif:
                 continue
-            if want_proto is not None and r.protocol != want_proto:
+            if proto is not None and r.protocol != proto:
                 continue
             if prefix is not None and r.dst_len > prefix:
                 continue

@@ -12,9 +12,14 @@ must never get wrong:
 
 * actions come from ``argv[1]``; an unknown one returns 3;
 * ``meta-data`` and ``usage`` need no environment and no privileges;
-* parameters are validated once, with one clear message per bad value; an
-  invalid configuration fails ``start``/``validate-all`` with 6, but ``stop``
-  is still attempted and never fails because of validation;
+* parameters are validated once (their types, then the agent's declared
+  cross-field validators), with one clear message per bad value; an invalid
+  configuration fails ``start``/``validate-all``/``monitor`` with 6;
+* ``stop`` ignores the parameters it does not need: an invalid one falls back
+  to its declared default.  When a parameter that *identifies* the resource
+  is unusable, stop cannot know what to stop: it succeeds only if the agent's
+  declared absence proof (state recorded at start, the kernel) shows nothing
+  is running, and fails otherwise;
 * failures print one ``ocf-exit-reason:`` line on stderr; no traceback ever
   reaches the caller;
 * every external call is bounded by one :class:`Deadline` taken from
@@ -28,31 +33,33 @@ from __future__ import annotations
 import os
 import sys
 
-from . import codes
-from .deadline import Deadline
+from . import codes, runtime
 from .log import Logger
 from .params import Param, ParamError, parse
+from .runtime import ActionContext, Agent, AgentError, Deadline, Failure, run_guarded
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not worth importing on hot paths
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, NoReturn, TypeVar
+
+    from .params import Values
 
     Handler = Callable[["Context"], int]
     H = TypeVar("H", bound=Handler)
+    Validator = Callable[[Values], Iterable[ParamError]]
+    AbsenceProof = Callable[["Context"], bool]
 
 # rgmanager (and LSB habit) names -> OCF names.
 ACTION_ALIASES = {"status": "monitor", "verify-all": "validate-all", "migrate": "migrate_to"}
 BUILTIN_ACTIONS = ("meta-data", "usage", "help", "methods")
 
 
-class OCFError(Exception):
+class OCFError(AgentError):
     """Raise from an action to end it with ``rc`` and a one-line ``reason``."""
 
     def __init__(self, rc: int, reason: str) -> None:
-        super().__init__(reason)
-        self.rc = rc
-        self.reason = reason
+        super().__init__(reason, rc)
 
 
 def fail(rc: int, reason: str) -> NoReturn:
@@ -74,31 +81,20 @@ class Action:
         self.advertise = advertise
 
 
-class ResourceAgent:
-    def __init__(
-        self,
-        name: str,
-        *,
-        shortdesc: str,
-        longdesc: str,
-        params: Sequence[Param],
-        version: str = "1.0",
-        ocf_version: str = "1.1",
-        promotable: bool = False,
-        rgmanager_primary: str | None = None,
-    ) -> None:
-        self.name = name
-        self.shortdesc = shortdesc
-        self.longdesc = longdesc
-        self.params = list(params)
-        self.version = version
+class ResourceAgent(Agent):
+    def __init__(self, name: str, *, shortdesc: str, longdesc: str, params: Sequence[Param],
+                 version: str = "1.0", ocf_version: str = "1.1", promotable: bool = False,
+                 rgmanager_primary: str | None = None,
+                 validators: Sequence[Validator] = ()) -> None:
+        super().__init__(name, shortdesc=shortdesc, longdesc=longdesc, params=params,
+                         version=version)
         self.ocf_version = ocf_version
         self.promotable = promotable
         self.rgmanager_primary = rgmanager_primary
         self.actions: dict[str, Action] = {}
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{name}: a parameter is declared twice")
+        # Cross-field checks; they run once every parameter converted cleanly.
+        self.validators = list(validators)
+        self.absence_proof: AbsenceProof | None = None
 
     # -- declaration --------------------------------------------------------
 
@@ -120,6 +116,18 @@ class ResourceAgent:
 
         return register
 
+    def validator(self, check: Validator) -> Validator:
+        """Declare a cross-field check: ``check(values)`` yields :class:`ParamError`."""
+        self.validators.append(check)
+        return check
+
+    def proves_absent(self, proof: AbsenceProof) -> AbsenceProof:
+        """Declare how stop proves the resource absent when a parameter that
+        identifies it is unusable (e.g. from the state recorded at start).
+        ``proof(ctx)`` returns True only when nothing can be running."""
+        self.absence_proof = proof
+        return proof
+
     def check_levels(self) -> list[int]:
         """The OCF_CHECK_LEVEL depths the monitor advertises (always including 0)."""
         levels = {0}
@@ -139,15 +147,8 @@ class ResourceAgent:
 
     # -- running ------------------------------------------------------------
 
-    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
-        if "PATH" not in os.environ:  # rgmanager gives agents no PATH at all
-            os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-        rc = self.run(list(sys.argv if argv is None else argv), os.environ)
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        sys.exit(rc)
+    def process(self, argv: list[str]) -> int:
+        return self.run(argv, os.environ)
 
     def usage(self) -> str:
         names = sorted(set(self.actions) | {"meta-data", "usage"})
@@ -180,6 +181,14 @@ class ResourceAgent:
             return _exit_reason(env, None, codes.ERR_UNIMPLEMENTED,
                                 f"action '{requested}' is not supported by {self.name}")
         ctx = Context(self, name, argv, env)
+        if "OCF_RESKEY_trace_ra" in env or "OCF_TRACE_RA" in env:
+            from . import trace
+
+            if trace.wanted(env):
+                trace.begin(ctx)
+                rc = ctx.execute(action)
+                trace.end(ctx, rc)
+                return rc
         return ctx.execute(action)
 
     def _recover(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
@@ -206,7 +215,7 @@ def is_rgmanager_call(argv: Sequence[str], env: Mapping[str, str]) -> bool:
         or "OCF_RESKEY_RGMANAGER_meta_timeout" in env
 
 
-class Context:
+class Context(ActionContext):
     """Everything an action needs, derived once from argv and the environment."""
 
     def __init__(self, agent: ResourceAgent, action: str, argv: Sequence[str],
@@ -222,9 +231,17 @@ class Context:
             self.instance = self.instance[len(agent.name) + 1:].replace("/", "_") or agent.name
         self.log = Logger(f"{agent.name}({self.instance})", env)
         self.params, self.param_errors = parse(agent.params, self.reskey)
-        for p in agent.params:
-            if p.secret and p.name in self.params.raw:
-                self.log.add_secret(self.params.raw[p.name])
+        self.register_secrets(agent.params, self.params.raw)
+        if not self.param_errors:
+            for check in agent.validators:
+                self.param_errors.extend(check(self.params))
+        # Values tolerated for compatibility (params.Lenient): said once per action,
+        # but not every few seconds by a recurring monitor.
+        for text in self.params.warnings:
+            if action == "monitor" and (self.meta("interval") or "0") != "0":
+                self.log.debug(text)
+            else:
+                self.log.warning(text)
         rg_timeout = env.get("OCF_RESKEY_RGMANAGER_meta_timeout")
         if rg_timeout and rg_timeout.isdigit():
             self.deadline = Deadline.from_timeout_ms(str(int(rg_timeout) * 1000))
@@ -284,14 +301,6 @@ class Context:
 
     # -- doing things -------------------------------------------------------
 
-    def run(self, argv: Sequence[str], **kwargs: Any) -> Any:
-        """:func:`ocf_lib.proc.run` bounded by this action's deadline and logger."""
-        from .proc import run
-
-        kwargs.setdefault("deadline", self.deadline)
-        kwargs.setdefault("log", self.log)
-        return run(argv, **kwargs)
-
     def fail(self, rc: int, reason: str) -> NoReturn:
         raise OCFError(rc, reason)
 
@@ -300,46 +309,83 @@ class Context:
     def execute(self, action: Action) -> int:
         errors = self.param_errors
         self.log.debug(f"{self.action} begins ({self.deadline})")
-        if errors:
-            # Every bad value once; the first is logged with the exit reason below.
-            for err in errors if self.action == "stop" else errors[1:]:
+        if errors and self.action == "stop":
+            rc = self._stop_despite(errors)
+            if rc is not None:
+                return rc
+        elif errors:
+            for err in errors[1:]:  # the first is logged with the exit reason
                 self.log.error(str(err))
-            if self.action == "stop":
-                # Stop must be attempted even with a broken configuration; the
-                # agent's stop uses what it can and treats the rest as absent.
-                self.log.warning("stop proceeds despite invalid parameters")
-            else:
-                return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(errors[0]))
-        try:
-            rc = action.handler(self)
-        except OCFError as exc:
-            if self.action == "stop" and errors and exc.rc == codes.ERR_CONFIGURED:
-                self.log.warning(f"stop: {exc.reason}; nothing this agent could have started")
-                return codes.SUCCESS
-            return _exit_reason(self.env, self.log, exc.rc, exc.reason)
-        except ParamError as exc:
-            if self.action == "stop":
-                self.log.warning(f"stop: {exc}; nothing this agent could have started")
-                return codes.SUCCESS
-            return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(exc))
-        except Exception as exc:  # noqa: BLE001 - the last line of defence
-            from .proc import CommandNotFound, CommandTimeout
-
-            if isinstance(exc, CommandNotFound):
-                return _exit_reason(self.env, self.log, codes.ERR_INSTALLED, str(exc))
-            if isinstance(exc, CommandTimeout):
-                return _exit_reason(self.env, self.log, codes.ERR_GENERIC, str(exc))
-            self.log.debug(_traceback_text())
-            return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
-                                f"internal error in {self.action}: {type(exc).__name__}: {exc}")
-        if not isinstance(rc, int):  # a handler that forgot to return: never a traceback
-            return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
-                                f"internal error in {self.action}: returned {rc!r}, not an "
-                                "exit code")
+            return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED, str(errors[0]))
+        rc = run_guarded(lambda: action.handler(self), self._report, self.log)
         if self.action == "stop" and rc == codes.NOT_RUNNING:
             rc = codes.SUCCESS  # 7 from stop is a stop failure to Pacemaker; stopped is success
+        if self.action == "stop" and rc == codes.SUCCESS:
+            proc = sys.modules.get("ocf_lib.proc")
+            left = getattr(proc, "abandoned", None)
+            if left:  # e.g. a umount in D state may still complete, or not: unproven
+                return _exit_reason(self.env, self.log, codes.ERR_GENERIC,
+                                    f"stop cannot be confirmed: {left[0][0]} (pid "
+                                    f"{left[0][1]}) could not be killed and may still act")
         self.log.debug(f"{self.action} returns {rc}")
         return rc
+
+    def _report(self, failure: Failure) -> int:
+        """A failure as an OCF exit code and its exit reason."""
+        rc = _FAILURE_RC.get(failure.kind, codes.ERR_GENERIC)
+        reason = failure.reason
+        if failure.kind == Failure.AGENT:
+            rc = failure.rc
+        elif failure.kind in (Failure.SYSTEM, Failure.INTERNAL):
+            if failure.kind == Failure.SYSTEM:
+                self.log.debug(runtime.traceback_line())
+            reason = f"internal error in {self.action}: {failure.described}"
+        return _exit_reason(self.env, self.log, rc, reason)
+
+    def _stop_despite(self, errors: list[ParamError]) -> int | None:
+        """The stop rule for invalid parameters; None means "run the stop handler".
+
+        A parameter stop does not need falls back to its declared default.  An
+        unusable one that identifies the resource leaves stop unable to say
+        what to stop: succeed only on the agent's proof that nothing runs.
+        """
+        blocking = []
+        for err in errors:
+            p = self.agent.param(err.param)
+            if p is None or p.identifies:
+                blocking.append(err)
+                continue
+            self.log.warning(f"stop ignores {err}")
+            fallback = None
+            if p.default is not None:
+                try:
+                    fallback = p.convert(p.default)
+                except ParamError:
+                    fallback = None
+            self.params.set(p.name, fallback)
+        if not blocking:
+            return None
+        for err in blocking[1:]:
+            self.log.error(str(err))
+        proof = self.agent.absence_proof
+        if proof is not None:
+            try:
+                absent = proof(self)
+            except OCFError as exc:
+                return _exit_reason(self.env, self.log, exc.rc,
+                                    f"{blocking[0]}; and {exc.reason}")
+            except Exception as exc:  # noqa: BLE001 - a proof that breaks proves nothing
+                self.log.debug(runtime.traceback_line())
+                absent = False
+                self.log.error(f"absence proof failed: {type(exc).__name__}: {exc}")
+            if absent:
+                self.log.warning(f"stop: {blocking[0]}; the resource is verifiably not running")
+                return codes.SUCCESS
+        return _exit_reason(self.env, self.log, codes.ERR_CONFIGURED,
+                            f"stop cannot identify the resource: {blocking[0]}")
+
+
+_FAILURE_RC = {Failure.CONFIGURED: codes.ERR_CONFIGURED, Failure.NOT_INSTALLED: codes.ERR_INSTALLED}
 
 
 def _exit_reason(env: Mapping[str, str], log: Logger | None, rc: int, reason: str) -> int:
@@ -355,8 +401,3 @@ def _exit_reason(env: Mapping[str, str], log: Logger | None, rc: int, reason: st
         pass
     return rc
 
-
-def _traceback_text() -> str:
-    import traceback
-
-    return traceback.format_exc().replace("\n", " | ")

@@ -1,13 +1,19 @@
 """Running external commands: argv lists only, always under a deadline.
 
 Built on ``os.posix_spawnp`` and ``select.poll`` rather than ``subprocess``,
-which costs ~20 ms to import here: more than a whole monitor should take.
+whose import alone costs more than a whole monitor should take.
 
 Rules kept here so that no agent can forget them:
 
 * an argv list, never a shell;
 * a time limit that never outlives the action's :class:`Deadline`; on expiry
   the child gets SIGKILL and :class:`CommandTimeout` is raised;
+* the wait after SIGKILL is bounded too: a child stuck in uninterruptible
+  sleep (umount or blkid on hung storage) cannot die, so it is abandoned after
+  :data:`KILL_GRACE` seconds, recorded in :data:`abandoned`, and
+  :class:`CommandAbandoned` is raised.  The OCF runtime never lets a stop
+  that abandoned a child answer 0: whatever that child was doing may still
+  happen;
 * the command, its exit code and its duration are logged, with secrets
   masked (a secret should never be *in* argv; pass it with ``input=`` or
   ``env=``, and it is masked anyway in case a caller slips);
@@ -32,6 +38,10 @@ if TYPE_CHECKING:
 _SIGKILL = 9
 _SIGPIPE = 13
 _CHUNK = 65536
+# How long a SIGKILLed child may take to be reaped before it is abandoned.
+KILL_GRACE = 1.0
+# Commands abandoned in this process (argv[0] and pid): still running, in the kernel.
+abandoned: list[tuple[str, int]] = []
 
 
 class CommandError(Exception):
@@ -44,6 +54,10 @@ class CommandNotFound(CommandError):
 
 class CommandTimeout(CommandError):
     pass
+
+
+class CommandAbandoned(CommandTimeout):
+    """The child did not die after SIGKILL (uninterruptible sleep) and was left behind."""
 
 
 class Result:
@@ -140,8 +154,14 @@ def run(
     if log is not None:
         log.debug(f"running: {shown}")
     started = time.monotonic()
-    rc, out, err, timed_out = _spawn_and_collect(exe, argv, data,
-                                                 _env_for_child(env, extra_env), limit)
+    try:
+        rc, out, err, timed_out = _spawn_and_collect(exe, argv, data,
+                                                     _env_for_child(env, extra_env), limit)
+    except CommandAbandoned:
+        if log is not None:
+            log.error(f"{shown}: did not die after SIGKILL within {KILL_GRACE:.0f}s "
+                      "(uninterruptible sleep); abandoned")
+        raise
     duration = time.monotonic() - started
     out_s = out.decode("utf-8", "replace")
     err_s = err.decode("utf-8", "replace")
@@ -247,16 +267,39 @@ def _spawn_and_collect(
         if not timed_out:
             _, status = os.waitpid(pid, 0)
     finally:
+        reaped = True
         if timed_out or status is None:
             try:
                 os.kill(pid, _SIGKILL)
             except ProcessLookupError:
                 pass
-            os.waitpid(pid, 0)
+            reaped = _reap_within(pid, pidfd, KILL_GRACE)
         for fd in (out_r, err_r, pidfd):
             if fd >= 0:
                 os.close(fd)
+    if not reaped:
+        abandoned.append((argv[0], pid))
+        raise CommandAbandoned(f"{argv[0]} (pid {pid}) did not die after SIGKILL and was "
+                               "abandoned (uninterruptible sleep, hung storage?)")
     rc = -1 if status is None else os.waitstatus_to_exitcode(status)
     if rc < 0:
         rc = 128 - rc  # killed by a signal: report it the way a shell would
     return rc, b"".join(bufs[out_r]), b"".join(bufs[err_r]), timed_out
+
+
+def _reap_within(pid: int, pidfd: int, grace: float) -> bool:
+    """Reap ``pid`` if it dies within ``grace`` seconds; False leaves it behind."""
+    if pidfd >= 0:
+        waiter = select.poll()
+        waiter.register(pidfd, select.POLLIN)
+        waiter.poll(int(grace * 1000))
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    end = time.monotonic() + grace
+    while True:  # no pidfd (old kernel): poll waitpid
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)

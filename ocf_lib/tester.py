@@ -450,10 +450,14 @@ class OCFTester:
 
     def stop_despite_bad_parameter(self) -> None:
         """Pacemaker must be able to stop what a bad edit of the configuration broke."""
-        typed = [p for p in self.meta.params if p["type"] in ("integer", "boolean", "select")]
+        # A required or unique parameter may identify the resource, and stop
+        # without its identity must fail; spoil one that only tunes behaviour.
+        typed = [p for p in self.meta.params if p["type"] in ("integer", "boolean", "select")
+                 and not p.get("required") and not p.get("unique")]
         if not typed:
             self.report.add("stop with an invalid parameter", SKIP,
-                            "no integer, boolean or select parameter to spoil")
+                            "no optional, non-unique integer, boolean or select parameter "
+                            "to spoil")
             return
         name = typed[0]["name"]
         res = self.call("stop", extra={"OCF_RESKEY_" + name: "pyha-not-a-value"})

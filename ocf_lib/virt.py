@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from .deadline import Deadline
     from .log import Logger
 
+# <domain type=...> -> the libvirt driver that runs it.
+DOMAIN_TYPES = {"kvm": "qemu", "qemu": "qemu", "kqemu": "qemu", "xen": "xen", "lxc": "lxc"}
+# Drivers whose domains outlive libvirtd and can be checked without it (see
+# local_state); any other driver can only be asked through libvirt.
+OWN_CHANNEL = ("qemu", "lxc", "xen")
+LOOPBACK = ("", "localhost", "localhost.localdomain", "127.0.0.1", "::1", "[::1]")
+
 # virDomainState numbers -> the words virsh prints.
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed",
           "pmsuspended")
@@ -36,6 +43,8 @@ ACTIVE = ("running", "blocked", "paused", "shutdown", "pmsuspended", "crashed")
 ERR_NO_CONNECT = 5      # VIR_ERR_NO_CONNECT: no driver for this URI
 ERR_NO_DOMAIN = 42      # VIR_ERR_NO_DOMAIN
 ERR_OPERATION_INVALID = 55  # e.g. "domain is not running"
+XML_SECURE = 1          # VIR_DOMAIN_XML_SECURE: include passwords
+XML_INACTIVE = 2        # VIR_DOMAIN_XML_INACTIVE: the definition for the next boot
 
 # virsh shutdown --mode words -> virDomainShutdownFlags bits.
 SHUTDOWN_MODES = {"acpi": 1, "agent": 2, "initctl": 4, "signal": 8, "paravirt": 16}
@@ -64,23 +73,36 @@ class VirtTimeout(VirtError):
 
 
 class Identity:
-    """Which domain: its name and, once known, its UUID."""
+    """Which domain: its name, its UUID once known, and where it runs.
 
-    __slots__ = ("name", "uuid")
+    ``uri`` is the connection URI the domain was started through ("" for
+    libvirt's default) and ``driver`` the hypervisor driver (qemu, lxc, xen,
+    ...): recorded at start, so stop and monitor ask the same hypervisor even
+    when the parameters changed or became invalid since.
+    """
 
-    def __init__(self, name: str, uuid: str | None = None) -> None:
+    __slots__ = ("name", "uuid", "uri", "driver")
+
+    def __init__(self, name: str, uuid: str | None = None, uri: str | None = None,
+                 driver: str | None = None) -> None:
         self.name = name
         self.uuid = uuid or None
+        self.uri = uri
+        self.driver = driver or None
 
     def text(self) -> str:
-        return f"{self.name}\n{self.uuid or ''}\n"
+        uri = "" if self.uri is None else self.uri
+        return f"{self.name}\n{self.uuid or ''}\n{uri}\n{self.driver or ''}\n"
 
     @classmethod
     def parse(cls, text: str | None) -> Identity | None:
-        lines = (text or "").splitlines()
+        lines = (text or "").split("\n")
         if not lines or not lines[0].strip():
             return None
-        return cls(lines[0].strip(), lines[1].strip() if len(lines) > 1 else None)
+        more = [line.strip() for line in lines[1:4]] + ["", "", ""]
+        # A file of the two-line format has no URI: None, not libvirt's default.
+        uri = more[1] if len(lines) > 3 else None
+        return cls(lines[0].strip(), more[0], uri, more[2])
 
     def __repr__(self) -> str:
         return f"{self.name} ({self.uuid or 'uuid unknown'})"
@@ -89,15 +111,17 @@ class Identity:
 class Status:
     """What libvirt says about a domain: ``state`` is None when it does not exist."""
 
-    __slots__ = ("state", "vcpus", "max_mem_kib", "uuid", "persistent")
+    __slots__ = ("state", "vcpus", "max_mem_kib", "uuid", "persistent", "local")
 
     def __init__(self, state: str | None, vcpus: int = 0, max_mem_kib: int = 0,
-                 uuid: str | None = None, persistent: bool = False) -> None:
+                 uuid: str | None = None, persistent: bool = False,
+                 local: str | None = None) -> None:
         self.state = state
         self.vcpus = vcpus
         self.max_mem_kib = max_mem_kib
         self.uuid = uuid
         self.persistent = persistent
+        self.local = local  # set (the evidence) when libvirt was not asked
 
     @property
     def active(self) -> bool:
@@ -241,8 +265,13 @@ class Libvirt:
         return bool(self.call("lookup", work, soft=True))
 
     def xml(self, ident: Identity, inactive: bool = True) -> str:
-        """The domain XML, without secure information (no VNC/SPICE passwords)."""
-        flags = 2 if inactive else 0  # VIR_DOMAIN_XML_INACTIVE; never VIR_DOMAIN_XML_SECURE
+        """The domain XML with secure information (VNC/SPICE passwords).
+
+        The caller writes it back over the administrator's file: without
+        VIR_DOMAIN_XML_SECURE libvirt leaves the passwd attributes out, and the
+        next start would run the console without a password.
+        """
+        flags = XML_SECURE | (XML_INACTIVE if inactive else 0)
         return str(self.call("dumpxml", lambda c: self._need(c, ident).XMLDesc(flags), soft=True))
 
     # -- lifecycle --------------------------------------------------------------
@@ -398,6 +427,7 @@ class DomainConfig:
         if not self.name:
             raise ValueError(f"config {path} has no domain <name>")
         self.uuid = (root.findtext("uuid") or "").strip() or None
+        self.driver = DOMAIN_TYPES.get(root.get("type", ""), root.get("type", ""))
         self.emulator = (root.findtext("devices/emulator") or "").strip() or None
         sources = root.findall("devices/*/source")
         self.pools = sorted({s.get("pool", "") for s in sources} - {""})
@@ -405,35 +435,7 @@ class DomainConfig:
 
     @property
     def identity(self) -> Identity:
-        return Identity(self.name, self.uuid)
-
-
-def parse_shutdown_modes(text: str | None) -> list[str]:
-    """``acpi,agent`` -> ["acpi", "agent"]; an unknown word is a ValueError."""
-    modes = [m.strip() for m in (text or "").split(",") if m.strip()]
-    for mode in modes:
-        if mode not in SHUTDOWN_MODES:
-            raise ValueError(f"'{mode}' is not one of {', '.join(SHUTDOWN_MODES)}")
-    return modes
-
-
-def parse_migrate_options(text: str | None) -> tuple[int, str | None]:
-    """virsh-style migrate options -> (libvirt flags incl. LIVE, --migrateuri value)."""
-    import shlex
-
-    flags, uri = MIGRATE_FLAGS["--live"], None
-    words = shlex.split(text or "")
-    while words:
-        word = words.pop(0)
-        if word.startswith("--migrateuri="):
-            uri = word.split("=", 1)[1]
-        elif word == "--migrateuri" and words:
-            uri = words.pop(0)
-        elif word in MIGRATE_FLAGS:
-            flags |= MIGRATE_FLAGS[word]
-        elif word not in MIGRATE_IGNORED:
-            raise ValueError(f"unsupported option '{word}'")
-    return flags, uri
+        return Identity(self.name, self.uuid, driver=self.driver)
 
 
 def migration_uris(local_uri: str, target: str, *, remoteuri: str | None = None,
@@ -457,9 +459,7 @@ def migration_uris(local_uri: str, target: str, *, remoteuri: str | None = None,
         old_port = hostport.rsplit(":", 1)[1] if ":" in hostport.split("@")[-1] else ""
         if transport:
             scheme = scheme.split("+")[0] + "+" + transport
-        login = user or ""
-        valid = login[:1].isalpha() and login.replace("-", "").isalnum()
-        login = f"{login}@" if valid else ""
+        login = f"{user}@" if user else ""  # the parameter type admits only user names
         dest = f"{scheme}://{login}{host}{':' + old_port if old_port else ''}/{path}"
     if migrateuri:
         return dest, migrateuri.replace("%n", target)
@@ -475,58 +475,212 @@ def migration_uris(local_uri: str, target: str, *, remoteuri: str | None = None,
     return dest, None
 
 
+
+
 # -- libvirt-less checks -------------------------------------------------------
+#
+# Domains outlive libvirtd under every driver.  When libvirt cannot be asked,
+# each driver is checked through its own channel: the QEMU process, the
+# libvirt_lxc controller, the Xen hypervisor's domain list.  Nothing else is
+# proof; a remote URI has no local channel at all.
 
-def uri_is_local(uri: str | None) -> bool:
-    """True when the URI names this host's hypervisor (no remote host part)."""
-    if not uri:
-        return True
-    rest = uri.split("://", 1)[1] if "://" in uri else ""
-    host = rest.split("/", 1)[0]
-    return host in ("", "localhost")
+class Where:
+    """A connection URI taken apart: which driver, and whether it is this host's."""
+
+    __slots__ = ("uri", "driver", "local", "alias")
+
+    def __init__(self, uri: str | None, default_driver: str | None = None) -> None:
+        self.uri = uri or None
+        self.alias = False
+        if not uri:  # libvirt's default URI: the domain's own type says which driver
+            self.driver = default_driver or ""
+            self.local = True
+            return
+        scheme, sep, rest = uri.partition("://")
+        if not sep:  # an alias from libvirt.conf: nothing to go by without libvirt
+            self.driver, self.local, self.alias = "", False, True
+            return
+        driver, _, transport = scheme.lower().partition("+")
+        self.driver = "qemu" if driver == "kvm" else driver
+        host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1].lower()
+        if host.startswith("["):
+            host = host.split("]", 1)[0] + "]"
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        self.local = transport == "unix" or (transport != "ext" and host in LOOPBACK)
+
+    @property
+    def verifiable(self) -> bool:
+        """Whether the domain can be found without libvirt (local URI, own channel)."""
+        return self.local and self.driver in OWN_CHANNEL
+
+    def __repr__(self) -> str:
+        return self.uri or f"libvirt's default URI ({self.driver or 'unknown'} driver)"
 
 
-def qemu_processes(ident: Identity, proc: str = "/proc") -> list[int]:
-    """PIDs of QEMU processes running this domain (by ``-uuid``, else ``guest=<name>``).
+class Local:
+    """What a driver's own channel says: ``running`` True/False, or None (cannot tell)."""
 
-    Used only when libvirt cannot be asked, to prove a local domain is gone
-    (or that it is not).
-    """
-    found = []
-    want_uuid = (ident.uuid or "").lower()
+    __slots__ = ("running", "why", "pids")
+
+    def __init__(self, running: bool | None, why: str, pids: Iterable[int] = ()) -> None:
+        self.running = running
+        self.why = why
+        self.pids = list(pids)
+
+
+def _processes(proc: str = "/proc") -> Iterable[tuple[int, str, list[str]]]:
+    """(pid, real executable, argv) of every process; the executable from
+    /proc/PID/exe, which, unlike argv[0], no process can choose."""
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
         try:
+            exe = os.readlink(f"{proc}/{entry}/exe")
             with open(f"{proc}/{entry}/cmdline", "rb") as handle:
                 args = handle.read().split(b"\0")
-        except OSError:
+        except OSError:  # gone, or a kernel thread
             continue
-        if not args or b"qemu" not in os.path.basename(args[0]):
+        if exe.endswith(" (deleted)"):  # the package was upgraded under a running guest
+            exe = exe[: -len(" (deleted)")]
+        yield int(entry), exe, [a.decode("utf-8", "replace") for a in args]
+
+
+def _is_qemu(exe: str, emulator: str | None) -> bool:
+    base = os.path.basename(exe)
+    if base.startswith(("qemu-system-", "qemu-kvm")) or base in ("kvm", "qemu-dm"):
+        return True
+    return bool(emulator) and exe == os.path.realpath(str(emulator))
+
+
+def qemu_processes(ident: Identity, emulator: str | None = None,
+                   proc: str = "/proc") -> list[int]:
+    """PIDs of QEMU processes running this domain: a QEMU executable whose
+    ``-uuid`` is the domain's (when known), else whose ``-name`` is
+    ``guest=<name>`` (or, for old QEMU, ``<name>``)."""
+    found = []
+    want_uuid = (ident.uuid or "").lower()
+    for pid, exe, words in _processes(proc):
+        if not _is_qemu(exe, emulator):
             continue
-        words = [a.decode("utf-8", "replace") for a in args]
         if want_uuid and "-uuid" in words:
             i = words.index("-uuid")
             if i + 1 < len(words) and words[i + 1].lower() == want_uuid:
-                found.append(int(entry))
+                found.append(pid)
             continue
         if "-name" in words:
             i = words.index("-name")
             value = words[i + 1] if i + 1 < len(words) else ""
-            parts = value.split(",")
-            names = [p[len("guest="):] for p in parts if p.startswith("guest=")] or parts[:1]
-            if ident.name in names:
-                found.append(int(entry))
+            if _qemu_name(value) == ident.name:
+                found.append(pid)
     return found
 
 
-def end_qemu(ident: Identity, deadline: Deadline, log: Logger | None = None) -> bool:
+def _qemu_name(value: str) -> str:
+    """The guest name in QEMU's ``-name`` value (``guest=a,,b,debug-threads=on``:
+    a doubled comma is a literal one)."""
+    parts, cur, i = [], "", 0
+    while i < len(value):
+        if value[i] == ",":
+            if value[i + 1:i + 2] == ",":
+                cur += ","
+                i += 2
+                continue
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += value[i]
+        i += 1
+    parts.append(cur)
+    for part in parts:
+        if part.startswith("guest="):
+            return part[len("guest="):]
+    return parts[0] if parts and "=" not in parts[0] else ""
+
+
+def lxc_controllers(name: str, proc: str = "/proc") -> list[int]:
+    """PIDs of libvirt_lxc controller processes of container ``name`` (``--name NAME``)."""
+    found = []
+    for pid, exe, words in _processes(proc):
+        if os.path.basename(exe) != "libvirt_lxc":
+            continue
+        for i, word in enumerate(words):
+            if (word == "--name" and words[i + 1:i + 2] == [name]) or word == f"--name={name}":
+                found.append(pid)
+                break
+    return found
+
+
+def xen_present() -> bool | None:
+    """True on a Xen control domain, False where no Xen domain can exist, None if unclear.
+
+    The kernel says it runs on Xen in /sys/hypervisor/type; without that, no
+    hypervisor means no domains.  A guest of Xen (no ``control_d`` in
+    /proc/xen/capabilities) hosts no domains either.
+    """
+    from . import sysroot
+
+    try:
+        with open(sysroot.path("/sys/hypervisor/type"), encoding="ascii") as handle:
+            if handle.read().strip() != "xen":
+                return False
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(sysroot.path("/proc/xen/capabilities"), encoding="ascii") as handle:
+            return "control_d" in handle.read()
+    except FileNotFoundError:
+        return None  # xenfs not mounted: a control domain cannot be told from a guest
+    except (OSError, ValueError):
+        return None
+
+
+def local_state(where: Where, ident: Identity, run: Callable[..., Any],
+                emulator: str | None = None) -> Local:
+    """Whether the domain runs, from its driver's own channel (libvirt not asked)."""
+    if not where.local:
+        return Local(None, f"{where!r} is remote: no local check can tell")
+    if where.driver == "qemu":
+        pids = qemu_processes(ident, emulator)
+        if pids:
+            return Local(True, f"QEMU process {pids[0]} runs domain {ident.name}", pids)
+        return Local(False, f"no QEMU process runs domain {ident.name}")
+    if where.driver == "lxc":
+        pids = lxc_controllers(ident.name)
+        if pids:
+            return Local(True, f"libvirt_lxc controller {pids[0]} runs container "
+                               f"{ident.name}", pids)
+        return Local(False, f"no libvirt_lxc controller runs container {ident.name}")
+    if where.driver == "xen":
+        present = xen_present()
+        if present is False:
+            return Local(False, "no Xen hypervisor (or not its control domain) on this host")
+        from .xentool import Toolstack, ToolstackError
+
+        tools = Toolstack.find(run)
+        if tools is None:
+            return Local(None, "Xen is present but neither xl nor xm is installed")
+        try:
+            info = tools.domain(ident.name)
+        except ToolstackError as exc:
+            return Local(None, str(exc))
+        if info is None:
+            return Local(False, f"{tools.tool} list: no domain {ident.name}")
+        return Local(True, f"{tools.tool} list shows domain {ident.name} "
+                           f"(id {info.domid}, {info.state})")
+    return Local(None, f"the {where.driver or 'unknown'} driver has no check without libvirt")
+
+
+def end_qemu(ident: Identity, deadline: Deadline, log: Logger | None = None,
+             emulator: str | None = None) -> bool:
     """SIGTERM, then SIGKILL, this domain's QEMU processes; True once none is left."""
     import signal
     import time
 
     for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        pids = qemu_processes(ident)
+        pids = qemu_processes(ident, emulator)
         if not pids:
             return True
         if log is not None:
@@ -537,6 +691,41 @@ def end_qemu(ident: Identity, deadline: Deadline, log: Logger | None = None) -> 
             except ProcessLookupError:
                 pass
         end = time.monotonic() + min(wait, deadline.remaining())
-        while qemu_processes(ident) and time.monotonic() < end:
+        while qemu_processes(ident, emulator) and time.monotonic() < end:
             time.sleep(0.1)
-    return not qemu_processes(ident)
+    return not qemu_processes(ident, emulator)
+
+
+def write_private(path: str, text: str) -> None:
+    """Replace ``path`` in one rename by a file of mode 0600 (it may hold passwords).
+
+    The temporary file has an unpredictable name and is created with O_EXCL
+    and O_NOFOLLOW in the target's directory, so nobody can plant a link there.
+    """
+    directory = os.path.dirname(path) or "."
+    data = text.encode("utf-8")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 from . import codes
+from .params import ParamError, ParamType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,8 +32,24 @@ def wait_until_up(ctx: Context, monitor: Callable[[Context], int], name: str) ->
     return codes.SUCCESS
 
 
-def run_monitor_scripts(ctx: Context, scripts: str | None) -> None:
-    for script in (scripts or "").split():
+class _Commands(ParamType):
+    """Space-separated words, each a command (or directory) to use as it is."""
+
+    doc = "space-separated list"
+
+    def convert(self, raw: str, name: str) -> tuple[str, ...]:
+        words = tuple(raw.split())
+        for word in words:
+            if not word.isprintable():
+                raise ParamError(name, raw, "contains control characters")
+        return words
+
+
+WORDS: ParamType = _Commands()
+
+
+def run_monitor_scripts(ctx: Context, scripts: Iterable[str] | None) -> None:
+    for script in scripts or ():
         res = ctx.run([script], timeout=ctx.deadline.limit(soft=True))
         if not res.ok:
             out = " ".join((res.out + res.err).split())[:300]

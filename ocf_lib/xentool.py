@@ -1,10 +1,20 @@
 """The Xen toolstack seam: ``xl`` (preferred) or legacy ``xm``, one argv per operation.
 
 Every call goes through the caller's ``run`` (``Context.run``: bounded by the
-action's deadline).  Output parsing follows xl's documented formats:
-``xl list`` prints ``Name ID Mem VCPUs State Time(s)`` rows whose State is six
-flag letters, ``r b p s c d`` (running, blocked, paused, shutdown, crashed,
-dying) or ``-``.  A domain that does not exist makes ``xl list <dom>`` fail.
+action's deadline).  Output parsing follows xl's formats:
+
+* ``xl list`` prints a header, then ``%-40s %5d %5lu %5d     %s  %8.1f`` rows
+  (Name ID Mem VCPUs State Time): a name may hold blanks, so rows are read
+  from the right, and ``xl list <name>`` (one row) is matched by prefix.
+  State is six flags, ``r b p s <reason> d`` (running, blocked, paused,
+  shutdown, the shutdown reason letter, dying), ``-`` when unset.
+* Only two answers mean "no such domain": ``<name> is an invalid domain
+  identifier (rc=-6)`` (ERROR_INVAL from the name lookup; older xl exited 2)
+  and ``Error: Domain '<name>' does not exist.`` (ERROR_DOMAIN_NOTFOUND; xm's
+  wording too), each as the last line xl wrote.  Any other failure, say
+  ``(rc=-5)`` when the domain list itself could not be read, is an error.
+* A name of digits only is a domain id to xl, so such names are refused
+  by the agent.
 
 Differences between the two tools are kept here: xl needs the ``name=``
 override quoted for its config parser, xm rejects quotes (lf#2671); xm
@@ -44,19 +54,41 @@ class DomInfo:
         return "running"  # "------": runnable, between scheduler states
 
 
+def _row(fields: list[str], name: str) -> DomInfo | None:
+    """A row's five right-hand fields (ID Mem VCPUs State Time) -> DomInfo."""
+    if len(fields) != 5 or not all(f.isdigit() for f in fields[:3]):
+        return None
+    return DomInfo(name, int(fields[0]), int(fields[1]), int(fields[2]), fields[3])
+
+
 def parse_list(text: str) -> list[DomInfo]:
+    """Every row of ``xl list``; names are what precedes the five numeric columns."""
     out = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) < 5 or words[0] == "Name" or not words[1].isdigit():
-            continue
-        # The name may contain spaces only in theory; the numeric columns are fixed.
-        try:
-            out.append(DomInfo(" ".join(words[:-5]), int(words[-5]), int(words[-4]),
-                               int(words[-3]), words[-2]))
-        except ValueError:
-            continue
+    for line in text.splitlines()[1:]:
+        parts = line.rsplit(None, 5)
+        if len(parts) == 6:
+            info = _row(parts[1:], parts[0].rstrip())
+            if info is not None:
+                out.append(info)
     return out
+
+
+def parse_one(text: str, name: str) -> DomInfo | None:
+    """The row of ``name`` in ``xl list <name>``: the line that starts with the
+    exact name and continues with just the five columns."""
+    for line in text.splitlines()[1:]:
+        if line.startswith(name) and line[len(name):len(name) + 1].isspace():
+            info = _row(line[len(name):].split(), name)
+            if info is not None:
+                return info
+    return None
+
+
+def says_absent(err: str, name: str) -> bool:
+    """True only for xl's (or xm's) own "no such domain" answers about ``name``."""
+    lines = [line.rstrip() for line in err.splitlines() if line.strip()]
+    return bool(lines) and lines[-1] in (f"{name} is an invalid domain identifier (rc=-6)",
+                                         f"Error: Domain '{name}' does not exist.")
 
 
 class Toolstack:
@@ -85,17 +117,21 @@ class Toolstack:
         return str(res.out)
 
     def domain(self, name: str) -> DomInfo | None:
-        """One ``list <dom>`` call: the domain's row, or None when it does not exist."""
+        """One ``list <dom>`` call: the domain's row, or None when xl says it does not exist.
+
+        Raises ToolstackError for every other failure, and when xl answers
+        with a row that is not this domain's (never read as "absent").
+        """
         res = self._call("list", name, quiet=True)
         if res.rc != 0:
-            text = (res.err + res.out).lower()
-            if "invalid domain identifier" in text or "does not exist" in text:
+            if res.rc in (1, 2) and says_absent(res.err, name):
                 return None
             raise ToolstackError(f"{self.tool} list {name} failed ({res.rc}): {_why(res)}")
-        for info in parse_list(res.out):
-            if info.name == name:
-                return info
-        return None
+        info = parse_one(res.out, name)
+        if info is None:
+            shown = " / ".join(res.out.splitlines()[:3])[:300]
+            raise ToolstackError(f"{self.tool} list {name}: no row for the domain in '{shown}'")
+        return info
 
     def domains(self) -> list[DomInfo]:
         """All guest domains (Domain-0 excluded)."""

@@ -18,6 +18,9 @@
 #   /usr/share/pyha/fence-alternatives       every other fence agent (fence_ipmilan, its
 #                                            aliases, fence_ilo_mp, ...): the package
 #                                            scripts register them with update-alternatives
+#   /usr/share/pyha/upstream/<name>          for each of those, the launcher of the other
+#                                            package's agent that the deb diverts into
+#                                            /usr/share/pyha/diverted (see debian/pyha.postinst)
 #   /usr/bin/pyha-tester, pyha-metadata, pyha-fence-node
 #   manpages: ocf_pyha_<Type>.7, fence_<x>.8 (pyha-fence_<x>.8 for the alternatives),
 #             pyha-tester.1, pyha-metadata.1, pyha-fence-node.1
@@ -33,7 +36,8 @@ SHARE=/usr/share/pyha
 DIRECT_FENCE="fence_na fence_pcmk"   # names no other package ships
 
 mkdir -p "$DEST$SHARE/agents" "$DEST$SHARE/fence" "$DEST$SHARE/metadata" \
-    "$DEST$SHARE/diverted" "$DEST/usr/lib/ocf/resource.d/pyha" "$DEST/usr/sbin" \
+    "$DEST$SHARE/diverted" "$DEST$SHARE/upstream" "$DEST/usr/lib/ocf/resource.d/pyha" \
+    "$DEST/usr/sbin" \
     "$DEST/usr/bin" "$DEST/usr/share/man/man1" "$DEST/usr/share/man/man7" \
     "$DEST/usr/share/man/man8"
 
@@ -59,6 +63,21 @@ for path in "$SRC"/agents/*; do
     fi
 done
 
+# The alternative that stands for the other package's agent.  Its file can
+# vanish (that package removed) before dpkg runs pyha's trigger, which then
+# unregisters it and auto mode picks pyha's agent; until then the launcher
+# makes the same choice, so /usr/sbin/<name> never dangles.
+upstream_launcher() {
+    cat <<EOF
+#!/bin/sh
+if [ -x $SHARE/diverted/$1 ]; then
+    exec $SHARE/diverted/$1 "\$@"
+fi
+echo "$1: the diverted agent $SHARE/diverted/$1 is gone; running pyha's" >&2
+exec $SHARE/fence/$1 "\$@"
+EOF
+}
+
 # Fence agents (and their alias executables).
 : > "$DEST$SHARE/fence-alternatives"
 for path in "$SRC"/fence/fence_*; do
@@ -68,7 +87,9 @@ for path in "$SRC"/fence/fence_*; do
     install -m 0755 "$path" "$DEST$SHARE/fence/$name"
     case " $DIRECT_FENCE " in
         *" $name "*) ln -sfr "$DEST$SHARE/fence/$name" "$DEST/usr/sbin/$name" ;;
-        *) echo "$name" >> "$DEST$SHARE/fence-alternatives" ;;
+        *) echo "$name" >> "$DEST$SHARE/fence-alternatives"
+           upstream_launcher "$name" > "$DEST$SHARE/upstream/$name"
+           chmod 0755 "$DEST$SHARE/upstream/$name" ;;
     esac
 done
 

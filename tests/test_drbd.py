@@ -141,6 +141,17 @@ def test_failed_disk_and_lost_peer(lab: DrbdLab) -> None:
     assert lab.score("alpha") is None
 
 
+def test_corrupt_score_memo_is_rewritten(lab: DrbdLab) -> None:
+    both_started(lab)
+    assert lab.agent("alpha", "monitor", interval=20000).rc == 0
+    (memo,) = (lab.base / "alpha" / "rsctmp").rglob("drbd-drbd-r0.score")
+    memo.write_text("10000 \u00b9\u00b2\n")
+    r = lab.agent("alpha", "monitor", interval=20000)
+    assert r.rc == 0, r.err
+    assert memo.read_text().split()[1].isascii()
+    assert lab.score("alpha") == "10000"
+
+
 def test_lost_peer_lowers_the_score(lab: DrbdLab) -> None:
     both_started(lab)
     assert lab.agent("beta", "monitor").rc == 0
@@ -191,6 +202,61 @@ def test_remove_master_score_if_peer_primary(lab: DrbdLab) -> None:
     assert lab.score("beta") is None
     bad = lab.agent("beta", "monitor", remove_master_score_if_peer_primary="maybe")
     assert bad.rc == 6 and "false, true, unexpected" in (bad.reason or "")
+
+
+def _pacemaker_promoted(lab: DrbdLab, node: str, res: str = "r0") -> None:
+    """Record in the lab's CIB that Pacemaker promoted ``node``'s instance of the clone."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(lab.cib)
+    root = tree.getroot()
+    resources = root.find("configuration/resources")
+    assert resources is not None
+    clone = ET.SubElement(resources, "clone", id=f"drbd-{res}-clone")
+    meta = ET.SubElement(clone, "meta_attributes", id=f"drbd-{res}-clone-meta")
+    ET.SubElement(meta, "nvpair", id=f"drbd-{res}-promotable", name="promotable", value="true")
+    ET.SubElement(clone, "primitive", {"id": f"drbd-{res}", "class": "ocf", "provider": "pyha",
+                                       "type": "drbd"})
+    for state in root.iter("node_state"):
+        if state.get("uname") != node:
+            continue
+        lrm = ET.SubElement(state, "lrm", id=state.get("id", ""))
+        rsc = ET.SubElement(ET.SubElement(lrm, "lrm_resources"), "lrm_resource",
+                            {"id": f"drbd-{res}", "class": "ocf", "provider": "pyha",
+                             "type": "drbd"})
+        key = "1:1:0:aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+        ET.SubElement(rsc, "lrm_rsc_op", {
+            "id": f"drbd-{res}_last_0", "operation_key": f"drbd-{res}_promote_0",
+            "operation": "promote", "crm-debug-origin": "pyha-test",
+            "crm_feature_set": "3.16.1", "transition-key": key,
+            "transition-magic": f"0:0;{key}", "call-id": "5", "rc-code": "0",
+            "op-status": "0", "interval": "0", "on_node": node})
+    tree.write(lab.cib)
+
+
+def test_remove_score_only_if_the_primary_is_unexpected(lab: DrbdLab) -> None:
+    """'unexpected' asks Pacemaker (crm_resource --locate, through the cluster seam)."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    unexpected = {"remove_master_score_if_peer_primary": "unexpected"}
+    assert lab.agent("beta", "monitor", **unexpected).rc == 0
+    assert lab.score("beta") is None  # a Primary Pacemaker does not know of
+    _pacemaker_promoted(lab, "alpha")
+    assert lab.agent("beta", "monitor", **unexpected).rc == 0
+    assert lab.score("beta") == "10000"
+
+
+def test_cluster_seam_locate(lab: DrbdLab) -> None:
+    from ocf_lib.cluster import ClusterTools, parse_locate
+    from ocf_lib.proc import run
+
+    assert parse_locate("resource d is running on: n1 Master\nresource d is running on: n2\n"
+                        ) == [("n1", "Promoted"), ("n2", "")]
+    env = {**os.environ, "CIB_file": str(lab.cib)}
+    tools = ClusterTools(lambda argv, **kw: run(argv, env=env, **kw))
+    assert tools.locate("drbd-r0") is None  # no such resource: crm_resource cannot say
+    _pacemaker_promoted(lab, "alpha")
+    assert tools.locate("drbd-r0") == [("alpha", "Promoted")]
 
 
 # -- notifications ------------------------------------------------------------------
@@ -282,6 +348,31 @@ def test_drbd84_lifecycle(lab84: DrbdLab) -> None:
     assert lab.score("beta") == "1000"
 
 
+def test_drbd84_corrupt_minor_cache_is_asked_again(lab84: DrbdLab) -> None:
+    lab = lab84
+    both_started(lab)
+    assert lab.agent("alpha", "monitor").rc == 0
+    (cache,) = (lab.base / "alpha" / "rsctmp").rglob("drbd-r0.minors")
+    cache.write_text("0 \u00b2\n")
+    r = lab.agent("alpha", "monitor")
+    assert r.rc == 0, r.err
+    assert cache.read_text().split() == ["0"]
+
+
+def test_drbd84_monitor_needs_no_config(lab84: DrbdLab) -> None:
+    """8.4 maps the resource to minors through drbd.conf; without it (and without the
+    cached answer) the kernel says, and a running Primary is never 'not installed'."""
+    lab = lab84
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    for cache in (lab.base / "alpha" / "rsctmp").rglob("drbd-r0.minors"):
+        cache.unlink()
+    r = lab.agent("alpha", "monitor", drbdconf="/nonexistent")
+    assert r.rc == 8, r.err
+    assert lab.agent("beta", "stop").rc == 0
+    assert lab.agent("beta", "monitor", drbdconf="/nonexistent").rc == 7
+
+
 def test_drbd84_resync_progress(lab84: DrbdLab) -> None:
     lab = lab84
     lab.set_disk("beta", "Inconsistent")
@@ -314,9 +405,15 @@ def _untouched(lab: DrbdLab, node: str = "alpha") -> None:
     ({"adjust_master_score": "0 100 10 1000"}, 6, "must not decrease"),
     ({"drbdconf": "/nonexistent/drbd.conf"}, 5, "missing, not a file"),
     ({"require_drbd_module_version_ge": "9.x"}, 6, "not a version"),
+    ({"require_drbd_module_version_ge": "9.\u00b2.0"}, 6, "not a version"),
+    ({"require_drbd_module_version_ge": "9.0.0", "require_drbd_module_version_lt": "9.0.0"},
+     6, "no module could satisfy both"),
+    ({"drbd_resource": "all"}, 6, "keyword for every resource"),
+    ({"drbd_resource": "-d"}, 6, "must not begin with"),
     ({"require_drbd_module_version_lt": "9.0.0"}, 5, "outside the required range"),
     ({"OCF_RESKEY_CRM_meta_notify": None}, 6, "notify=true"),
     ({"OCF_RESKEY_CRM_meta_clone_node_max": "2"}, 6, "meta parameter misconfigured"),
+    ({"OCF_RESKEY_CRM_meta_clone_max": "\u00b2"}, 6, "is not an integer"),
     ({"OCF_RESKEY_CRM_meta_master_max": "2"}, 6, "allow-two-primaries"),
 ])
 def test_bad_input(lab: DrbdLab, params: dict[str, str], rc: int, words: str) -> None:
@@ -346,11 +443,113 @@ def test_unreadable_drbdconf(lab: DrbdLab) -> None:
         lab.conf.chmod(0o644)
 
 
-def test_stop_with_invalid_parameters_succeeds(lab: DrbdLab) -> None:
-    r = lab.agent("alpha", "stop", drbd_resource="", adjust_master_score="x")
-    assert r.rc == 0
-    r = lab.agent("alpha", "stop", drbdconf="/nonexistent")
-    assert r.rc == 0
+MALFORMED_SCORES = ["x", "1,2", "   ", "-5", "--5 1 2 3", "0 10 1000 \u00b2"]
+
+
+@pytest.mark.parametrize("scores", MALFORMED_SCORES)
+def test_stop_ignores_a_malformed_score_list(lab: DrbdLab, scores: str) -> None:
+    """stop does not need adjust_master_score: it stops, with or without a resource."""
+    r = lab.agent("alpha", "stop", adjust_master_score=scores)
+    assert r.rc == 0, r.err
+    assert "internal error" not in r.err and "Traceback" not in r.err
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.score("alpha") == "1000"
+    r = lab.agent("alpha", "stop", adjust_master_score=scores)
+    assert r.rc == 0, r.err
+    assert "internal error" not in r.err
+    assert lab.role("alpha") is None  # the kernel, not the agent, says it is down
+    assert lab.score("alpha") is None
+
+
+@pytest.mark.parametrize("scores", MALFORMED_SCORES)
+def test_malformed_score_list_is_a_configuration_error(lab: DrbdLab, scores: str) -> None:
+    for action in ("validate-all", "monitor"):
+        r = lab.agent("alpha", action, adjust_master_score=scores)
+        assert r.rc == 6, r.err
+        assert "adjust_master_score" in (r.reason or "") and "internal error" not in r.err
+
+
+@pytest.mark.parametrize("name", ["", "r0;x", "all", "-d"])
+def test_stop_without_a_usable_name(lab: DrbdLab, name: str) -> None:
+    """The name identifies the resource: without it stop proves absence from the kernel
+    (no DRBD resource configured at all) or fails; it never says 0 over a live resource."""
+    # The module is not even loaded: nothing can run.
+    assert lab.agent("alpha", "stop", drbd_resource=name, adjust_master_score="x").rc == 0
+    assert lab.agent("alpha", "start").rc == 0
+    r = lab.agent("alpha", "stop", drbd_resource=name)
+    assert r.rc == 6
+    assert "stop cannot identify the resource" in (r.reason or "")
+    assert lab.role("alpha") == "Secondary"
+    assert lab.agent("alpha", "stop").rc == 0
+    # Module loaded, no resource configured in the kernel: provably nothing runs.
+    assert lab.kernel("alpha")["loaded"] and lab.kernel("alpha")["res"] == {}
+    assert lab.agent("alpha", "stop", drbd_resource=name).rc == 0
+
+
+def test_stop_without_a_usable_name_drbd84(lab84: DrbdLab) -> None:
+    lab = lab84
+    assert lab.agent("alpha", "start").rc == 0
+    r = lab.agent("alpha", "stop", drbd_resource="r0;x")
+    assert r.rc == 6 and lab.role("alpha") == "Secondary"
+    assert lab.agent("alpha", "stop").rc == 0
+    assert lab.agent("alpha", "stop", drbd_resource="r0;x").rc == 0
+
+
+def test_stop_with_an_unusable_drbdconf_still_stops(lab: DrbdLab) -> None:
+    assert lab.agent("alpha", "stop", drbdconf="/nonexistent").rc == 0
+    assert lab.agent("alpha", "start").rc == 0
+    assert lab.agent("alpha", "promote").rc == 0
+    assert lab.agent("alpha", "stop", drbdconf="/nonexistent").rc == 0
+    assert lab.role("alpha") is None
+
+
+@pytest.mark.parametrize("first_line", ["version: unknown (api:2/proto:86-122)", "", "garbage"])
+def test_unreadable_kernel_version_is_an_error_not_stopped(lab: DrbdLab, first_line: str) -> None:
+    """A DRBD 9 kernel whose version cannot be read must not be read the 8.4 way
+    (that finds no resource: a false "not running")."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    proc = lab.base / "alpha" / "root" / "proc" / "drbd"
+    rest = proc.read_text().split("\n", 1)[1]
+    proc.write_text(f"{first_line}\n{rest}" if first_line else "")
+    for interval in (0, 10000):
+        r = lab.agent("alpha", "monitor", interval=interval)
+        assert r.rc == 1, (interval, r.err)
+        assert "cannot tell DRBD 9 from 8.4" in (r.reason or "")
+    r = lab.agent("alpha", "stop", timeout_ms=5000)
+    assert r.rc == 1
+    assert lab.role("alpha") == "Primary"
+    r = lab.agent("alpha", "stop", drbd_resource="r0;x")
+    assert r.rc == 1 and "cannot tell DRBD 9 from 8.4" in (r.reason or "")
+    assert lab.agent("alpha", "start").rc == 1
+    assert lab.role("alpha") == "Primary"
+
+
+def test_unreadable_proc_drbd_is_an_error(lab: DrbdLab) -> None:
+    both_started(lab)
+    proc = lab.base / "alpha" / "root" / "proc" / "drbd"
+    proc.unlink()
+    proc.mkdir()  # open() fails with EISDIR: loaded, but unreadable
+    try:
+        r = lab.agent("alpha", "monitor")
+        assert r.rc == 1 and "cannot read /proc/drbd" in (r.reason or "")
+        assert lab.agent("alpha", "stop").rc == 1
+        assert lab.role("alpha") == "Secondary"
+    finally:
+        proc.rmdir()
+
+
+def test_stop_after_the_resource_left_drbd_conf(lab: DrbdLab) -> None:
+    """The configuration changed after start: the kernel still has r0, and stop ends it."""
+    both_started(lab)
+    assert lab.agent("alpha", "promote").rc == 0
+    text = lab.conf.read_text()
+    lab.conf.write_text(text[text.index("resource r1"):])
+    started = time.monotonic()
+    r = lab.agent("alpha", "stop")
+    assert r.rc == 0, r.err
+    assert lab.role("alpha") is None
+    assert time.monotonic() - started < 15
 
 
 def test_monitor_needs_no_config(lab: DrbdLab) -> None:
@@ -547,3 +746,16 @@ def test_unfence_if_all_uptodate(lab: DrbdLab) -> None:
                   HA_debug="1")
     assert r.rc == 8
     assert "unfence-peer r0" in r.err  # drbdadm ran the (unconfigured) handler hook
+
+
+def test_kernel_report_parsers_tolerate_an_unreadable_percentage() -> None:
+    from ocf_lib.drbd import parse_events2, parse_proc
+
+    st = parse_events2("exists resource name:r0 role:Secondary\n"
+                       "exists peer-device name:r0 peer-node-id:1 conn-name:b volume:0 "
+                       "replication:SyncTarget peer-disk:UpToDate done:x\nexists -\n", "r0")
+    assert st.configured and st.peers["b"]["done"] == [None]
+    st = parse_proc("version: 8.4.11 (api:1/proto:86-101)\n"
+                    " 0: cs:SyncTarget ro:Secondary/Secondary ds:Inconsistent/UpToDate C r-----\n"
+                    "\t[>....] sync'ed: ?% (1/2)K\n", {0})
+    assert st.configured and st.peers["peer"]["done"] == [None]

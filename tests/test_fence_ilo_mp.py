@@ -13,13 +13,15 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import METADATA, ROOT, run_fence
+from test_transport import DEAD_NAME, dead_dns  # noqa: F401 - the fixture
 
 AGENT = "fence_ilo_mp"
-TELNET_PORT, SSH_PORT, SSH_PW_PORT = 2320, 2220, 2221
+TELNET_PORT, SSH_PORT, SSH_PW_PORT, SSH_RAW_PORT = 2320, 2220, 2221, 2222
 RNG = "/usr/share/cluster/relaxng/metadata.rng"
 SIM = ROOT / "tests/sim/ilosim.py"
 
@@ -37,8 +39,9 @@ def wait_tcp(port: int) -> None:
 
 
 class Device:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int = 0) -> None:
         self.dir = folder
+        self.port = port
 
     @property
     def power(self) -> str:
@@ -134,6 +137,31 @@ def test_pacemaker_and_cman_stdin(dev):
     assert "stop -f /system1" not in dev.commands()
 
 
+def test_port_as_ip_without_ip(dev):
+    """ip is not required (pcs accepts port_as_ip=1 configurations without it)."""
+    meta = run_fence(AGENT, args=["-o", "metadata"]).out
+    assert '<parameter name="ip" unique="0" required="0" obsoletes="ipaddr">' in meta
+    text = (f"action=off\nport=127.0.0.1\nport_as_ip=1\nipport={TELNET_PORT}\n"
+            "username=admin\npassword=secret\npower_wait=0\n")
+    res = run_fence(AGENT, stdin=text)
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert dev.power == "off"
+    dev.reset()
+    res = run_fence(AGENT, stdin=text.replace("port_as_ip=1\n", ""))
+    assert res.rc == 1 and "You have to enter fence address" in res.err
+    res = run_fence(AGENT, stdin=text.replace("action=off", "action=validate-all")
+                    .replace("port_as_ip=1\n", ""))
+    assert res.rc == 1 and "fence address" in res.err
+    assert dev.power == "on" and dev.commands() == []
+
+
+def test_missing_identity_file_is_a_clear_error(dev):
+    res = run_fence(AGENT, args=["-a", "127.0.0.1", "-x", "-u", str(TELNET_PORT), "-l", "admin",
+                                 "-k", "/nonexistent/id_ed25519", "-o", "off"])
+    assert res.rc == 1 and "Identity file /nonexistent/id_ed25519 does not exist" in res.err
+    assert dev.commands() == []
+
+
 def test_wrong_password_is_a_login_failure(dev):
     res = run_fence(AGENT, args=args("-o", "off", password="Wr0ngPass"))
     assert res.rc == 1 and "Unable to connect/login" in res.err
@@ -169,13 +197,47 @@ def test_unreachable_and_bad_input(dev):
     assert res.rc == 1 and "Unable to connect/login" in res.err
     assert time.monotonic() - start < 3
     for bad, words in ((["-o", "bogus"], "Unrecognised action"),
-                       (["-o", "off", "-a", "127.0.0.1 -oProxyCommand=x"], "spaces"),
-                       (["-o", "off", "-c", "MP>("], "regular expression")):
+                       (["-o", "off", "-a", "127.0.0.1 -oProxyCommand=x"], "not a host name"),
+                       (["-o", "off", "-c", "MP>("], "regular expression"),
+                       (["-o", "off", "-x", "--ssh-options=-o 'User=x"], "cannot be split")):
         res = run_fence(AGENT, args=args(*bad))
         assert res.rc == 1 and words in res.err, res.err
     res = run_fence(AGENT, stdin="action=off\nip=127.0.0.1\nipport=2320\nusername=admin\n")
     assert res.rc == 1 and "password" in res.err
     assert dev.power == "on" and dev.commands() == []
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["-p", "secret\r\nstop -f /system1"], "'password': value '[hidden]' contains a control"),
+    (["-p", "secret\x03"], "'password': value '[hidden]' contains a control"),
+    (["-l", "admin\nstop -f /system1"], "'username': value 'admin\\nstop -f /system1' contains"),
+    (["-l", "ad min"], "'username': value 'ad min' contains a blank"),
+])
+def test_control_characters_never_reach_the_cli(dev, argv, words):
+    """A line break in a value would type a second command into the device's CLI."""
+    for action in ("off", "validate-all"):
+        res = run_fence(AGENT, args=args("-o", action, *argv))
+        assert res.rc == 1 and words in res.err, res.err
+        assert "secret" not in res.err and "Traceback" not in res.err
+    assert dev.commands() == [] and dev.power == "on"
+
+
+def test_password_script_output_is_checked_like_a_password(dev, tmp_path):
+    script = tmp_path / "pw"
+    script.write_text("#!/bin/sh\nprintf 'secret\\033[Kstop -f /system1\\n'\n")
+    script.chmod(0o755)
+    res = run_fence(AGENT, args=["-a", "127.0.0.1", "-u", str(TELNET_PORT), "-l", "admin",
+                                 "-S", str(script), "-o", "off"])
+    assert res.rc == 1 and "the password contains a control character" in res.err, res.err
+    assert dev.commands() == [] and dev.power == "on"
+
+
+def test_ssh_destination_follows_a_double_dash():
+    from fence.ilo_mp import ssh_argv
+
+    ctx = loopback_ctx()
+    argv = ssh_argv(ctx, 22)
+    assert argv[-2:] == ["--", "admin@127.0.0.1"]
 
 
 def test_password_never_logged(dev, tmp_path):
@@ -190,9 +252,9 @@ def test_password_never_logged(dev, tmp_path):
 # -- SSH, through Debian's sshd ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sshd():
-    folder = Path(f"/tmp/pyha-fence-ilo-{SSH_PORT}")
+def start_sshd(port: int, sim_mode: str = "--stdio", extra: str = "") -> Iterator[Device]:
+    """Debian's sshd on 127.0.0.1:port, key login for root, the CLI as ForceCommand."""
+    folder = Path(f"/tmp/pyha-fence-ilo-{port}")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
@@ -202,16 +264,16 @@ def sshd():
     shutil.copy(folder / "client.pub", folder / "authorized_keys")
     config = folder / "sshd_config"
     config.write_text(
-        f"Port {SSH_PORT}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/hostkey\n"
         f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {folder}/authorized_keys\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nAllowUsers root\n"
-        "PrintMotd no\nPrintLastLog no\n"
-        f"ForceCommand /usr/bin/python3 {SIM} --stdio {folder}\n")
+        f"PrintMotd no\nPrintLastLog no\n{extra}"
+        f"ForceCommand /usr/bin/python3 {SIM} {sim_mode} {folder}\n")
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
                             stderr=subprocess.DEVNULL)
-    wait_tcp(SSH_PORT)
-    dev = Device(folder)
+    wait_tcp(port)
+    dev = Device(folder, port)
     dev.reset()
     yield dev
     proc.terminate()
@@ -219,8 +281,13 @@ def sshd():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[Device]:
+    yield from start_sshd(SSH_PORT)
+
+
 def ssh_args(dev: Device, *extra: str) -> list[str]:
-    return ["-a", "127.0.0.1", "-x", "-u", str(SSH_PORT), "-l", "root",
+    return ["-a", "127.0.0.1", "-x", "-u", str(dev.port), "-l", "root",
             "-k", str(dev.dir / "client"), "--power-wait=0",
             f"--ssh-options=-o UserKnownHostsFile={dev.dir}/known_hosts "
             "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR", *extra]
@@ -230,27 +297,30 @@ def test_ssh_host_key_checking(sshd):
     sshd.reset()
     known = sshd.dir / "known_hosts"
     known.unlink(missing_ok=True)
+    # Strict checking on request: an unknown key is refused before any command.
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey=0"))
+    assert res.rc == 1 and "not in known_hosts" in res.err, res.err
+    assert sshd.commands() == [] and not known.exists()
+    # By default the first contact succeeds and records the key (OpenSSH's accept-new).
     res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status"))
-    assert res.rc == 1 and "host key" in res.err, res.err
-    assert sshd.commands() == []
-    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey"))
     assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
-    assert known.exists()
-    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status"))  # known now: strict passes
-    assert res.rc == 0, res.err
-    # A changed key is refused even when new keys may be accepted.
+    host_key = (sshd.dir / "hostkey.pub").read_text().split()[1]
+    assert host_key in known.read_text()
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "status", "--accept-new-hostkey=0"))
+    assert res.rc == 0, res.err  # known now: strict passes
+    # A changed key is refused, whatever accept_new_hostkey says.
     other = sshd.dir / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known.write_text(f"[127.0.0.1]:{SSH_PORT} " + (sshd.dir / "other.pub").read_text())
-    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "off", "--accept-new-hostkey"))
-    assert res.rc == 1 and "host key" in res.err
-    assert sshd.power == "on"
+    res = run_fence(AGENT, args=ssh_args(sshd, "-o", "off"))
+    assert res.rc == 1 and "host key of 127.0.0.1 has changed" in res.err, res.err
+    assert sshd.power == "on" and "stop -f /system1" not in sshd.commands()
     known.unlink()
 
 
 def test_ssh_actions(sshd):
     sshd.reset()
-    base = ssh_args(sshd, "--accept-new-hostkey")
+    base = ssh_args(sshd)
     res = run_fence(AGENT, args=[*base, "-o", "reboot"])
     assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
     cmds = sshd.commands()
@@ -264,32 +334,87 @@ def test_ssh_actions(sshd):
 def test_ssh_wrong_key(sshd, tmp_path):
     key = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    argv = ssh_args(sshd, "--accept-new-hostkey", "-o", "off")
+    argv = ssh_args(sshd, "-o", "off")
     argv[argv.index(str(sshd.dir / "client"))] = str(key)
     res = run_fence(AGENT, args=argv)
     assert res.rc == 1 and "login" in res.err.lower(), res.err
 
 
-def test_smash_clp_parsing_through_the_loopback_seam():
-    """The agent's session code against ocf_lib.cli's test double (same interface)."""
+@pytest.fixture(scope="module", params=["raw pty", "no pty"])
+def sshd_raw(request: pytest.FixtureRequest) -> Iterator[Device]:
+    """An embedded SSH CLI: no line discipline on the device side, LF ends a line.
+
+    "raw pty": sshd grants the pty, the CLI puts it in raw mode (the ssh client
+    then sends bytes as typed).  "no pty": sshd refuses it (PermitTTY no).
+    """
+    if request.param == "raw pty":
+        yield from start_sshd(SSH_RAW_PORT, "--stdio-raw")
+    else:
+        yield from start_sshd(SSH_RAW_PORT + 1, "--stdio-raw", "PermitTTY no\n")
+
+
+def test_ssh_cli_without_line_discipline(sshd_raw):
+    """Commands end with CR LF: a CLI that reads LF-terminated lines gets every one.
+
+    The same simulator, served through a real sshd: with CR alone it never sees
+    ``SMCLP`` and the action times out.
+    """
+    sshd_raw.reset()
+    base = ssh_args(sshd_raw)
+    res = run_fence(AGENT, args=[*base, "-o", "reboot"])
+    assert (res.rc, res.out) == (0, "Success: Rebooted\n"), res.err
+    cmds = sshd_raw.commands()
+    assert cmds[:2] == ["SMCLP", "show /system1"]
+    assert cmds.index("stop -f /system1") < cmds.index("start /system1")
+    res = run_fence(AGENT, args=[*base, "-o", "off"])
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert sshd_raw.power == "off"
+    assert run_fence(AGENT, args=[*base, "-o", "status"]).rc == 2
+
+
+def test_echo_and_extra_prompt_are_not_replies():
+    """A device-side pty echoes each command and answers CR LF with a second prompt."""
     from fence.ilo_mp import SmashCLP
-    from ocf_lib.cli import LoopbackCLI
+    from ocf_lib.transport import LoopbackTransport
+
+    power = {"state": "Enabled"}
+
+    def device(line: str) -> str:
+        reply = {"show /system1": f"status=0\n  EnabledState={power['state']}\n",
+                 "stop -f /system1": "status=0\n", "SMCLP": ""}.get(line, "bad command\n")
+        if line == "stop -f /system1":
+            power["state"] = "Disabled"
+        # echo, reply, prompt; then the empty line's prompt
+        return f"{line}\n{reply}hpiLO-> \nhpiLO-> "
+
+    cli = LoopbackTransport(device, banner="MP> ")
+    cli.expect(["MP>"], 1)
+    clp = SmashCLP(loopback_ctx(), cli)
+    assert clp.status(None) == "on"
+    clp.set_power(None, "off")
+    assert clp.status(None) == "off"
+    assert cli.sent == ["show /system1", "stop -f /system1", "show /system1"]
+
+
+def loopback_ctx():
+    """A real FenceContext of fence_ilo_mp, for the session code on the loopback seam."""
+    from fence.ilo_mp import agent
+    from ocf_lib.fence import FenceContext
+
+    raw = {"action": "status", "ip": "127.0.0.1", "username": "admin", "password": "x",
+           "shell_timeout": "1", "power_timeout": "1"}
+    return FenceContext(agent, AGENT, agent.params, raw, {})
+
+
+def test_smash_clp_parsing_through_the_loopback_seam():
+    """The agent's session code against ocf_lib.transport's test double (same interface)."""
+    from fence.ilo_mp import SmashCLP
     from ocf_lib.fence import FenceError
-
-    class Ctx:
-        class options:  # noqa: N801 - a stand-in for the runtime's Values
-            @staticmethod
-            def get(name, default=None):
-                return {"command_prompt": "MP>|hpiLO->", "shell_timeout": 1.0,
-                        "power_timeout": 1.0}.get(name, default)
-
-        @staticmethod
-        def limit(want):
-            return want
+    from ocf_lib.transport import LoopbackTransport
 
     replies = {"show /system1": "status=0\nEnabledState=Disabled\nhpiLO-> "}
-    cli = LoopbackCLI(lambda line: replies.get(line, "Invalid command\nhpiLO-> "))
-    clp = SmashCLP(Ctx(), cli)
+    cli = LoopbackTransport(lambda line: replies.get(line, "Invalid command\nhpiLO-> "))
+    clp = SmashCLP(loopback_ctx(), cli)
     assert clp.status(None) == "off"
     replies["show /system1"] = "status=0\nEnabledState=Quiescing\nhpiLO-> "
     with pytest.raises(FenceError, match="EnabledState=Quiescing"):
@@ -344,7 +469,7 @@ def sshd_pw():
 
 def pw_args(dev: Device, password: str, *extra: str) -> list[str]:
     return ["-a", "127.0.0.1", "-x", "-u", str(SSH_PW_PORT), "-l", "ilo", "-p", password,
-            "--power-wait=0", "--accept-new-hostkey",
+            "--power-wait=0",
             f"--ssh-options=-o UserKnownHostsFile={dev.dir}/known_hosts "
             "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR", *extra]
 
@@ -371,7 +496,7 @@ def test_ssh_password_login_never_shows_the_password(sshd_pw, tmp_path):
     watcher.start()
     debug = tmp_path / "debug.log"
     text = (f"action=reboot\nip=127.0.0.1\nipport={SSH_PW_PORT}\nusername=ilo\n"
-            "password=secret\nssh=1\npower_wait=0\naccept_new_hostkey=1\n"
+            "password=secret\nssh=1\npower_wait=0\n"
             f"ssh_options=-o UserKnownHostsFile={sshd_pw.dir}/known_hosts "
             "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR\n"
             f"verbose=1\ndebug_file={debug}\n")
@@ -393,3 +518,20 @@ def test_ssh_wrong_password(sshd_pw):
     res = run_fence(AGENT, args=pw_args(sshd_pw, "Wr0ngPass", "-o", "off"))
     assert res.rc == 1 and "Unable to connect/login" in res.err, res.err
     assert "Wr0ngPass" not in res.err and sshd_pw.power == "on"
+
+
+def test_dead_dns_server_fails_within_login_timeout(dead_dns):  # noqa: F811
+    """Telnet to a host name whose DNS server never answers (resolver timeout 10 s)."""
+    start = time.monotonic()
+    res = subprocess.run(["ip", "netns", "exec", dead_dns, str(ROOT / "fence/fence_ilo_mp"),
+                          "-a", DEAD_NAME, "-l", "admin", "-p", "secret", "-o", "status",
+                          "--login-timeout=2"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and f"resolving {DEAD_NAME} timed out" in res.stderr, res.stderr
+    assert time.monotonic() - start < 4
+    # Over SSH the client resolves the name itself; login_timeout bounds it all the same.
+    start = time.monotonic()
+    res = subprocess.run(["ip", "netns", "exec", dead_dns, str(ROOT / "fence/fence_ilo_mp"),
+                          "-a", DEAD_NAME, "-x", "-l", "admin", "-p", "secret", "-o", "status",
+                          "--login-timeout=2"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "timed out" in res.stderr, res.stderr
+    assert time.monotonic() - start < 4

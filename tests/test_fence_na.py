@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import METADATA, ROOT, run_fence
+from test_transport import DEAD_NAME, dead_dns  # noqa: F401 - the fixture
 
 AGENT = "fence_na"
 RNG = "/usr/share/cluster/relaxng/metadata.rng"
@@ -88,9 +89,11 @@ def cman(tcp: int, **kw: str) -> str:
 def test_metadata(tmp_path):
     res = run_fence(AGENT, args=["-o", "metadata"])
     assert res.rc == 0 and res.out == (METADATA / "fence_na.xml").read_text()
-    for name in ("ipaddr", "ip", "tcp_port", "login", "passwd", "port", "plug", "max_nodes",
-                 "aliases", "mode"):
+    for name in ("ipaddr", "ip", "tcp_port", "ipport", "login", "passwd", "port", "plug",
+                 "max_nodes", "aliases", "mode"):
         assert f'name="{name}"' in res.out
+    assert '<parameter name="ipport" unique="0" required="0" obsoletes="tcp_port">' in res.out
+    assert '<getopt mixed="-u, --ipport=[ipport]" />' in res.out
     assert '<action name="list"' in res.out
     path = tmp_path / "m.xml"
     path.write_text(res.out)
@@ -145,6 +148,22 @@ def test_pacemaker_stdin_with_alias_as_plug(na):
     assert sim.node(3).endswith("F0 L1") and sim.node(1).endswith("F1 L0")
 
 
+def test_ipport_is_the_port_and_tcp_port_its_old_name(na):
+    """ipport / --ipport / -u, as every fence agent; tcp_port and --tcp-port still work."""
+    sim = na(23813, "--scale", "0.05")
+    base = (f"action=status\nip=127.0.0.1\nusername=motoko\npassword={PASSWORD}\n"
+            "plug=1\nconfig_file=/nonexistent\n")
+    for text in (base + "ipport=23813\n", base + "tcp_port=23813\n"):
+        res = run_fence(AGENT, stdin=text)
+        assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+        assert "unknown option" not in res.err
+    for flag in (["-u", "23813"], ["--ipport=23813"], ["--tcp-port=23813"]):
+        res = run_fence(AGENT, args=["-a", "127.0.0.1", *flag, "-l", "motoko", "-p", PASSWORD,
+                                     "--config-file=/nonexistent", "-o", "status", "-n", "1"])
+        assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
+    assert sim.commands() == ["00:0"] * 5
+
+
 def test_list_and_monitor(na):
     na(23804, "--scale", "0.05", "--off", "02")
     res = run_fence(AGENT, args=args(23804, "-o", "list", "--aliases=1=an-node01,2=an-node02"))
@@ -173,6 +192,20 @@ def test_node_whose_feed_never_drops_is_never_success(na):
     res = run_fence(AGENT, args=args(23806, "-o", "reboot", "-n", "2", "--power-timeout=1"))
     assert res.rc == 1 and "Rebooted" not in res.out
     assert "02:2" not in sim.commands()
+
+
+def test_only_an_explicit_feed_off_is_off(na):
+    """A feed that reads F2 is no proof of "off": status fails, reboot never skips the fence."""
+    sim = na(23814, "--scale", "0.05", "--odd-feed", "02")
+    res = run_fence(AGENT, args=args(23814, "-o", "status", "-n", "2"))
+    assert res.rc == 1 and "feed F2" in res.err, res.err
+    for action in ("reboot", "off", "on"):
+        res = run_fence(AGENT, args=args(23814, "-o", action, "-n", "2"))
+        assert res.rc == 1 and "feed F2" in res.err, (action, res.err)
+        assert "Success" not in res.out
+    assert set(sim.commands()) == {"00:0"}  # nothing was pressed on a guess
+    res = run_fence(AGENT, args=args(23814, "-o", "list-status"))
+    assert res.out.splitlines()[1] == "02,,UNKNOWN"
 
 
 def test_naos_mode(na):
@@ -232,8 +265,10 @@ def test_silent_device_times_out(na):
     (["-o", "off", "-n", "7", "--max-nodes=4"], "out of range"),
     (["-o", "off"], "plug number"),
     (["-o", "frobnicate", "-n", "1"], "Unrecognised action"),
-    (["-o", "off", "-n", "1", "--tcp-port=x"], "tcp_port"),
+    (["-o", "off", "-n", "1", "--ipport=x"], "ipport"),
     (["-o", "off", "-n", "1", "--mode=naos1"], "mode"),
+    (["-o", "off", "-n", "1", "--aliases=1=an-node01,two"], "'two', not NUMBER=NAME"),
+    (["-o", "off", "-n", "1", "--power-timeout=0"], "'power_timeout': value '0' is not above"),
 ])
 def test_bad_input_changes_nothing(na, bad, words):
     sim = na(23810, "--scale", "0.05")
@@ -304,3 +339,14 @@ def test_default_port_238_in_a_private_namespace(tmp_path):
             sim.terminate()
             sim.wait(5)
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_dead_dns_server_fails_within_login_timeout(dead_dns):  # noqa: F811
+    """A host name and a DNS server that never answers (resolver timeout 10 s)."""
+    start = time.monotonic()
+    res = subprocess.run(["ip", "netns", "exec", dead_dns, str(ROOT / "fence/fence_na"),
+                          "-a", DEAD_NAME, "-l", "motoko", "-p", PASSWORD, "-n", "1",
+                          "--config-file=/nonexistent", "-o", "off", "--login-timeout=2"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and f"resolving {DEAD_NAME} timed out" in res.stderr, res.stderr
+    assert time.monotonic() - start < 4

@@ -149,6 +149,19 @@ def test_stdin_ipaddr_alias() -> None:
     assert parse_stdin([opt_ip()], io.StringIO("hostname=h\n")) == {"ip": "h"}
 
 
+def test_unknown_stdin_options_are_named_never_their_values(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    text = stdin_lines(switch, action="status", port="1", agent="fence_pyhatest",
+                       nodename="1", pasword="Typo$ecret", ipprot="23")
+    assert fence(text) == codes.FENCE_OK
+    err = capsys.readouterr().err
+    assert "Ignoring unknown option 'pasword'" in err and "'ipprot'" in err
+    assert "Typo$ecret" not in err
+    assert "agent" not in err and "nodename" not in err  # what the callers always send
+    assert fence(text + "quiet=1\n") == codes.FENCE_OK
+    assert capsys.readouterr().err == ""
+
+
 def test_name_is_not_a_login_for_agents_without_one() -> None:
     from ocf_lib.fence import opt_ip
 
@@ -399,17 +412,130 @@ def test_metadata_manpage_help_version(capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().out == "pyha 0.1.0\n"
 
 
-def test_deadline_is_finite_and_below_pacemakers_timeout(switch: Switch) -> None:
-    def budget(env: dict[str, str], **opts: str) -> float:
-        raw = {"action": "reboot", "device": str(switch.path), "plug": "1", **opts}
-        ctx = FenceContext(fencedev.agent, "fence_pyhatest", PARAMS, raw, env)
-        return ctx.deadline.remaining()
+def budget(switch: Switch, env: dict[str, str], **opts: str) -> float:
+    raw = {"action": "reboot", "device": str(switch.path), "plug": "1", **opts}
+    ctx = FenceContext(fencedev.agent, "fence_pyhatest", PARAMS, raw, env)
+    assert not ctx.errors, ctx.errors
+    return ctx.deadline.remaining()
 
-    small = budget({})
-    assert 15 < small < 30
-    assert budget({"PCMK_service": "pacemaker-fenced"}, power_timeout="600") <= 55.0
-    assert budget({}, power_timeout="600") > 1200  # a hand run honours what was asked
-    assert budget({"PCMK_service": "pacemaker-fenced"}, disable_timeout="1") <= 55.0
+
+FENCER = {"PCMK_service": "pacemaker-fenced"}
+
+
+def test_whole_action_deadline_is_the_sum_of_its_steps(switch: Switch) -> None:
+    # fencedev declares power_timeout 3, login 2, shell 2; reboot has two power phases.
+    assert 15 < budget(switch, {}) <= 2 + 2 * 2 + 2 * 3 + 5
+    assert budget(switch, {}, power_timeout="600") > 1200  # a hand run honours what was asked
+    assert budget(switch, {}, delay="60") > 60
+    assert budget(switch, {}, disable_timeout="true") == float("inf")
+
+
+def test_no_whole_action_cap_under_the_fencer(switch: Switch) -> None:
+    """pacemaker-fenced bounds the agent itself: disable_timeout defaults to true there."""
+    assert budget(switch, FENCER) == float("inf")
+    assert budget(switch, FENCER, delay="60") == float("inf")
+    # disable_timeout=false: the sum of the steps, with no cap below it
+    assert budget(switch, FENCER, disable_timeout="false", delay="60") > 60
+    assert budget(switch, FENCER, disable_timeout="0", power_timeout="600") > 1200
+    # only the fencer: other Pacemaker daemons (or none) keep the sum
+    assert budget(switch, {"PCMK_service": "pacemaker-controld"}) < 30
+
+
+def test_disable_timeout_takes_true_or_false_only(switch: Switch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert fence(stdin_lines(switch, action="status", port="1", disable_timeout="maybe")) == 1
+    assert "'disable_timeout': value 'maybe' is not a boolean" in capsys.readouterr().err
+
+
+def test_steps_stay_bounded_under_the_fencer(switch: Switch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """No whole-action limit, but power_timeout still ends a wait for a switch that ignores off."""
+    switch.update(ignore_off=True)
+    started = time.monotonic()
+    rc = fence(stdin_lines(switch, action="off", port="1", power_timeout="1"), env=FENCER)
+    assert rc == codes.FENCE_FAIL and time.monotonic() - started < 4
+    assert "Timed out waiting to power OFF" in capsys.readouterr().err
+
+
+def test_exec_delay_under_the_fencer(switch: Switch) -> None:
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", **FENCER}
+    text = f"action=off\ndevice={switch.path}\nlogin=admin\npasswd=pw\nport=2\ndelay=1.5\n"
+    started = time.monotonic()
+    res = run_fence(AGENT, stdin=text, env=env)
+    assert (res.rc, res.out) == (0, "Success: Powered OFF\n"), res.err
+    assert time.monotonic() - started >= 1.5
+    assert switch.plug("2") == "off"
+
+
+@pytest.mark.parametrize("module", ["fence.ilo_mp", "fence.na", "fence.pcmk", "fencedev"])
+def test_every_declared_default_is_the_typed_value(module: str) -> None:
+    """After parsing, a parameter that was not given holds its declared default, converted."""
+    import importlib
+
+    agent = importlib.import_module(module).agent
+    ctx = FenceContext(agent, agent.name, agent.params, {"action": "monitor"}, {})
+    for p in agent.params:
+        if p.default is not None and p.name != "action":
+            assert ctx.options[p.name] == p.convert(p.default), p.name
+            assert ctx.options[p.name] is not None
+
+
+def test_fence_na_deadline_uses_its_declared_power_timeout() -> None:
+    from fence.na import agent
+
+    raw = {"action": "off", "ip": "192.0.2.1", "plug": "1"}
+    ctx = FenceContext(agent, "fence_na", agent.params, raw, {})
+    assert ctx.options.power_timeout == 40.0
+    # delay 0 + login 5 + 2 x shell 3 + power_wait 0 + power_timeout 40 + 5 s to report
+    assert 55 < ctx.deadline.remaining() <= 56
+
+
+@pytest.mark.parametrize("name", ["power_timeout", "login_timeout", "shell_timeout",
+                                  "stonith_status_sleep"])
+def test_a_zero_time_limit_is_an_error_not_a_silent_default(
+        switch: Switch, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """power_timeout=0 once became 20 s without a word (fence-agents reads it as forever)."""
+    assert fence(stdin_lines(switch, action="off", port="1", **{name: "0"})) == 1
+    assert f"'{name}': value '0' is not above 0" in capsys.readouterr().err
+    assert switch.sets() == []
+    assert fence(stdin_lines(switch, action="status", port="1", power_wait="0", delay="0")) == 0
+
+
+def test_fence_pcmk_shares_the_output_options() -> None:
+    from fence.pcmk import agent
+    from ocf_lib.fence import opt_delay, opt_output
+
+    names = [p.name for p in agent.params]
+    for p in [*opt_output(), opt_delay()]:
+        assert p.name in names
+
+
+@pytest.mark.parametrize("agent", ["fence_ipmilan", "fence_ilo_mp", "fence_na"])
+@pytest.mark.parametrize("ip", ["a" * 64, "/var/run/bmc", "bmc..lab", "010.1.1.1",
+                                "fe80::1%eth0 -oProxyCommand=x"])
+def test_the_ip_option_is_a_host_name_or_an_address(agent: str, ip: str) -> None:
+    """A 64-character label or a path once ended in "internal error: UnicodeError ... idna"."""
+    base = "username=admin\npassword=x\nplug=1\n"
+    for action in ("validate-all", "status"):
+        res = run_fence(agent, stdin=f"action={action}\nip={ip}\n{base}")
+        assert res.rc == 1 and "parameter 'ip'" in res.err, res.err
+        assert "internal error" not in res.err and "Traceback" not in res.err
+    res = run_fence(agent, args=["-a", ip, "-l", "admin", "-p", "x", "-o", "status"])
+    assert res.rc == 1 and "parameter 'ip'" in res.err, res.err
+
+
+def test_port_as_ip_goes_through_the_ip_type() -> None:
+    res = run_fence("fence_ilo_mp", stdin="action=status\nport=" + "b" * 64 + "\nport_as_ip=1\n"
+                    "username=admin\npassword=x\n")
+    assert res.rc == 1 and "parameter 'ip'" in res.err and "internal error" not in res.err
+
+
+def test_host_names_and_addresses_are_accepted() -> None:
+    from ocf_lib.params import HOST
+
+    for ok in ("192.0.2.1", "2001:db8::1", "fe80::1%eth0", "bmc-1.lab.example.", "a" * 63,
+               "ilo_3.lab", "bücher.example"):
+        assert HOST.convert(ok, "ip") == ok
 
 
 def test_agent_refuses_ambiguous_declarations() -> None:
@@ -473,3 +599,119 @@ def test_port_as_ip_fills_the_required_ip() -> None:
     seen.clear()
     rc = agent.run(["fence_portip"], {}, io.StringIO("action=status\nport=192.0.2.7\n"))
     assert rc == 1 and not seen  # without port_as_ip the ip is still missing
+
+
+# -- debug_file: an absolute path, opened as itself -----------------------------------------
+
+
+def exec_in(cwd: Path, text: str) -> Any:
+    import subprocess
+
+    return subprocess.run([str(AGENT)], input=text, capture_output=True, text=True, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, timeout=30)
+
+
+def test_a_relative_debug_file_is_refused_and_nothing_happens(switch: Switch,
+                                                              tmp_path: Path) -> None:
+    """A relative debug_file once appended log lines to /etc/shadow from a deep cwd."""
+    victim = tmp_path / "victim"
+    victim.write_text("root:*:19000:0:99999:7:::\n")
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    proc = exec_in(cwd, stdin_lines(switch, action="off", port="1", verbose="1",
+                                    debug_file="../../victim"))
+    assert proc.returncode == 1, proc.stderr
+    assert "debug_file" in proc.stderr and "not an absolute path" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert victim.read_text() == "root:*:19000:0:99999:7:::\n"
+    assert switch.sets() == [] and switch.plug("1") == "on"
+
+
+def test_a_debug_file_that_is_a_symlink_is_never_followed(switch: Switch,
+                                                          tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = tmp_path / "debug.log"
+    link.symlink_to(victim)
+    proc = exec_in(tmp_path, stdin_lines(switch, action="off", port="1", debug_file=str(link)))
+    assert proc.returncode == 1 and "symbolic link" in proc.stderr, proc.stderr
+    assert victim.read_text() == "precious\n"
+    assert switch.sets() == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_debug_file_must_be_a_regular_file(switch: Switch, tmp_path: Path, kind: str) -> None:
+    """A FIFO or a device is refused at once: a FIFO's open would hang the agent, a
+    disk's would overwrite its first sectors (appending does not apply to disks)."""
+    import os
+
+    path = tmp_path / "fifo"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mknod(path, 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))  # /dev/null's
+    proc = exec_in(tmp_path, stdin_lines(switch, action="off", port="1", debug_file=str(path)))
+    assert proc.returncode == 1 and "not a regular file" in proc.stderr, proc.stderr
+    assert switch.sets() == []
+
+
+def test_a_debug_file_is_created_0600_and_appended_to(switch: Switch, tmp_path: Path) -> None:
+    """(A plug the switch does not have: the failure is what gets logged.)"""
+    import os
+    import stat
+
+    new = tmp_path / "new.log"
+    proc = exec_in(tmp_path, stdin_lines(switch, action="status", port="99",
+                                         debug_file=str(new)))
+    assert proc.returncode == 1, proc.stderr
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o600 and new.read_text()
+    old = tmp_path / "old.log"
+    old.write_text("first line\n")
+    proc = exec_in(tmp_path, stdin_lines(switch, action="status", port="99",
+                                         debug_file=str(old)))
+    assert proc.returncode == 1, proc.stderr
+    text = old.read_text()
+    assert text.startswith("first line\n") and len(text.splitlines()) > 1
+
+
+# -- actions accepted without being advertised --------------------------------------------
+
+
+def test_an_unadvertised_action_runs_but_is_never_advertised(
+        switch: Switch, capsys: pytest.CaptureFixture[str]) -> None:
+    """fence_ipmilan's list: accepted (upstream prints a notice, exits 0) and absent
+    from metadata, manpage and help, where Pacemaker would take it for a capability."""
+    seen: list[str] = []
+
+    def notice(ctx: FenceContext, session: Any) -> int:
+        seen.append(ctx.action)
+        sys.stdout.write("NOTICE: nothing to list\n")
+        return codes.FENCE_OK
+
+    agent = FenceAgent("fence_quiet", shortdesc="q", longdesc="q",
+                       connect=fencedev.SwitchSession, params=fencedev.agent.params,
+                       unadvertised_actions={"list": notice, "list-status": notice})
+    assert "list" not in agent.metadata() and "list" not in agent.manpage()
+    assert "list" not in agent.help("fence_quiet")
+    for action in ("list", "list-status"):
+        text = stdin_lines(switch, action=action)
+        assert agent.run(["fence_quiet"], {}, io.StringIO(text)) == codes.FENCE_OK
+        assert capsys.readouterr().out == "NOTICE: nothing to list\n"
+    assert seen == ["list", "list-status"]
+    # Help and metadata asked for during a run list the same actions as before it.
+    assert agent.run(["fence_quiet"], {}, io.StringIO("action=metadata\n")) == 0
+    assert '"list' not in capsys.readouterr().out
+
+
+def test_a_handler_without_an_exit_code_is_a_failure_never_0(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared last line of defence (ocf_lib.runtime): a handler that returns None
+    would otherwise become sys.exit(None), a fence reported done."""
+    from ocf_lib.fence import opt_action, opt_delay, opt_output
+
+    agent = FenceAgent("fence_none", shortdesc="n", longdesc="n",
+                       params=[opt_action(), *opt_output(), opt_delay()],
+                       perform=lambda ctx: None)  # type: ignore[arg-type,return-value]
+    assert agent.run(["fence_none"], {}, io.StringIO("action=off\n")) == codes.FENCE_FAIL
+    err = capsys.readouterr().err
+    assert err == "Failed: internal error: returned None, not an exit code\n"

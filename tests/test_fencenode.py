@@ -151,6 +151,45 @@ def test_unfence_adds_action_on_and_tries_every_device(tmp_path):
     assert not any(entry.startswith("SET n2 off") for entry in log)  # never a reboot
 
 
+def test_dry_run_masks_what_the_agents_declare_secret(tmp_path):
+    """pyha agents: their declared secrets (fence_ipmilan's hexadecimal_kg too); an agent
+    pyha has no declarations for: every value but libfence's own fields."""
+    cfg = conf(tmp_path,
+               '<method name="ipmi"><device name="bmc"/></method>'
+               '<method name="cloud"><device name="aws" port="i-0abc"/></method>',
+               '<fencedevice name="bmc" agent="fence_ipmilan" ipaddr="192.0.2.9" login="admin" '
+               'passwd="x" hexadecimal_kg="0A1B2C3D4E" cipher="17"/>'
+               '<fencedevice name="aws" agent="fence_aws" region="eu-west-1" '
+               'access_key="AKIAEXAMPLEKEY" secret_key="wJalrXUtnFEMIEXAMPLE" token="tok123"/>')
+    res = fence_node("-c", str(cfg), "--dry-run", "n2")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for secret in ("0A1B2C3D4E", "AKIAEXAMPLEKEY", "wJalrXUtnFEMIEXAMPLE", "tok123"):
+        assert secret not in out
+    assert "passwd=****\n" in out and "hexadecimal_kg=****\n" in out
+    assert "ipaddr=192.0.2.9\n" in out and "cipher=17\n" in out  # declared, not secret
+    assert "token=****\n" in out and "region=****\n" in out  # undeclared agent: all hidden
+    assert "port=i-0abc\nnodename=n2\nagent=fence_aws\n" in out
+
+
+def test_verbose_output_is_masked_whole_tokens(tmp_path):
+    """-v shows the agent's output with its secret values masked, and only whole values:
+    a one-character password does not garble the message around it."""
+    agent = tmp_path / "fence_chatty"
+    agent.write_text("#!/bin/sh\nwhile read -r line; do echo \"got $line\" >&2; done\n"
+                     "echo 'Unable to connect to the device' >&2\nexit 1\n")
+    agent.chmod(0o755)
+    cfg = conf(tmp_path, '<method name="m"><device name="c" port="n2"/></method>',
+               '<fencedevice name="c" agent="fence_chatty" passwd="b" lanplus="1" '
+               'secret_key="wJalrXUtnFEMIEXAMPLE"/>')
+    res = fence_node("-c", str(cfg), "--agent-path", str(tmp_path), "-v", "n2")
+    assert res.returncode == 1
+    assert "wJalrXUtnFEMIEXAMPLE" not in res.stderr and "got passwd=b" not in res.stderr
+    assert "got passwd=****" in res.stderr and "got secret_key=****" in res.stderr
+    assert "Unable to connect to the device" in res.stderr
+    assert "got lanplus=1" in res.stderr  # a switch, not a secret
+
+
 def test_agent_time_limit(tmp_path):
     slow = tmp_path / "fence_slow"
     slow.write_text("#!/bin/sh\nexec sleep 30\n")

@@ -97,6 +97,25 @@ def holder(lab: Lab, script: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def test_advertised_monitors_are_upstreams() -> None:
+    """pcs creates one default operation per advertised monitor: the same as upstream,
+    so no depth-20 monitor writes a status file unless the administrator asks."""
+    def monitors(path: str) -> list[dict[str, str]]:
+        env = {**base_env(), "OCF_ROOT": "/usr/lib/ocf"}
+        out = subprocess.run([path, "meta-data"], capture_output=True, text=True, env=env,
+                             timeout=30, check=True).stdout
+        import xml.etree.ElementTree as ET
+
+        return [dict(a.attrib) for a in ET.fromstring(out).iter("action")
+                if a.get("name") == "monitor"]
+
+    ours = monitors(str(ROOT / "agents/Filesystem"))
+    assert ours == [{"name": "monitor", "timeout": "40s", "interval": "20s", "depth": "0"}]
+    assert [sorted(m.items()) for m in ours] == [sorted(m.items()) for m in monitors(UPSTREAM)]
+    for path in ("Filesystem.xml", "Filesystem.ocf-1.0.xml"):
+        assert 'depth="10"' not in (ROOT / "metadata" / path).read_text()
+
+
 @pytest.mark.parametrize("fs", ["ext4", "xfs"])
 def test_lifecycle_and_depths(lab: Lab, rsctmp: Path, fs: str) -> None:
     mnt = BASE / f"mnt {fs}"  # a space: mountinfo escapes it as \040
@@ -271,6 +290,10 @@ def bad_cases(lab: Lab) -> list[tuple[dict[str, str], int, str]]:
         ({"device": loop, "directory": "/", "fstype": "ext4"}, 6, "root directory"),
         ({"device": loop, "directory": str(BASE / "b10"), "fstype": "xfs"}, 1,
          "couldn't mount"),  # the mount itself fails: the new mount point goes again
+        ({"device": "-oremount,exec", "directory": str(BASE / "b11"), "fstype": "ext4"}, 6,
+         "starts with '-'"),  # would be an option to mount
+        ({"device": "--bind", "directory": str(BASE / "b12"), "fstype": "none"}, 6,
+         "starts with '-'"),
     ]
 
 
@@ -326,7 +349,9 @@ def test_pyha_tester_passes(lab: Lab, tmp_path: Path, fs: str) -> None:
                            "-o", f"fstype={fs}", "--rsctmp", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAIL" not in proc.stdout and "OCF_CHECK_LEVEL=20" in proc.stdout
+    # Only depth 0 is advertised (as upstream), so the tester runs no deeper level.
+    assert "FAIL" not in proc.stdout and "OCF_CHECK_LEVEL=0" in proc.stdout
+    assert "OCF_CHECK_LEVEL=20" not in proc.stdout
     assert lab.mounted(mnt) is None
 
 
@@ -424,3 +449,316 @@ def test_image_file_with_loop_option(lab: Lab, rsctmp: Path) -> None:
     assert agent(lab, "stop", params, rsctmp).rc == 0
     assert lab.mounted(mnt) is None
     assert str(image) not in sh("losetup", "-l").stdout  # mount's autoclear detached it
+
+
+# -- declared types, validators and the stop rule --------------------------------------
+
+def test_parameter_types_refuse_what_mount_would_misread() -> None:
+    from agents.filesystem import agent
+    from ocf_lib.params import parse
+
+    def errors(**given: str) -> list[str]:
+        values = {"device": "/dev/sdz1", "directory": "/srv/x", **given}
+        _, errs = parse(agent.params, values)
+        return [str(e) for e in errs]
+
+    assert errors() == []
+    assert errors(device="-U 1234-ABCD", fstype="vfat") == []
+    for device in ("-oremount,exec", "--bind", " /dev/sdz1", "/dev/sd\nz"):
+        assert errors(device=device) and "device" in errors(device=device)[0], device
+    for directory in ("/", "//.", "relative", "/srv/x "):
+        assert errors(directory=directory), directory
+    assert errors(fstype="ext4 -o exec") and errors(fstype="-oexec")
+    for options in ("ro,,exec", "ro, exec", "remount", "x-mount.mkdir", "'a'", "--bind"):
+        assert errors(options=options), options
+    for signals in ("NOPE", "0", "65", ",", "TERM x"):
+        assert errors(term_signals=signals), signals
+    assert errors(term_signals="SIGHUP, 15 usr1") == []
+    for prefix in ("/etc/", "../x", "a/../../b"):
+        assert errors(statusfile_prefix=prefix), prefix
+    # Upstream's lenient words stay accepted (and warned about when used).
+    assert errors(run_fsck="maybe", force_unmount="safe,move,bogus") == []
+    secret = errors(options="username=u,password=s3cr3t,helper=x")
+    assert secret and "s3cr3t" not in secret[0] and "password=****" in secret[0]
+
+
+def test_cross_field_check_is_declared(lab: Lab, rsctmp: Path) -> None:
+    res = agent(lab, "validate-all", {"device": "LABEL=x", "directory": str(BASE / "v1"),
+                                      "fstype": "none"}, rsctmp)
+    assert res.rc == 6 and res.reason and "absolute path for a bind mount" in res.reason
+    res = agent(lab, "validate-all", {"device": lab.loops["ext4"], "directory": str(BASE / "v2"),
+                                      "kill_signals": "KILL NOPE"}, rsctmp)
+    assert res.rc == 6 and res.reason and "'NOPE' is not a signal" in res.reason
+
+
+def test_stop_without_its_identity_proves_absence_or_fails(lab: Lab, rsctmp: Path) -> None:
+    mnt = BASE / "identity"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    # The configuration changed after start: stop cannot tell what to unmount.
+    for broken in ({**params, "device": " " + lab.loops["ext4"]},
+                   {**params, "directory": "/"}):
+        res = agent(lab, "stop", broken, rsctmp)
+        assert res.rc != 0 and res.reason, broken
+        assert lab.mounted(mnt) is not None, broken
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+    # Now the kernel proves it: the mount point is free, the device mounted nowhere.
+    for broken in ({**params, "device": " " + lab.loops["ext4"]}, {**params, "directory": "/"}):
+        res = agent(lab, "stop", broken, rsctmp)
+        assert res.rc == 0, (broken, res.err)
+
+
+# -- a mount point given through symlinks ----------------------------------------------
+
+def test_mount_point_through_a_symlink(lab: Lab, rsctmp: Path) -> None:
+    real, link, hop = BASE / "sym-real", BASE / "sym-link", BASE / "sym-hop"
+    real.mkdir()
+    hop.symlink_to(real.name)  # relative, two hops: link -> hop -> real
+    link.symlink_to(hop)
+    params = {"device": lab.loops["ext4"], "directory": str(link), "fstype": "ext4"}
+
+    def findmnt() -> str:
+        out = lab.ns("findmnt", "-n", "-o", "SOURCE,TARGET", "--source", lab.loops["ext4"],
+                     check=False).stdout
+        return " ".join(out.split())
+
+    for starter in ("Filesystem", UPSTREAM):
+        assert agent(lab, "start", params, rsctmp, path=starter).rc == 0
+        assert findmnt() == f"{lab.loops['ext4']} {real}"
+        for prober in ("Filesystem", UPSTREAM):
+            res = agent(lab, "monitor", params, rsctmp, path=prober)
+            assert res.rc == 0, (starter, prober, res.err)
+            res = agent(lab, "monitor", params, rsctmp, path=prober,
+                        OCF_RESKEY_CRM_meta_interval="0")
+            assert res.rc == 0, (starter, prober, res.err)
+        assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20").rc == 0
+        res = agent(lab, "stop", params, rsctmp)
+        assert res.rc == 0, res.err
+        assert findmnt() == ""
+        assert agent(lab, "monitor", params, rsctmp).rc == 7
+        assert agent(lab, "monitor", params, rsctmp, path=UPSTREAM).rc == 7
+    assert link.is_symlink() and hop.is_symlink()  # the links are left as they were
+
+
+def test_symlink_re_pointed_while_mounted(lab: Lab, rsctmp: Path) -> None:
+    first, second, link = BASE / "repoint-1", BASE / "repoint-2", BASE / "repoint"
+    first.mkdir()
+    second.mkdir()
+    link.symlink_to(first)
+    params = {"device": lab.loops["ext4"], "directory": str(link), "fstype": "ext4"}
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    assert lab.mounted(first) is not None
+    link.unlink()
+    link.symlink_to(second)  # the administrator moves the link under a running resource
+    for interval in ("0", "20000"):  # never "not running" while mounted where start put it
+        res = agent(lab, "monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval=interval)
+        assert res.rc == 1 and res.reason and "still mounted" in res.reason, res.err
+    res = agent(lab, "start", params, rsctmp)  # and never mounted a second time
+    assert res.rc == 1 and lab.mounted(second) is None
+    res = agent(lab, "stop", {**params, "device": "-bad"}, rsctmp)  # no false proof
+    assert res.rc == 6 and lab.mounted(first) is not None
+    res = agent(lab, "stop", params, rsctmp)
+    assert res.rc == 0, res.err
+    assert lab.mounted(first) is None and lab.mounted(second) is None
+    assert agent(lab, "monitor", params, rsctmp).rc == 7
+    # A link to /: never mounted there, and stop never tries to unmount it.
+    link.unlink()
+    link.symlink_to("/")
+    res = agent(lab, "start", params, rsctmp)
+    assert res.rc == 6 and res.reason and "resolves to the root directory" in res.reason
+    before = lab.mountinfo()
+    assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert lab.mountinfo() == before
+
+
+# -- btrfs: the mount's device number is anonymous (0:N), never the block device's -----
+
+@pytest.fixture(scope="module")
+def btrfs(lab: Lab) -> Iterator[tuple[str, str]]:
+    """A two-device btrfs (data single, metadata raid1) on two loop devices; mkfs.btrfs
+    comes from btrfs-progs (packaging/debian-packages.txt)."""
+    assert shutil.which("mkfs.btrfs"), "install btrfs-progs"
+    loops = []
+    try:
+        for name in ("btrfs-a.img", "btrfs-b.img"):
+            sh("truncate", "-s", "128M", str(BASE / name))
+            loops.append(sh("losetup", "-f", "--show", str(BASE / name)).stdout.strip())
+        sh("mkfs.btrfs", "-q", "-f", "-d", "single", "-m", "raid1", *loops)
+        yield loops[0], loops[1]
+    finally:
+        for loop in loops:
+            sh("losetup", "-d", loop, check=False)
+
+
+def test_btrfs_is_recognised_by_source_and_members(lab: Lab, rsctmp: Path,
+                                                   btrfs: tuple[str, str]) -> None:
+    first, second = btrfs
+    mnt, sub = BASE / "btrfs", BASE / "btrfs-sub"
+
+    def findmnt(target: Path) -> list[str]:
+        out = lab.ns("findmnt", "-n", "-o", "SOURCE,FSTYPE", "--mountpoint", str(target),
+                     check=False).stdout
+        return out.split()
+
+    for device in (first, second):  # the second: mountinfo names the first member
+        params = {"device": device, "directory": str(mnt), "fstype": "btrfs"}
+        res = agent(lab, "start", params, rsctmp)
+        assert res.rc == 0, res.err
+        assert findmnt(mnt)[1:] == ["btrfs"]
+        assert lab.ns("stat", "-c", "%d", str(mnt)).stdout.strip() != "0"
+        for prober in ("Filesystem", UPSTREAM):
+            assert agent(lab, "monitor", params, rsctmp, path=prober,
+                         OCF_RESKEY_CRM_meta_interval="0").rc == 0, prober
+        assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20").rc == 0
+        assert agent(lab, "start", params, rsctmp).rc == 0  # already ours: no second mount
+        assert len(lab.ns("findmnt", "-n", "--mountpoint", str(mnt)).stdout.splitlines()) == 1
+        # Another mount of the same filesystem keeps the device busy: stop takes it too.
+        lab.ns("mkdir", "-p", str(sub))
+        lab.ns("btrfs", "subvolume", "create", str(mnt / "vol"))
+        lab.ns("mount", "-o", "subvol=vol", first, str(sub))
+        res = agent(lab, "stop", params, rsctmp)
+        assert res.rc == 0, res.err
+        assert findmnt(mnt) == [] and findmnt(sub) == []
+        assert agent(lab, "monitor", params, rsctmp).rc == 7
+        lab.ns("mount", first, str(mnt))
+        lab.ns("btrfs", "subvolume", "delete", str(mnt / "vol"))
+        lab.ns("umount", str(mnt))
+
+
+def test_btrfs_other_filesystems_only_when_proven(lab: Lab, rsctmp: Path,
+                                                  btrfs: tuple[str, str]) -> None:
+    first, _ = btrfs
+    mnt = BASE / "btrfs-other"
+    ours = {"device": first, "directory": str(mnt), "fstype": "btrfs"}
+    ext4 = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    probe = {"OCF_RESKEY_CRM_meta_interval": "0"}
+    assert agent(lab, "start", ours, rsctmp).rc == 0
+    # An ext4 resource probing a mount point that holds the btrfs: proven not there.
+    assert agent(lab, "monitor", ext4, rsctmp, **probe).rc == 7
+    res = agent(lab, "start", ext4, rsctmp)
+    assert res.rc == 1 and res.reason and "another device" in res.reason
+    assert agent(lab, "stop", ext4, rsctmp).rc == 0  # not ours: left alone
+    assert lab.mounted(mnt)[2] == "btrfs"  # type: ignore[index]
+    assert agent(lab, "stop", ours, rsctmp).rc == 0
+    assert lab.mounted(mnt) is None
+    # A tmpfs on the mount point has no block device at all: not our btrfs.
+    lab.ns("mount", "-t", "tmpfs", first, str(mnt))  # even named like our device
+    try:
+        assert agent(lab, "monitor", ours, rsctmp, **probe).rc == 7
+        assert agent(lab, "stop", ours, rsctmp).rc == 0
+        assert lab.mounted(mnt)[2] == "tmpfs"  # type: ignore[index]
+    finally:
+        lab.ns("umount", str(mnt))
+
+
+# -- the depth-20 status file: written as root into a filesystem its users own ---------
+
+def test_status_file_never_follows_planted_symlinks(lab: Lab, rsctmp: Path) -> None:
+    mnt, outside = BASE / "planted", BASE / "planted-victims"
+    params = {"device": lab.loops["ext4"], "directory": str(mnt), "fstype": "ext4"}
+    name = f"test_{os.uname().nodename}"
+    outside.mkdir()
+    victim = outside / "shadow"
+    victim.write_text("precious\n")
+    (outside / name).write_text("precious too\n")
+    assert agent(lab, "start", params, rsctmp).rc == 0
+    status = mnt / ".Filesystem_status"
+    try:
+        # The status directory is a user's symlink to a directory of root's.
+        lab.ns("rm", "-rf", str(status))  # the ext4 is shared with earlier tests
+        lab.ns("ln", "-s", str(outside), str(status))
+        res = agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20")
+        assert res.rc == 1 and res.reason and "symlinks are never followed" in res.reason
+        assert agent(lab, "stop", params, rsctmp).rc == 0
+        assert sorted(p.name for p in outside.iterdir()) == sorted([name, "shadow"])
+        assert (outside / name).read_text() == "precious too\n"
+        assert agent(lab, "start", params, rsctmp).rc == 0
+        lab.ns("rm", str(status))
+        # The status file is a user's symlink to a file of root's (/etc/shadow).  The
+        # directory belongs to a user as on root_squash NFS: that must not matter.
+        lab.ns("mkdir", str(status))
+        lab.ns("chown", "65534:65534", str(status))
+        lab.ns("ln", "-s", str(victim), str(status / name))
+        for _ in range(2):
+            res = agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20")
+            assert res.rc == 0, res.err
+        assert victim.read_text() == "precious\n"
+        listing = lab.ns("ls", "-lA", str(status)).stdout
+        assert lab.ns("cat", str(status / name)).stdout == "test\n" + "\0" * 4091
+        assert "->" not in listing and len(listing.splitlines()) == 2, listing  # no leftovers
+        lab.ns("ln", "-sf", str(victim), str(status / name))
+    finally:
+        assert agent(lab, "stop", params, rsctmp).rc == 0
+    assert victim.read_text() == "precious\n"
+    lab.ns("mount", lab.loops["ext4"], str(mnt))
+    try:
+        assert lab.ns("ls", "-A", str(status)).stdout.split() == []  # stop removed the link
+        lab.ns("rmdir", str(status))
+    finally:
+        lab.ns("umount", str(mnt))
+
+
+# -- CIFS passwords: never in argv, never in a log ---------------------------------------
+
+HELPER = """#!/bin/sh
+# mount.cifs stand-in: no cifs module and no server here.  It records what a real
+# helper would receive, then mounts a tmpfs named like the share (or fails).
+rec={work}/record
+opts=""; prev=""
+for arg in "$@"; do [ "$prev" = "-o" ] && opts="$arg"; prev="$arg"; done
+creds=$(printf '%s' "$opts" | tr ',' '\\n' | sed -n 's/^credentials=//p')
+{{
+  echo "helper: $*"
+  echo "mount: $(tr '\\0' ' ' < /proc/$PPID/cmdline)"
+  echo "creds: $(stat -c '%a %U' "$creds") $(cat "$creds")"
+}} > "$rec"
+grep -F -l -f {work}/pw /proc/[0-9]*/cmdline > {work}/leaks 2>/dev/null
+if [ -e {work}/fail ]; then echo "mount error(13): Permission denied" >&2; exit 32; fi
+exec mount -i -t tmpfs -o size=1m "$1" "$2"
+"""
+
+
+def test_cifs_password_is_in_no_argv_and_no_log(lab: Lab, rsctmp: Path) -> None:
+    work = BASE / "cifs"
+    (work / "helpers").mkdir(parents=True)
+    helper = work / "helpers" / "mount.cifs"
+    helper.write_text(HELPER.format(work=work))
+    helper.chmod(0o755)
+    password = "Pw-s3cr3t-42"
+    (work / "pw").write_text(password + "\n")
+    mnt = work / "mnt"
+    # A namespace of its own, where mount finds the stand-in in /sbin (= /usr/sbin).
+    ns = Lab()
+    try:
+        ns.ns("mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={work / 'helpers'}:/usr/sbin", "/usr/sbin")
+        params = {"device": "//srv/share", "directory": str(mnt), "fstype": "cifs",
+                  "options": f"username=u,password={password},vers=3.0"}
+        res = agent(ns, "start", params, rsctmp, HA_debug="1")
+        assert res.rc == 0, res.err
+        assert ns.mounted(mnt)[:2] == ["//srv/share", str(mnt)]  # type: ignore[index]
+        record = (work / "record").read_text()
+        assert password not in record.replace(f"creds: 600 root password={password}", ""), record
+        assert f"creds: 600 root password={password}\n" in record
+        assert "credentials=" in record and "username=u" in record
+        assert f" -- //srv/share {mnt} " in record  # mount reads no option after "--"
+        assert (work / "leaks").read_text() == ""  # no /proc/PID/cmdline held it
+        assert "running: mount" in res.err and password not in res.err
+        assert list(rsctmp.glob(".Filesystem-credentials*")) == []  # removed after mount
+        assert agent(ns, "monitor", params, rsctmp).rc == 0
+        assert agent(ns, "stop", params, rsctmp).rc == 0
+        assert ns.mounted(mnt) is None
+        # A failed mount: the reason, the warning and the debug lines hide it too.
+        (work / "fail").touch()
+        res = agent(ns, "start", params, rsctmp, HA_debug="1")
+        assert res.rc == 1 and res.reason and "Permission denied" in res.reason
+        assert "WARNING" in res.err and password not in res.err
+        assert list(rsctmp.glob(".Filesystem-credentials*")) == []
+        assert ns.mounted(mnt) is None
+        # Where no credentials file exists, a password is refused, and not shown.
+        nfs = {**params, "device": "srv:/export", "fstype": "nfs"}
+        res = agent(ns, "validate-all", nfs, rsctmp)
+        assert res.rc == 6 and password not in res.err and "password=****" in res.err
+    finally:
+        ns.close()

@@ -210,7 +210,7 @@ def test_bad_input_changes_nothing(net: None, rsctmp: Path, params: dict[str, st
     assert res.reason and reason in res.reason
     assert "Traceback" not in res.err
     assert addrs() == before
-    assert agent("stop", params, rsctmp).rc == 0  # stop never fails on bad input
+    assert agent("stop", params, rsctmp).rc == 0  # nothing recorded: stop proves it absent
 
 
 def test_validate_all_codes(net: None, rsctmp: Path) -> None:
@@ -238,8 +238,11 @@ def test_address_on_another_interface(net: None, rsctmp: Path) -> None:
         assert addrs() == before
         assert agent("monitor", params, rsctmp).rc == 1
         assert agent("monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="0").rc == 1
-        assert agent("stop", params, rsctmp).rc == 0
-        assert addrs() == before  # stop removes only what this resource would have added
+        # stop removes only what this resource would have added, and never answers 0
+        # while the node still serves the address
+        res = agent("stop", params, rsctmp)
+        assert res.rc == 1 and res.reason and "eth1" in res.reason
+        assert addrs() == before
     finally:
         nsip(NS_A, "addr", "del", "10.210.1.53/24", "dev", "eth1")
 
@@ -407,11 +410,12 @@ def test_external_arp_sender(net: None, rsctmp: Path) -> None:
     assert agent("stop", params, rsctmp).rc == 0
 
 
-def test_stop_with_a_missing_nic_leaves_other_interfaces_alone(net: None, rsctmp: Path) -> None:
+def test_stop_with_a_missing_nic_leaves_other_interfaces_alone_and_fails(
+        net: None, rsctmp: Path) -> None:
     nsip(NS_A, "addr", "add", "10.210.2.123/24", "dev", "eth1")
     try:
         res = agent("stop", {"ip": "10.210.2.123", "nic": "nosuchnic"}, rsctmp)
-        assert res.rc == 0, res.err
+        assert res.rc == 1 and res.reason and "eth1" in res.reason  # served: never 0
         assert [a["dev"] for a in find("10.210.2.123")] == ["eth1"]
     finally:
         nsip(NS_A, "addr", "del", "10.210.2.123/24", "dev", "eth1")
@@ -437,3 +441,238 @@ def test_cluster_ip_rejects_a_bad_mac(net: None, rsctmp: Path, mac: str) -> None
     assert addrs() == before
     assert "IPaddr2_10_210_1_125" not in sh("ip", "netns", "exec", NS_A, "nft", "list",
                                              "tables")
+
+
+# -- declared types and validators (one layer of parsing) ------------------------------
+
+def test_hash_seed_with_a_leading_zero_is_decimal(net: None, rsctmp: Path) -> None:
+    # was "internal error": isdigit() accepted it, int(x, 0) refused it
+    params = {"ip": "10.210.1.126", "clusterip_hash_seed": "010", "arp_count": "1"}
+    meta = {"OCF_RESKEY_CRM_meta_clone_max": "2", "OCF_RESKEY_CRM_meta_clone": "0"}
+    res = agent("start", params, rsctmp, **meta)
+    assert res.rc == 0, res.err
+    try:
+        rules = sh("ip", "netns", "exec", NS_A, "nft", "list", "table", "ip",
+                   "IPaddr2_10_210_1_126")
+        assert "seed 0x0000000a" in rules or "seed 0xa " in rules, rules  # 10, as nft reads it
+    finally:
+        assert agent("stop", params, rsctmp, **meta).rc == 0
+    assert not find("10.210.1.126")
+
+
+@pytest.mark.parametrize("seed", ["0x", "12a", "0x1ffffffff", "²", "-1"])
+def test_bad_hash_seed_in_a_clone_is_a_configuration_error(net: None, rsctmp: Path,
+                                                           seed: str) -> None:
+    before = addrs()
+    meta = {"OCF_RESKEY_CRM_meta_clone_max": "2", "OCF_RESKEY_CRM_meta_clone": "0"}
+    params = {"ip": "10.210.1.127", "clusterip_hash_seed": seed}
+    for action in ("validate-all", "start"):
+        res = agent(action, params, rsctmp, **meta)
+        assert res.rc == 6 and res.reason and "clusterip_hash_seed" in res.reason, res.err
+        assert "internal error" not in res.err
+    assert agent("stop", params, rsctmp, **meta).rc == 0
+    assert addrs() == before
+
+
+def test_prefix_with_a_leading_zero_is_refused(net: None, rsctmp: Path) -> None:
+    # upstream checks "024" as 24 and ip(8) then adds /20 (octal)
+    before = addrs()
+    res = agent("start", {"ip": "10.210.1.128", "cidr_netmask": "024"}, rsctmp)
+    assert res.rc == 6 and res.reason and "leading zero" in res.reason
+    assert addrs() == before
+
+
+def test_dotted_netmask_is_converted_with_a_warning(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.129", "cidr_netmask": "255.255.255.128", "arp_count": "1"}
+    res = agent("start", params, rsctmp)
+    assert res.rc == 0, res.err
+    assert "WARNING" in res.err and "/25" in res.err
+    assert [(a["dev"], a["prefixlen"]) for a in find("10.210.1.129")] == [("eth0", 25)]
+    assert agent("stop", params, rsctmp).rc == 0
+    assert not find("10.210.1.129")
+
+
+def test_missing_network_namespace(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.130", "network_namespace": f"pyha-gone-{os.getpid()}"}
+    env = base_env(rsctmp)
+    for action, rc in (("validate-all", 6), ("start", 5), ("monitor", 7), ("stop", 0)):
+        res = run_ocf("IPaddr2", action, params, env=env)
+        assert res.rc == rc, (action, res.err)
+        assert "does not exist" in res.err
+        if rc not in (0, 7):
+            assert res.reason and "does not exist" in res.reason
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".", "x" * 256])
+def test_invalid_network_namespace_name(net: None, rsctmp: Path, name: str) -> None:
+    params = {"ip": "10.210.1.131", "network_namespace": name}
+    env = base_env(rsctmp)
+    res = run_ocf("IPaddr2", "validate-all", params, env=env)
+    assert res.rc == 6 and res.reason and "network namespace name" in res.reason
+    # nothing was started under this instance: stop proves it absent
+    assert run_ocf("IPaddr2", "stop", params, env=env).rc == 0
+
+
+def test_stop_cannot_identify_a_started_address(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.132", "arp_count": "1"}
+    assert agent("start", params, rsctmp).rc == 0
+    try:
+        # the address changed to garbage after start: which one to remove is unknown
+        res = agent("stop", {**params, "ip": "10.210.1.999"}, rsctmp)
+        assert res.rc == 6 and res.reason and "cannot identify" in res.reason
+        assert find("10.210.1.132")
+    finally:
+        assert agent("stop", params, rsctmp).rc == 0
+    assert not find("10.210.1.132")
+    assert agent("stop", {**params, "ip": "10.210.1.999"}, rsctmp).rc == 0  # nothing recorded
+
+
+# -- values upstream accepted keep working, with a warning ----------------------------
+
+LENIENT = [
+    {"run_arping": "maybe"},
+    {"nodad": "perhaps", "lvs_support": "sometimes"},
+    {"arp_count_refresh": "x"},
+    {"preferred_lft": "soon"},  # upstream ignores it for IPv4
+    {"mac": "zz", "clusterip_hash": "round-robin", "clusterip_hash_seed": "seed"},  # no clone
+    {"lvs_ipv6_addrlabel_value": "-1"},  # IPv4: upstream ignores it
+]
+
+
+@pytest.mark.parametrize("extra", LENIENT, ids=[",".join(e) for e in LENIENT])
+def test_values_upstream_accepted_still_work(net: None, rsctmp: Path,
+                                             extra: dict[str, str]) -> None:
+    params = {"ip": "10.210.1.133", "arp_count": "1", **extra}
+    for path in (UPSTREAM, "IPaddr2"):
+        res = agent("validate-all", params, rsctmp, path=path)
+        assert res.rc == 0, (path, res.err)
+    res = agent("start", params, rsctmp)
+    assert res.rc == 0, res.err
+    warned = [line for line in res.err.splitlines() if "WARNING" in line]
+    assert {name for name in extra if any(f"'{name}'" in w for w in warned)} == set(extra)
+    assert find("10.210.1.133")
+    monitor = agent("monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="10000")
+    assert monitor.rc == 0 and "WARNING" not in monitor.err  # not every 10 s
+    assert agent("stop", params, rsctmp).rc == 0
+    assert not find("10.210.1.133")
+
+
+def test_tolerated_value_that_matters_is_still_refused(net: None, rsctmp: Path) -> None:
+    # preferred_lft is used for IPv6: garbage there never worked upstream either (ip fails)
+    res = agent("validate-all", {"ip": "fd00:210::134", "preferred_lft": "soon"}, rsctmp)
+    assert res.rc == 6 and res.reason and "preferred_lft" in res.reason
+
+
+# -- interrupted netlink dumps (NLM_F_DUMP_INTR) -----------------------------------------
+
+IN_PROCESS = """
+import json, os, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from lib.netlink_double import InterruptingSocket
+from ocf_lib import netlink
+from agents.ipaddr2 import agent
+netlink.socket_factory = InterruptingSocket.factory({ip!r}, {times})
+rc = agent.run(["IPaddr2", "monitor"], {{**os.environ, **json.loads(sys.argv[1])}})
+print(json.dumps({{"rc": rc, "retaken": netlink.stats["interrupted"],
+                  "flagged": InterruptingSocket.dumps_interrupted}}))
+"""
+
+
+def monitor_through_double(params: dict[str, str], rsctmp: Path, times: int) -> tuple[
+        dict[str, int], str]:
+    env = {**base_env(rsctmp), "OCF_RESOURCE_INSTANCE": "test",
+           "OCF_RESKEY_CRM_meta_interval": "10000", "OCF_RESKEY_CRM_meta_timeout": "20000",
+           **{f"OCF_RESKEY_{k}": v for k, v in params.items()}}
+    code = IN_PROCESS.format(root=str(ROOT), tests=str(ROOT / "tests"), ip=params["ip"],
+                             times=times)
+    proc = subprocess.run(["ip", "netns", "exec", NS_A, sys.executable, "-c", code,
+                           json.dumps(env)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1]), proc.stderr
+
+
+def test_an_interrupted_dump_is_taken_again(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.140", "arp_count": "1"}
+    assert agent("start", params, rsctmp).rc == 0
+    try:
+        # two dumps flagged and missing the address; the third is complete
+        seen, _err = monitor_through_double(params, rsctmp, times=2)
+        assert seen == {"rc": 0, "retaken": 2, "flagged": 2}
+        # every dump interrupted: no consistent view, so 1 with a reason, never 7
+        seen, err = monitor_through_double(params, rsctmp, times=-1)
+        assert seen["rc"] == 1 and seen["flagged"] >= 5, err
+        assert "ocf-exit-reason:" in err and "interrupted" in err
+        assert find("10.210.1.140")  # it was there all along
+    finally:
+        assert agent("stop", params, rsctmp).rc == 0
+
+
+CHURN_NS = f"pyha-ip-{os.getpid()}c"
+
+
+def test_monitor_never_says_stopped_under_address_churn(tmp_path: Path, rsctmp: Path) -> None:
+    """Real interrupted dumps: thousands of addresses on the interface, a process
+    deleting and re-adding some of them as fast as it can, and the agent monitoring
+    an address that stays put."""
+    sh("ip", "netns", "add", CHURN_NS)
+    churn = None
+    try:
+        nsip(CHURN_NS, "link", "set", "lo", "up")
+        nsip(CHURN_NS, "link", "add", "c0", "type", "veth", "peer", "name", "c1")
+        nsip(CHURN_NS, "link", "set", "c0", "up")
+        nsip(CHURN_NS, "link", "set", "c1", "up")
+        many = [f"addr add 10.211.{i // 250}.{i % 250 + 1}/32 dev c0" for i in range(3000)]
+        (tmp_path / "setup").write_text("\n".join(many) + "\n")
+        nsip(CHURN_NS, "-batch", str(tmp_path / "setup"))
+        ops = [f"addr {op} 10.211.0.{k % 50 + 1}/32 dev c0" for k in range(5000)
+               for op in ("del", "add")]
+        (tmp_path / "ops").write_text("\n".join(ops) + "\n")
+        params = {"ip": "10.212.0.1", "nic": "c0", "cidr_netmask": "24", "arp_count": "1"}
+        assert agent("start", params, rsctmp, ns=CHURN_NS).rc == 0
+        churn = subprocess.Popen(
+            ["sh", "-c", f"while :; do ip -n {CHURN_NS} -force -batch {tmp_path / 'ops'}; done"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(0.5)
+        probe = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                 "from ocf_lib import netlink\n"
+                 "for _ in range(100):\n"
+                 "    try: netlink.addresses()\n"
+                 "    except netlink.DumpInterrupted: pass\n"
+                 "print(netlink.stats['interrupted'])\n")
+        retaken = int(sh("ip", "netns", "exec", CHURN_NS, sys.executable, "-c", probe))
+        assert retaken > 0  # the churn really interrupts dumps
+        rcs = [agent("monitor", params, rsctmp, ns=CHURN_NS,
+                     OCF_RESKEY_CRM_meta_interval="10000").rc for _ in range(40)]
+        assert 7 not in rcs and set(rcs) <= {0, 1}, rcs
+        assert [a["prefixlen"] for a in find("10.212.0.1", CHURN_NS)] == [24]
+    finally:
+        if churn is not None:
+            os.killpg(churn.pid, 15)
+            churn.wait(timeout=10)
+        sh("ip", "netns", "del", CHURN_NS, check=False)
+
+
+def test_stop_cannot_identify_the_namespace_it_started_in(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.135", "network_namespace": NS_A, "arp_count": "1"}
+    env = base_env(rsctmp)
+    assert run_ocf("IPaddr2", "start", params, env=env).rc == 0
+    try:
+        res = run_ocf("IPaddr2", "stop", {**params, "network_namespace": "a/b"}, env=env)
+        assert res.rc == 6 and res.reason and "cannot identify" in res.reason
+        assert find("10.210.1.135")
+    finally:
+        assert run_ocf("IPaddr2", "stop", params, env=env).rc == 0
+    assert not find("10.210.1.135")
+
+
+def test_a_running_address_started_by_upstream_is_recorded(net: None, rsctmp: Path) -> None:
+    params = {"ip": "10.210.1.136", "arp_count": "1"}
+    assert agent("start", params, rsctmp, path=UPSTREAM).rc == 0
+    try:
+        assert agent("monitor", params, rsctmp, OCF_RESKEY_CRM_meta_interval="0").rc == 0
+        res = agent("stop", {**params, "ip": "10.210.1.999"}, rsctmp)
+        assert res.rc == 6 and res.reason and "cannot identify" in res.reason
+        assert find("10.210.1.136")
+    finally:
+        assert agent("stop", params, rsctmp).rc == 0
+    assert not find("10.210.1.136")

@@ -83,6 +83,25 @@ def test_secrets_are_masked_everywhere(tmp_path: Path, capsys: pytest.CaptureFix
     assert log.mask("x") == "x"
 
 
+def test_masking_never_garbles_a_message() -> None:
+    """A one-character password once turned "Unable" into "Una****le"."""
+    log = Logger("t", {})
+    log.add_secret("b")
+    log.add_secret("pw")
+    assert log.mask("Unable to connect") == "Unable to connect"
+    assert log.mask("password b rejected; passwd=pw") == "password **** rejected; passwd=****"
+    assert log.mask("b") == "****" and log.mask("'pw'") == "'****'"
+    assert log.mask("bb pwd") == "bb pwd"
+
+
+def test_long_secrets_are_masked_even_glued_to_other_text() -> None:
+    log = Logger("t", {})
+    log.add_secret("Very$ecret9")
+    log.add_secret("$x")
+    assert log.mask("-PVery$ecret9 -y") == "-P**** -y"
+    assert log.mask("a$x b") == "a**** b"  # starts with a non-word character: no boundary
+
+
 SYSLOG_PROBE = r"""
 import json, os, socket, subprocess, sys
 os.makedirs("/dev", exist_ok=True)

@@ -26,6 +26,24 @@ import pytest
 from conftest import AGENTS, Run, base_env
 
 SIM = Path(__file__).resolve().parent / "o2cbsim"
+_built: list[Path] = []
+
+
+def stand_in_daemon() -> Path:
+    """controld.c compiled once per test run (the daemon must be a real executable)."""
+    if not _built:
+        out = Path(tempfile.mkdtemp(prefix="pyha-o2cbsim-bin-", dir="/tmp")) / "controld"
+        subprocess.run(["cc", "-O", "-Wall", "-Werror", f'-DSIMPY="{SIM / "o2cbsim.py"}"',
+                        "-o", str(out), str(SIM / "controld.c")], check=True)
+        _built.append(out)
+    return _built[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_stand_in() -> Iterator[None]:
+    yield
+    if _built:
+        shutil.rmtree(_built.pop().parent, ignore_errors=True)
 
 
 class O2cbLab:
@@ -42,6 +60,11 @@ class O2cbLab:
         (self.root / "sys" / "fs").mkdir(parents=True)
         (self.root / "sys" / "kernel").mkdir(parents=True)
         self.rsctmp = self.base / "rsctmp"
+        # One copy per stack: each daemon is its own executable, as installed.
+        self.bin = self.base / "bin"
+        self.bin.mkdir()
+        for stack in ("pcmk", "cman"):
+            shutil.copy2(stand_in_daemon(), self.bin / f"ocfs2_controld.{stack}")
 
     @property
     def sysfs(self) -> Path:
@@ -53,7 +76,7 @@ class O2cbLab:
 
     def env(self) -> dict[str, str]:
         env = base_env(self.rsctmp)
-        env.update({"PATH": f"{SIM}:/usr/sbin:/usr/bin:/sbin:/bin",
+        env.update({"PATH": f"{self.bin}:{SIM}:/usr/sbin:/usr/bin:/sbin:/bin",
                     "PYHA_KERNEL_ROOT": str(self.root), "PYHA_O2CBSIM_DIR": str(self.sim),
                     "OCF_RESOURCE_INSTANCE": "o2cb"})
         return env
@@ -92,9 +115,19 @@ class O2cbLab:
         return out
 
     def daemons(self, stack: str = "pcmk") -> list[int]:
-        from agents.o2cb import daemon_pids
-
-        return daemon_pids(f"ocfs2_controld.{stack}")
+        """Live stand-in daemons of ``stack``, seen from outside the agent: the pids the
+        stand-in recorded whose process runs that stack's executable."""
+        alive = []
+        path = self.sim / "daemons"
+        for pid in path.read_text().split() if path.exists() else []:
+            try:
+                exe = os.readlink(f"/proc/{pid}/exe")
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z" and exe == str(self.bin / f"ocfs2_controld.{stack}"):
+                alive.append(int(pid))
+        return alive
 
     def mount_ocfs2(self, where: str = "/srv/data") -> None:
         """Pretend a Filesystem resource mounted an OCFS2 volume."""
@@ -142,6 +175,78 @@ def test_start_monitor_stop(lab: O2cbLab) -> None:
     assert (str(lab.configfs), "configfs") in lab.mounts()
     assert lab.agent("monitor").rc == 7
     assert lab.agent("stop").rc == 0
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture
+def decoys(lab: O2cbLab) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """User nobody's processes that carry the daemon's name without being the daemon."""
+    lab.base.chmod(0o755)
+    shell_dir, py_dir = lab.base / "decoy-sh", lab.base / "decoy-py"
+    for d, body in ((shell_dir, "sleep 600\n"), (py_dir, "import time\ntime.sleep(600)\n")):
+        d.mkdir()
+        (d / "ocfs2_controld.pcmk").write_text(body)
+        (d / "ocfs2_controld.pcmk").chmod(0o755)
+    commands = [
+        ["sh", str(shell_dir / "ocfs2_controld.pcmk")],
+        ["/usr/bin/python3", str(py_dir / "ocfs2_controld.pcmk")],
+        ["bash", "-c", "exec -a ocfs2_controld.pcmk sleep 600"],
+        ["sh", "-c", "sleep 600; ocfs2_controld.pcmk -D"],
+    ]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/"}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for cmd in commands:
+            procs.append(subprocess.Popen([*NOBODY, *cmd], start_new_session=True,
+                                          stdin=subprocess.DEVNULL, env=env))
+
+        def ready(p: subprocess.Popen[bytes]) -> bool:
+            """setpriv changed the uid, then executed the decoy's own program."""
+            status = Path(f"/proc/{p.pid}/status").read_text().splitlines()
+            uid = next(line.split()[1] for line in status if line.startswith("Uid:"))
+            argv0 = Path(f"/proc/{p.pid}/cmdline").read_bytes().split(b"\0")[0]
+            return uid != "0" and argv0 not in (b"", b"setpriv")
+
+        deadline = time.monotonic() + 10
+        while not all(ready(p) for p in procs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        yield procs
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+
+def test_other_users_processes_named_like_the_daemon_do_not_count(
+        lab: O2cbLab, decoys: list[subprocess.Popen[bytes]]) -> None:
+    assert lab.agent("monitor").rc == 7  # no daemon runs, whatever others are named
+    assert lab.agent("start").rc == 0
+    assert len(lab.daemons()) == 1  # the real one was started, not skipped
+    assert lab.agent("monitor").rc == 0
+    assert lab.agent("stop").rc == 0
+    assert lab.daemons() == []
+    assert [p.poll() for p in decoys] == [None] * len(decoys)  # none of them was signalled
+    assert lab.agent("monitor").rc == 7
+
+
+def test_daemon_whose_executable_was_replaced_still_counts(lab: O2cbLab) -> None:
+    """A package upgrade replaces the file under a running daemon: '(deleted)' in exe."""
+    assert lab.agent("start").rc == 0
+    (pid,) = lab.daemons()
+    daemon = lab.bin / "ocfs2_controld.pcmk"
+    daemon.unlink()
+    shutil.copy2(stand_in_daemon(), daemon)
+    assert os.readlink(f"/proc/{pid}/exe").endswith(" (deleted)")
+    assert lab.agent("monitor").rc == 0
+    assert lab.agent("stop").rc == 0
+    assert not Path(f"/proc/{pid}").exists() or \
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_modules_loaded_by_someone_else_stay(lab: O2cbLab) -> None:
@@ -342,6 +447,10 @@ def test_stamp_check_unreadable_device(lab: O2cbLab) -> None:
     ({"stack": "o2cb"}, 6, "classic"),
     ({"daemon_timeout": "soon"}, 6, "duration"),
     ({"sysfs": "relative/path"}, 6, "absolute"),
+    ({"devices": "/dev/sdc vol.img"}, 6, "absolute"),
+    ({"devices": "-oupdate=x"}, 6, "absolute"),
+    ({"dlmfs": "dlm"}, 6, "absolute"),
+    ({"daemon_options": "-D\x01"}, 6, "control character"),
 ])
 def test_bad_input(lab: O2cbLab, params: dict[str, str], rc: int, words: str) -> None:
     r = lab.agent("start", **params)
@@ -350,6 +459,26 @@ def test_bad_input(lab: O2cbLab, params: dict[str, str], rc: int, words: str) ->
     assert lab.modules() == [] and lab.label() is None
     assert not (lab.sim / "calls.log").exists()
     assert lab.agent("stop", **params).rc == 0
+
+
+def test_stop_without_a_usable_stack(lab: O2cbLab) -> None:
+    """stack names the daemon stop must end; without it, stop proves that no
+    ocfs2_controld of any stack runs, or fails."""
+    assert lab.agent("start").rc == 0
+    (pid,) = lab.daemons()
+    r = lab.agent("stop", stack="xyz")
+    assert r.rc == 6 and "stop cannot identify the resource" in (r.reason or "")
+    assert lab.daemons() == [pid]
+    assert lab.agent("stop").rc == 0
+    assert lab.daemons() == []
+    assert lab.agent("stop", stack="xyz").rc == 0
+
+
+def test_stop_ignores_what_it_does_not_need(lab: O2cbLab) -> None:
+    assert lab.agent("start").rc == 0
+    r = lab.agent("stop", devices="relative.img", daemon_options="-D\x01", dlmfs="dlm")
+    assert r.rc == 0, r.err
+    assert lab.daemons() == []
 
 
 def test_configfs_not_a_directory(lab: O2cbLab) -> None:
@@ -371,6 +500,26 @@ def test_metadata() -> None:
     text = (METADATA / "o2cb.xml").read_text()
     for name in ("stack", "sysfs", "configfs", "daemon_timeout", "daemon_options", "devices"):
         assert f'name="{name}"' in text
+
+
+@pytest.mark.parametrize("minor", ["1", "0"])
+def test_monitor_actions_match_upstream(minor: str) -> None:
+    """pcs creates one monitor operation per advertised monitor action, with its interval:
+    advertise what ocf:pacemaker:o2cb does (one monitor, no interval)."""
+    import xml.etree.ElementTree as ET
+
+    env = {"OCF_ROOT": "/usr/lib/ocf", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "OCF_RA_VERSION_MAJOR": "1", "OCF_RA_VERSION_MINOR": minor}
+
+    def monitors(agent: str) -> list[dict[str, str]]:
+        out = subprocess.run([agent, "meta-data"], env=env, capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+        return [dict(a.attrib) for a in ET.fromstring(out).iter("action")
+                if a.get("name") == "monitor"]
+
+    upstream = monitors(UPSTREAM_O2CB)
+    assert upstream and all("interval" not in a for a in upstream)
+    assert monitors(str(AGENTS / "o2cb")) == upstream
 
 
 def test_pyha_tester_passes(lab: O2cbLab) -> None:

@@ -232,21 +232,83 @@ def test_invalid_parameter_fails_start_and_validate_with_6(
             "ocf-exit-reason:parameter 'count': value '9' is above the maximum 5"]
 
 
-def test_stop_is_attempted_despite_invalid_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_ignores_parameters_it_does_not_need(capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid parameter that does not identify the resource takes its declared
+    default in stop, so the handler never sees None for it."""
     rc, seen = run(["stop"], {"OCF_RESKEY_count": "9"})
-    assert rc == 0 and len(seen) == 1 and seen[0].params.count is None
-    rc, seen = run(["stop"], {"OCF_RESKEY_count": "9", "OCF_RESKEY_mode": "config"})
-    assert rc == 0
-    rc, seen = run(["stop"], {"OCF_RESKEY_flag": "perhaps", "OCF_RESKEY_mode": "param"})
-    assert rc == 0
+    assert rc == 0 and len(seen) == 1 and seen[0].params.count == 1
+    rc, seen = run(["stop"], {"OCF_RESKEY_flag": "perhaps"})
+    assert rc == 0 and seen[0].params.flag is False
+    assert reason_lines(capsys.readouterr().err) == []
 
 
-def test_stop_never_fails_on_a_parameter_error_raised_late(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_failures_raised_late_are_failures(capsys: pytest.CaptureFixture[str]) -> None:
+    """A stop that finds its configuration unusable mid-way has not stopped anything."""
+    rc, _ = run(["stop"], {"OCF_RESKEY_count": "9", "OCF_RESKEY_mode": "config"})
+    assert rc == codes.ERR_CONFIGURED
     rc, _ = run(["stop"], {"OCF_RESKEY_mode": "param"})
-    assert rc == 0
+    assert rc == codes.ERR_CONFIGURED
     rc, _ = run(["start"], {"OCF_RESKEY_mode": "param"})
     assert rc == codes.ERR_CONFIGURED
+    assert len(reason_lines(capsys.readouterr().err)) == 3
+
+
+def identified_agent(seen: list[Context], proof: object) -> ResourceAgent:
+    agent = ResourceAgent("I", shortdesc="i", longdesc="i", params=[
+        Param("slot", INTEGER(0, 9), identifies=True, required=True),
+        Param("count", INTEGER(0, 5), default="1"),
+    ])
+    agent.action("stop")(lambda ctx: seen.append(ctx) or codes.SUCCESS)  # type: ignore[func-returns-value]
+    agent.action("start")(lambda ctx: seen.append(ctx) or codes.SUCCESS)  # type: ignore[func-returns-value]
+    if proof is not None:
+        def prove(ctx: Context) -> bool:
+            if isinstance(proof, Exception):
+                raise proof
+            return bool(proof)
+        agent.proves_absent(prove)
+    return agent
+
+
+@pytest.mark.parametrize(("proof", "rc"), [
+    (None, codes.ERR_CONFIGURED),  # no way to prove: fail
+    (False, codes.ERR_CONFIGURED),  # something may run: fail
+    (OSError("state unreadable"), codes.ERR_CONFIGURED),  # a broken proof proves nothing
+    (True, codes.SUCCESS),  # proven absent
+])
+def test_stop_without_its_identity_proves_absence_or_fails(
+        proof: object, rc: int, capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ({"OCF_RESKEY_slot": "x"}, {}):  # unusable, or missing
+        seen: list[Context] = []
+        got = identified_agent(seen, proof).run(["I", "stop"], {**ENV, **bad})
+        assert got == rc and seen == []  # the handler never runs without its identity
+        lines = reason_lines(capsys.readouterr().err)
+        if rc:
+            assert len(lines) == 1 and "stop cannot identify the resource" in lines[0]
+            assert "'slot'" in lines[0]
+        else:
+            assert lines == []
+
+
+def test_cross_field_validators_run_after_the_types(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[Context] = []
+    agent = identified_agent(seen, None)
+
+    @agent.validator
+    def slot_below_count(values: object) -> list[ParamError]:
+        v = values  # Values
+        if v.slot >= v.count:  # type: ignore[attr-defined]
+            return [ParamError("count", str(v.count), "must be above slot")]  # type: ignore[attr-defined]
+        return []
+
+    assert agent.run(["I", "start"], {**ENV, "OCF_RESKEY_slot": "3"}) == codes.ERR_CONFIGURED
+    assert reason_lines(capsys.readouterr().err) == [
+        "ocf-exit-reason:parameter 'count': value '1' must be above slot"]
+    # count does not identify the resource: stop runs with it as declared
+    assert agent.run(["I", "stop"], {**ENV, "OCF_RESKEY_slot": "3"}) == codes.SUCCESS
+    assert agent.run(["I", "start"], {**ENV, "OCF_RESKEY_slot": "0"}) == codes.SUCCESS
+    # a type error masks the cross-field check: one message, not two
+    assert agent.run(["I", "start"], {**ENV, "OCF_RESKEY_slot": "q"}) == codes.ERR_CONFIGURED
+    assert len(reason_lines(capsys.readouterr().err)) == 1
 
 
 def test_stop_of_a_stopped_resource_is_success(capsys: pytest.CaptureFixture[str]) -> None:
@@ -363,3 +425,59 @@ def test_every_bad_value_is_logged_exactly_once(capsys: pytest.CaptureFixture[st
     assert sum("'flag'" in line for line in logged) == 1
     assert reason_lines(err) == [
         "ocf-exit-reason:parameter 'count': value '9' is above the maximum 5"]
+
+
+# -- one runtime core, no import cycle --------------------------------------------------
+
+CORE = ("runtime", "ocf", "fence", "metadata")
+
+
+def _imports(module: str) -> set[str]:
+    """Every ocf_lib module ``module`` names in an import, wherever it stands
+    (type-checking blocks and functions included)."""
+    import ast
+
+    from conftest import ROOT
+
+    tree = ast.parse((ROOT / "ocf_lib" / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                out.add(node.module.split(".")[0])
+            else:
+                out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ocf_lib."):
+            out.add((node.module or "").split(".")[1])
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ocf_lib."))
+    return out
+
+
+def test_the_runtime_modules_form_no_import_cycle() -> None:
+    """metadata reads agents through a protocol; the shared core imports neither runtime."""
+    graph = {m: _imports(m) & set(CORE) for m in CORE}
+    assert graph["runtime"] == set()
+    assert graph["metadata"] == set()
+    assert "fence" not in graph["ocf"] and "ocf" not in graph["fence"]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_each_runtime_module_imports_alone(module: str) -> None:
+    """In a fresh interpreter, importing one of them loads none of the others it
+    does not depend on (seen from outside, with -X importtime)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import ocf_lib.{module}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+              if line.startswith("import time:") and "|" in line}
+    assert f"ocf_lib.{module}" in loaded
+    allowed = {"runtime": set(), "metadata": set(), "ocf": {"runtime"},
+               "fence": {"runtime"}}[module]
+    others = {m for m in CORE if m != module} - allowed
+    assert not {f"ocf_lib.{m}" for m in others} & loaded, sorted(loaded)

@@ -13,7 +13,13 @@ directory).  dpkg, apt, update-alternatives and dpkg-divert do their real
 work there with the real package database, but the host's files never
 change: other tests that link repo agents into /usr/lib/ocf/resource.d/pyha
 at the same time never collide with the package, and a crashed run leaves
-nothing behind.  The purge is still tested for what it restores.
+nothing behind.  The purge is still tested for what it restores.  /var/lib/dpkg
+is a private copy taken while the host's dpkg is idle, so that another apt run
+on the host cannot show the sandbox a half-written database.
+
+Package churn: the package that ships /usr/sbin/fence_ipmilan (found with
+``dpkg -S``) is removed and reinstalled under pyha, and every shared agent must
+keep working throughout.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from conftest import ROOT
 
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
              "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
-DEB_DEPENDS = {"python3-lxml", "python3-psutil", "python3-pyroute2", "python3-libvirt",
-               "python3-pexpect", "python3-pyghmi"}
+DEB_DEPENDS = {"python3-lxml", "python3-libvirt", "python3-pexpect", "python3-pyghmi"}
+DIRECT_FENCE = ("fence_na", "fence_pcmk")
 
 
 def tree_agents() -> list[str]:
@@ -78,12 +84,34 @@ class Sandbox:
                 self.run(["mount", "-t", "overlay", f"pyha-pkg-{top}", "-o",
                           f"lowerdir=/{top},upperdir={upper},workdir={work}", f"/{top}"],
                          check=True)
+            self._private_dpkg_database()
             # Skip the man-db trigger's index rebuild (seconds, and not what we test).
             self.run(["debconf-set-selections"], check=True,
                      input="man-db man-db/auto-update boolean false\n")
         except BaseException:
             self.close()
             raise
+
+    def _private_dpkg_database(self, timeout: float = 600.0) -> None:
+        """Give the sandbox a copy of /var/lib/dpkg taken while the host's dpkg is idle.
+
+        The overlay's lower /var is the live host: an apt run on the host (another
+        engineer's set-up) would otherwise show the sandbox a half-written journal
+        ("dpkg was interrupted").  The copy is taken between two idle checks."""
+        import time
+
+        copy = self.base / "dpkg"
+        end = time.monotonic() + timeout
+        while True:
+            if host_dpkg_idle():
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree("/var/lib/dpkg", copy, symlinks=True)
+                if host_dpkg_idle():
+                    break
+            if time.monotonic() >= end:
+                raise RuntimeError("the host's dpkg stayed busy; no consistent database copy")
+            time.sleep(2)
+        self.run(["mount", "--bind", str(copy), "/var/lib/dpkg"], check=True)
 
     def _wait_private(self, timeout: float = 10.0) -> None:
         """Mount nothing until the holder really is in its own mount namespace.
@@ -139,6 +167,24 @@ class Sandbox:
         assert not leaked, f"sandbox overlays leaked onto the host: {leaked}"
 
 
+def host_dpkg_idle() -> bool:
+    """No process holds the host's dpkg locks and no journal entry is pending."""
+    held = set()
+    with open("/proc/locks", encoding="ascii") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 5:
+                held.add(fields[5])
+    for name in ("lock", "lock-frontend"):
+        try:
+            st = os.stat(f"/var/lib/dpkg/{name}")
+        except FileNotFoundError:
+            continue
+        if f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}" in held:
+            return False
+    return not any(n.isdigit() for n in os.listdir("/var/lib/dpkg/updates"))
+
+
 def host_overlays() -> list[str]:
     """Mount points in *our* namespace that carry a sandbox overlay (should be none)."""
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
@@ -170,6 +216,7 @@ def test_deb_depends_only_on_debians_libraries(deb):
                             capture_output=True, text=True, check=True).stdout
     depends = {d.strip().split()[0] for d in fields.split("\n")[0].split(":", 1)[1].split(",")}
     assert depends == DEB_DEPENDS | {"python3:any"}, depends
+    assert "python3-pyghmi (>= 1.5.34)" in fields and "python3-pyghmi (<< 1.7~)" in fields
     assert "Architecture: all" in fields
 
 
@@ -194,13 +241,28 @@ def test_deb_layout(deb):
             assert f"/usr/share/man/man8/{name}.8.gz" in entries
     for name in tree_fence_agents():
         assert f"/usr/share/pyha/fence/{name}" in entries
-        if name not in ("fence_pcmk", "fence_na"):
+        if name not in DIRECT_FENCE:
             assert f"/usr/sbin/{name}" not in entries  # update-alternatives owns that
     assert entries["/usr/share/cluster/Example.sh"] == "/usr/share/pyha/agents/Example"
     for cmd in ("pyha-tester", "pyha-metadata", "pyha-fence-node"):
         assert f"/usr/bin/{cmd}" in entries
         assert f"/usr/share/man/man1/{cmd}.1.gz" in entries
     assert not any(p.startswith("/usr/lib/python3") for p in entries)
+    for name in tree_fence_agents():
+        if name not in DIRECT_FENCE:
+            assert f"/usr/share/pyha/upstream/{name}" in entries
+
+
+def test_deb_triggers_on_both_names_of_each_diverted_agent(deb):
+    """The triggers spec matches the path the other package ships (/usr/sbin/<name>),
+    dpkg's code the diverted truename: pyha is interested in both, and in nothing
+    it ships itself (which would trigger pyha on its own upgrades)."""
+    triggers = subprocess.run(["dpkg-deb", "-I", str(deb), "triggers"], capture_output=True,
+                              text=True, check=True).stdout.split("\n")
+    interests = {line.split()[1] for line in triggers if line.startswith("interest-noawait ")}
+    names = [n for n in tree_fence_agents() if n not in DIRECT_FENCE]
+    assert interests == {f"/usr/sbin/{n}" for n in names} | \
+        {f"/usr/share/pyha/diverted/{n}" for n in names}
 
 
 def test_rpm_file_list(workdir):
@@ -223,9 +285,12 @@ def test_rpm_file_list(workdir):
     assert "/usr/sbin/fence_pcmk" in files and "/usr/share/cluster/Example.sh" in files
     assert "/usr/share/pyha/ocf_lib/ocf.py" in files
     assert any(f.startswith("/usr/share/pyha/ocf_lib/__pycache__/") for f in files)
-    requires = subprocess.run(["rpm", "-qp", "--requires", str(rpm)], capture_output=True,
-                              text=True, check=True).stdout.split("\n")
-    assert DEB_DEPENDS <= {r.strip() for r in requires}
+    requires = {r.strip() for r in subprocess.run(
+        ["rpm", "-qp", "--requires", str(rpm)], capture_output=True, text=True,
+        check=True).stdout.split("\n")}
+    assert DEB_DEPENDS - {"python3-pyghmi"} <= requires, requires
+    assert "python3 >= 3.9" in requires, requires
+    assert "(python3-pyghmi >= 1.5.34 with python3-pyghmi < 1.7)" in requires, requires
     arch = subprocess.run(["rpm", "-qp", "--qf", "%{ARCH}", str(rpm)], capture_output=True,
                           text=True, check=True).stdout
     assert arch == "noarch"
@@ -311,9 +376,10 @@ def test_fence_agents_coexist_through_alternatives(installed):
         diverted = f"/usr/share/pyha/diverted/{name}"
         if installed.exists(diverted):
             # Debian's agent keeps the higher priority: nothing changes by installing.
-            assert installed.realpath(f"/usr/sbin/{name}") == diverted
+            assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/upstream/{name}"
             proc = installed.run([f"/usr/sbin/{name}", "-o", "metadata"])
             assert proc.returncode == 0 and f'name="{name}"' in proc.stdout
+            assert proc.stdout == installed.run([diverted, "-o", "metadata"]).stdout
         else:
             assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/fence/{name}"
     if "fence_ipmilan" in names:
@@ -324,6 +390,154 @@ def test_fence_agents_coexist_through_alternatives(installed):
         proc = installed.run(["stonith_admin", "--metadata", "--agent", "fence_ipmilan"])
         assert proc.returncode == 0, proc.stderr
         installed.run(["update-alternatives", "--auto", "fence_ipmilan"], check=True)
+
+
+def owner(box: Sandbox, path: str) -> str | None:
+    """The package that ships *path*, by ``dpkg -S`` (diversions are followed)."""
+    for line in box.run(["dpkg", "-S", path]).stdout.splitlines():
+        if not line.startswith("diversion by ") and line.endswith(f": {path}"):
+            return line.split(":")[0].split(",")[0].strip()
+    return None
+
+
+def status(box: Sandbox, package: str) -> str:
+    return box.run(["dpkg-query", "-W", "-f", "${Status}", package], check=True).stdout
+
+
+def query(box: Sandbox, name: str) -> list[str]:
+    out = box.run(["update-alternatives", "--query", name]).stdout
+    return sorted(line.split(": ", 1)[1] for line in out.splitlines()
+                  if line.startswith("Alternative: "))
+
+
+def package_file(box: Sandbox, package: str, workdir: Path) -> Path:
+    """The .deb of the installed version of *package*: apt's cache, else apt-get download."""
+    version, arch = box.run(["dpkg-query", "-W", "-f", "${Version} ${Architecture}",
+                             package], check=True).stdout.split()
+    cached = Path(f"/var/cache/apt/archives/{package}_{version.replace(':', '%3a')}_{arch}.deb")
+    if cached.is_file():
+        return cached
+    dest = workdir / "debs"
+    dest.mkdir(exist_ok=True)
+    proc = box.run(["env", "-C", str(dest), "apt-get", "download", f"{package}={version}"],
+                   timeout=300)
+    found = sorted(dest.glob(f"{package}_*.deb"))
+    if proc.returncode != 0 or not found:
+        pytest.skip(f"no .deb of {package} {version} (apt cache empty, download failed)")
+    return found[0]
+
+
+def test_upstream_package_churn_keeps_every_agent_working(installed, workdir):
+    """Remove the package that owns Debian's fence agents, then install it again."""
+    pkg = owner(installed, "/usr/sbin/fence_ipmilan")
+    if pkg is None:
+        pytest.skip("no package ships /usr/sbin/fence_ipmilan on this machine")
+    debfile = package_file(installed, pkg, workdir)
+    names = [n for n in alternatives(installed) if owner(installed, f"/usr/sbin/{n}") == pkg]
+    assert "fence_ipmilan" in names
+    pyha_metadata = installed.run(["/usr/share/pyha/fence/fence_ipmilan", "-o", "metadata"],
+                                  check=True).stdout
+
+    # Removed, before dpkg runs pyha's trigger: the trigger is pending, and every
+    # /usr/sbin/<name> still runs an agent (pyha's, which is where the trigger goes).
+    installed.run(["dpkg", "--remove", "--no-triggers", pkg], check=True)
+    assert status(installed, "pyha") == "install ok triggers-pending"
+    pending = installed.run(["dpkg-query", "-W", "-f", "${Triggers-Pending}", "pyha"],
+                            check=True).stdout.split()
+    assert pending and all(p.rsplit("/", 1)[1] in names for p in pending), pending
+    print("pyha's pending triggers after the removal:", pending)
+    for name in names:
+        assert not installed.exists(f"/usr/share/pyha/diverted/{name}")
+        proc = installed.run([f"/usr/sbin/{name}", "-o", "metadata"])
+        assert proc.returncode == 0 and f'name="{name}"' in proc.stdout, (name, proc.stderr)
+        assert "running pyha's" in proc.stderr
+    assert installed.run(["/usr/sbin/fence_ipmilan", "-o", "metadata"]).stdout == pyha_metadata
+
+    # The trigger: only pyha's alternative is left, and it is the link's target.
+    installed.run(["dpkg", "--triggers-only", "pyha"], check=True)
+    assert status(installed, "pyha") == "install ok installed"
+    for name in names:
+        assert query(installed, name) == [f"/usr/share/pyha/fence/{name}"]
+        assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/fence/{name}"
+    proc = installed.run(["stonith_admin", "--metadata", "--agent", "fence_ipmilan"])
+    assert proc.returncode == 0 and ET.fromstring(proc.stdout).get("name") == "fence_ipmilan"
+
+    # Installed again after pyha: its files land in the diversion directory and the
+    # trigger registers them again, with the higher priority.
+    installed.run(["dpkg", "--install", str(debfile)], check=True, timeout=300)
+    assert status(installed, pkg) == "install ok installed"
+    assert status(installed, "pyha") == "install ok installed"
+    for name in names:
+        diverted = f"/usr/share/pyha/diverted/{name}"
+        assert installed.run(["test", "-f", diverted]).returncode == 0, name
+        assert query(installed, name) == sorted([f"/usr/share/pyha/fence/{name}",
+                                                 f"/usr/share/pyha/upstream/{name}"])
+        assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/upstream/{name}"
+        proc = installed.run([f"/usr/sbin/{name}", "-o", "metadata"])
+        assert proc.returncode == 0 and "running pyha's" not in proc.stderr, proc.stderr
+        assert proc.stdout == installed.run([diverted, "-o", "metadata"]).stdout
+
+
+def test_configure_replaces_the_old_direct_alternative(installed):
+    """Earlier packages registered the diverted file itself as the alternative."""
+    name = "fence_ipmilan"
+    diverted = f"/usr/share/pyha/diverted/{name}"
+    if not installed.exists(diverted):
+        pytest.skip(f"no package ships /usr/sbin/{name} on this machine")
+    installed.run(["update-alternatives", "--install", f"/usr/sbin/{name}", name, diverted,
+                   "50"], check=True)
+    installed.run(["update-alternatives", "--set", name, diverted], check=True)
+    installed.run(["/var/lib/dpkg/info/pyha.postinst", "configure", "0.1.0-1"], check=True)
+    assert query(installed, name) == sorted([f"/usr/share/pyha/fence/{name}",
+                                             f"/usr/share/pyha/upstream/{name}"])
+    assert installed.realpath(f"/usr/sbin/{name}") == f"/usr/share/pyha/upstream/{name}"
+
+
+def test_configure_releases_a_name_this_version_no_longer_ships(installed):
+    """An earlier pyha diverted a name (an alias since dropped): configure gives
+    the file back to its path and drops the alternatives."""
+    name, path = "fence_pyhatestold", "/usr/sbin/fence_pyhatestold"
+    diverted = f"/usr/share/pyha/diverted/{name}"
+    installed.run(["sh", "-c", f"printf '#!/bin/sh\\necho old\\n' > {path}; chmod 755 {path}"],
+                  check=True)
+    installed.run(["dpkg-divert", "--package", "pyha", "--add", "--rename", "--divert",
+                   diverted, path], check=True)
+    installed.run(["update-alternatives", "--install", path, name, diverted, "50"], check=True)
+    assert installed.realpath(path) == diverted
+    installed.run(["/var/lib/dpkg/info/pyha.postinst", "configure", "0.1.0-1"], check=True)
+    assert name not in installed.run(["dpkg-divert", "--list"], check=True).stdout
+    assert installed.run(["update-alternatives", "--query", name]).returncode != 0
+    assert installed.run(["test", "-f", path, "-a", "!", "-L", path]).returncode == 0
+    assert installed.run([path], check=True).stdout == "old\n"
+    assert not installed.exists(diverted)
+    installed.run(["rm", path], check=True)
+
+
+def test_a_name_that_cannot_be_registered_does_not_stop_the_others(installed):
+    """Another package's alternatives group holds one of our names as a slave link:
+    that name is skipped with a warning, every other one is registered."""
+    names = alternatives(installed)
+    victim, others = names[0], names[1:]
+    for name in names:
+        installed.run(["update-alternatives", "--remove-all", name], check=True)
+        assert not installed.exists(f"/usr/sbin/{name}")
+    conflict = ["update-alternatives", "--install", "/usr/local/sbin/pyha-conflict",
+                "pyha-conflict", "/usr/bin/true", "10", "--slave", f"/usr/sbin/{victim}", victim,
+                "/usr/bin/false"]
+    installed.run(conflict, check=True)
+    proc = installed.run(["/var/lib/dpkg/info/pyha.postinst", "configure", "0.1.0-1"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"pyha: {victim}: " in proc.stderr
+    assert installed.realpath(f"/usr/sbin/{victim}") == "/usr/bin/false"  # left alone
+    for name in others:
+        assert installed.realpath(f"/usr/sbin/{name}") in (
+            f"/usr/share/pyha/upstream/{name}", f"/usr/share/pyha/fence/{name}"), name
+    # Once the conflict is gone, configuring again registers the name too.
+    installed.run(["update-alternatives", "--remove-all", "pyha-conflict"], check=True)
+    installed.run(["/var/lib/dpkg/info/pyha.postinst", "configure", "0.1.0-1"], check=True)
+    for name in names:
+        assert f"/usr/share/pyha/fence/{name}" in query(installed, name)
+        assert installed.run([f"/usr/sbin/{name}", "-o", "metadata"]).returncode == 0
 
 
 def test_purge_restores_debians_agents(installed):
@@ -339,7 +553,7 @@ def test_purge_restores_debians_agents(installed):
         assert installed.run(["update-alternatives", "--query", name]).returncode != 0
     meta = installed.run(["crm_resource", "--show-metadata", "ocf:heartbeat:IPaddr2"])
     assert meta.returncode == 0 and 'name="IPaddr2"' in meta.stdout
-    if installed.run(["dpkg-query", "-W", "fence-agents"]).returncode == 0:
+    if owner(installed, "/usr/sbin/fence_ipmilan") is not None:
         assert installed.run(["test", "-f", "/usr/sbin/fence_ipmilan", "-a", "!", "-L",
                               "/usr/sbin/fence_ipmilan"]).returncode == 0
         proc = installed.run(["/usr/sbin/fence_ipmilan", "-o", "metadata"])

@@ -137,3 +137,83 @@ def test_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> None:
             pass
     with st.lock("x", timeout=0.1):
         pass
+
+
+# -- root writes here: nothing planted by another user is followed or trusted ---------
+
+def test_planted_temporary_file_is_never_reused(tmp_path: Path) -> None:
+    """A file another user created under the old predictable temporary name must not
+    become the state file (its owner would keep a descriptor on our state)."""
+    target = tmp_path / "state"
+    for pid in (os.getpid(), os.getpid() + 1):
+        planted = tmp_path / f".state.{pid}.tmp"
+        planted.write_text("attacker\n")
+        os.chown(planted, 65534, 65534)
+    write_atomic(str(target), "ours\n")
+    st = target.stat()
+    assert target.read_text() == "ours\n" and st.st_uid == os.geteuid()
+    assert (tmp_path / f".state.{os.getpid()}.tmp").read_text() == "attacker\n"
+
+
+def test_lock_file_symlink_is_refused_and_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    st = StateDir(str(tmp_path / "d"))
+    st.ensure()
+    os.symlink(victim, st.file("res.lock"))
+    with pytest.raises(OSError, match="symbolic link"), st.lock("res", timeout=1):
+        pass
+    assert victim.read_text() == "precious\n" and victim.stat().st_mode & 0o777 == 0o644
+    dangling = tmp_path / "d" / "other.lock"
+    os.symlink(tmp_path / "created-by-root", dangling)
+    with pytest.raises(OSError), st.lock("other", timeout=1):
+        pass
+    assert not (tmp_path / "created-by-root").exists()
+
+
+@pytest.mark.parametrize("spoil", ["other-owner", "group-writable", "world-writable", "symlink"])
+def test_state_directory_others_control_is_refused(tmp_path: Path, spoil: str) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o755)
+    path = real
+    if spoil == "other-owner":
+        os.chown(real, 65534, 65534)
+    elif spoil == "group-writable":
+        real.chmod(0o775)
+    elif spoil == "world-writable":
+        real.chmod(0o1777)  # sticky does not help: a planted file would be read as state
+    else:
+        path = tmp_path / "link"
+        path.symlink_to(real)
+    st = StateDir(str(path))
+    with pytest.raises(OSError):
+        st.ensure()
+    with pytest.raises(OSError):
+        st.write("x", "y")
+    assert list(real.iterdir()) == []
+
+
+def test_unsafe_state_directory_is_a_clean_agent_failure(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An agent that keeps state answers 1 with one reason line, never a traceback."""
+    from ocf_lib.ocf import Context, ResourceAgent
+
+    agent = ResourceAgent("S", shortdesc="s", longdesc="s", params=[])
+
+    @agent.action("start")
+    def start(ctx: Context) -> int:
+        with ctx.state.lock("S"):
+            ctx.state.write("S.state", "up\n")
+        return 0
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    rc = agent.run(["S", "start"], {"HA_RSCTMP": str(shared)})
+    err = capsys.readouterr().err
+    reasons = [line for line in err.splitlines() if line.startswith("ocf-exit-reason:")]
+    assert rc == 1 and len(reasons) == 1 and "writable by other users" in reasons[0]
+    assert "Traceback" not in err and list(shared.iterdir()) == []
+    shared.chmod(0o700)
+    assert agent.run(["S", "start"], {"HA_RSCTMP": str(shared)}) == 0

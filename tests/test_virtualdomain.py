@@ -160,9 +160,24 @@ def test_bad_input(hosts, work):
     assert res.rc == 1 and "cannot connect to libvirt" in res.reason
     assert run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env,
                    instance="bad").rc == 0
-    res = run_ocf("VirtualDomain", "start", {"config": str(config)}, instance="bad",
-                  env=h1.env(OCF_RESKEY_hypervisor="nosuchdriver:///x"))
-    assert res.rc in (1, 5) and "cannot connect to libvirt" in res.reason
+    # Drivers whose domains cannot be found while libvirtd is down, and aliases,
+    # are refused before they can reach a probe (see docs/virtualdomain.md).
+    for uri in ("nosuchdriver:///x", "test:///default", "vbox:///session", "myalias"):
+        res = run_ocf("VirtualDomain", "validate-all", {"config": str(config)},
+                      instance="bad", env=h1.env(OCF_RESKEY_hypervisor=uri))
+        assert res.rc == 6 and ("cannot be checked" in res.reason
+                                or "alias" in res.reason), (uri, res.err)
+    for uri in ("qemu+ssh://node2/system", "qemu:///system", "qemu+tcp://localhost/system"):
+        res = run_ocf("VirtualDomain", "validate-all", {"config": str(config)},
+                      instance="bad", env=h1.env(OCF_RESKEY_hypervisor=uri))
+        assert res.rc == 0, (uri, res.err)
+    res = run_ocf("VirtualDomain", "validate-all", {"config": str(config)}, instance="bad",
+                  env=h1.env(OCF_RESKEY_hypervisor="xen:///system"))
+    assert res.rc == 6 and "'qemu' domain" in res.reason
+    res = h1.run("validate-all", config, hypervisor="qemu:///system; reboot")
+    assert res.rc == 6 and "hypervisor" in res.reason
+    res = h1.run("validate-all", config, migration_user="root@evil")
+    assert res.rc == 6 and "migration_user" in res.reason
     assert domstate(hosts[0], "pyha-bad") == "absent"
     for res in (h1.run("start", missing), h1.run("start", empty)):
         assert "Traceback" not in res.err
@@ -234,49 +249,220 @@ def test_acpi_guest_graceful_stop_with_shutdown_mode(hosts, work):
     assert domstate(hosts[0], "pyha-acpi") == "absent"
 
 
+def qemu_pid(inst: virtlab.Instance, name: str) -> int | None:
+    """The guest's QEMU, from libvirt's pid file (read from outside the agent)."""
+    try:
+        pid = int((inst.dir / "run" / "qemu" / f"{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if virtlab._alive(pid) else None
+
+
+def restart_libvirtd(inst: virtlab.Instance) -> None:
+    inst.in_ns("libvirtd", "-d", "-p", str(inst.dir / "libvirtd.pid"))
+    for _ in range(100):
+        if inst.virsh("version", check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("libvirtd did not come back")
+
+
+def kill_libvirtd(inst: virtlab.Instance) -> None:
+    pid = inst.pid("libvirtd")
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        if not virtlab._alive(pid):
+            return
+        time.sleep(0.1)
+    raise AssertionError("libvirtd did not stop")
+
+
 def test_hung_and_dead_libvirtd(hosts, work):
     h1 = Node(hosts[0], work)
     inst = hosts[0]
     config, _ = guest(work, "hang", "noos")
     assert h1.run("start", config).rc == 0
+    qemu = qemu_pid(inst, "pyha-hang")
+    assert qemu is not None
     pid = inst.pid("libvirtd")
     os.kill(pid, signal.SIGSTOP)
     try:
+        # Hung libvirtd: answered from the QEMU process within the deadline.
         started = time.monotonic()
         res = h1.run("monitor", config, timeout_ms=5000, OCF_RESKEY_CRM_meta_interval="10000")
         assert time.monotonic() - started < 5.0
-        assert res.rc == 1 and "did not answer" in res.reason
+        assert res.rc == 0 and "did not answer" in res.err and f"QEMU process {qemu}" in res.err
     finally:
         os.kill(pid, signal.SIGCONT)
-    # libvirtd killed: the guest keeps running, monitor must not say 7.
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(50):
-        if not virtlab._alive(pid):
-            break
-        time.sleep(0.1)
-    res = h1.run("monitor", config, OCF_RESKEY_CRM_meta_interval="10000")
-    assert res.rc == 1 and "still running" in res.reason
-    inst.in_ns("libvirtd", "-d", "-p", str(inst.dir / "libvirtd.pid"))
-    for _ in range(100):
-        if inst.virsh("version", check=False).returncode == 0:
-            break
-        time.sleep(0.1)
+    # libvirtd gone: the guest keeps running; probe and monitor say so (never 7).
+    kill_libvirtd(inst)
+    assert qemu_pid(inst, "pyha-hang") == qemu
+    for interval in ("0", "10000"):
+        res = h1.run("monitor", config, OCF_RESKEY_CRM_meta_interval=interval)
+        assert res.rc == 0 and f"QEMU process {qemu} runs domain pyha-hang" in res.err
+    restart_libvirtd(inst)
     assert h1.run("monitor", config).rc == 0  # libvirtd reattached to the guest
-    # Hung again during stop: the QEMU is ended without libvirt and stop succeeds.
-    pid = inst.pid("libvirtd")
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        res = h1.run("stop", config, timeout_ms=10000)
-        assert res.rc == 0, res.err
-        assert "without libvirt" in res.err
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    for _ in range(50):
-        if domstate(inst, "pyha-hang") == "absent":
-            break
-        time.sleep(0.1)
+    # Dead again during stop: the QEMU is ended without libvirt, verified from outside.
+    kill_libvirtd(inst)
+    res = h1.run("stop", config, timeout_ms=10000)
+    assert res.rc == 0, res.err
+    assert "ending it without libvirt" in res.err
+    assert qemu_pid(inst, "pyha-hang") is None and not virtlab._alive(qemu)
+    assert h1.run("monitor", config).rc == 7  # probe, libvirtd still down: no QEMU
+    restart_libvirtd(inst)
     assert domstate(inst, "pyha-hang") == "absent"
     assert h1.run("monitor", config).rc == 7
+
+
+def test_without_libvirt_only_the_real_executable_counts(hosts, work):
+    """A process that calls itself QEMU (argv[0]) is not the guest: it is neither
+    "running" evidence nor killed by stop."""
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "fake", "noos")
+    fake = subprocess.Popen(["bash", "-c", "exec -a /usr/bin/qemu-system-x86_64 /usr/bin/python3"
+                             " -c 'import time; time.sleep(300)' -name guest=pyha-fake,debug=on"],
+                            stdin=subprocess.DEVNULL)
+    env = h1.env(OCF_RESKEY_hypervisor="qemu+unix:///system?socket=/tmp/pyha-virt-none/s")
+    try:
+        for _ in range(100):  # until bash has exec'd the impostor
+            if Path(f"/proc/{fake.pid}/cmdline").read_bytes().startswith(b"/usr/bin/qemu"):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the impostor process did not start")
+        res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env=env,
+                      instance="fake")
+        assert res.rc == 7 and "no QEMU process runs domain pyha-fake" in res.err
+        assert run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env,
+                       instance="fake").rc == 0
+        assert fake.poll() is None  # not ours to kill
+    finally:
+        fake.kill()
+        fake.wait()
+
+
+def test_remote_uri_unreachable_is_never_stopped(hosts, work):
+    """A local process check proves nothing about a remote hypervisor."""
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "remote", "noos")
+    env = h1.env(timeout_ms=6000, OCF_RESKEY_hypervisor="qemu+tcp://192.0.2.1:1/system")
+    for action, interval in (("monitor", "0"), ("monitor", "10000"), ("stop", "0")):
+        started = time.monotonic()
+        res = run_ocf("VirtualDomain", action, {"config": str(config),
+                                                "CRM_meta_interval": interval},
+                      env=env, instance="remote", timeout=30)
+        assert res.rc == 1 and "cannot tell" in res.reason, (action, res.err)
+        assert time.monotonic() - started < 6.0
+
+
+def test_xen_uri_without_xen_is_proven_absent(hosts, work):
+    """libvirt's Xen driver unreachable (this host has no Xen): absence is proven by
+    the kernel (no /sys/hypervisor/type), so a probe says 7 and stop 0."""
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "xdom", "noos")
+    config.write_text(config.read_text().replace("<domain type='qemu'>", "<domain type='xen'>"))
+    uri = f"xen+unix:///system?socket={hosts[0].socket}"
+    env = h1.env(OCF_RESKEY_hypervisor=uri)
+    res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env=env, instance="xd")
+    assert res.rc == 7 and "no Xen hypervisor" in res.err, res.err
+    assert run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env,
+                   instance="xd").rc == 0
+    assert run_ocf("VirtualDomain", "validate-all", {"config": str(config)}, env=env,
+                   instance="xd").rc == 0
+
+
+def test_xen_uri_on_a_xen_host_asks_xl(hosts, work, tmp_path):
+    """A Xen control domain (kernel files and xl simulated: Xen cannot run here) whose
+    libvirtd is down: the domain is found in xl's list, and stop destroys it there."""
+    from test_xen import XL_PATH, xen_dom0_sysroot
+
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "xhost", "noos")
+    config.write_text(config.read_text().replace("<domain type='qemu'>", "<domain type='xen'>"))
+    sim = tmp_path / "xlsim"
+    (sim / "host1").mkdir(parents=True)
+    (tmp_path / "dom.cfg").write_text('name = "pyha-xhost"\nmemory = 128\n')
+    xenv = {"PATH": XL_PATH, "XLSIM_ROOT": str(sim), "XLSIM_HOST": "host1",
+            "XLSIM_SHUTDOWN_DELAY": "0.2"}
+    subprocess.run(["xl", "create", str(tmp_path / "dom.cfg")], env=xenv, check=True)
+    env = h1.env(OCF_RESKEY_hypervisor="xen+unix:///system?socket=/tmp/pyha-virt-none/sock",
+                 PYHA_KERNEL_ROOT=str(xen_dom0_sysroot(tmp_path)), **xenv)
+    dom = sim / "host1" / "dom-pyha-xhost.json"
+    res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env=env, instance="xh")
+    assert res.rc == 0 and "xl list shows domain pyha-xhost" in res.err, res.err
+    (sim / "host1" / "inject-host").write_text("listfail")
+    res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env={
+        **env, "OCF_RESKEY_CRM_meta_timeout": "4000"}, instance="xh")
+    assert res.rc == 1 and "cannot tell" in res.reason
+    res = run_ocf("VirtualDomain", "stop", {"config": str(config)}, env={
+        **env, "OCF_RESKEY_CRM_meta_timeout": "4000"}, instance="xh")
+    assert res.rc == 1 and dom.exists()
+    (sim / "host1" / "inject-host").unlink()
+    res = run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env, instance="xh")
+    assert res.rc == 0, res.err
+    assert not dom.exists()
+    assert "xl destroy pyha-xhost" in (sim / "host1" / "calls.log").read_text()
+    res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env=env, instance="xh")
+    assert res.rc == 7
+
+
+LXC_STANDIN = r"""
+#include <unistd.h>
+int main(void) { for (;;) pause(); }
+"""
+
+
+def test_lxc_controller_without_libvirt(hosts, work, tmp_path):
+    """libvirtd cannot start containers here (no cgroup backend in this VM), so the
+    libvirt_lxc controller is stood in for by a process whose executable is named
+    libvirt_lxc, started with the controller's arguments: the one thing the agent
+    reads.  Running: probe 0, and stop fails rather than claim it stopped."""
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "ct", "noos")
+    config.write_text("<domain type='lxc'><name>pyha-ct</name><memory unit='MiB'>64</memory>"
+                      "<os><type>exe</type><init>/bin/sh</init></os></domain>\n")
+    src = tmp_path / "stand.c"
+    src.write_text(LXC_STANDIN)
+    exe = tmp_path / "libvirt_lxc"
+    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
+    env = h1.env(OCF_RESKEY_hypervisor="lxc+unix:///?socket=/tmp/pyha-virt-none/sock")
+    ctl = subprocess.Popen([str(exe), "--name", "pyha-ct", "--console", "3", "--handshake",
+                            "4", "--security=none"], stdin=subprocess.DEVNULL)
+    try:
+        res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env=env,
+                      instance="ct")
+        assert res.rc == 0 and f"libvirt_lxc controller {ctl.pid}" in res.err, res.err
+        res = run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env,
+                      instance="ct")
+        assert res.rc == 1 and "cannot be stopped without libvirt" in res.reason
+        assert ctl.poll() is None
+    finally:
+        ctl.kill()
+        ctl.wait()
+    res = run_ocf("VirtualDomain", "monitor", {"config": str(config)}, env=env, instance="ct")
+    assert res.rc == 7 and "no libvirt_lxc controller" in res.err
+    assert run_ocf("VirtualDomain", "stop", {"config": str(config)}, env=env,
+                   instance="ct").rc == 0
+
+
+def test_stop_uses_the_uri_of_the_start_and_ignores_unneeded_params(hosts, work):
+    """Parameters changed or broken after start: stop still stops the domain it started."""
+    h1 = Node(hosts[0], work)
+    config, _ = guest(work, "chg", "noos")
+    params = {"config": str(config), "shutdown_mode": "gently", "migrate_options": "--bogus",
+              "migration_transport": "pigeon", "force_stop": "maybe"}
+    # The hypervisor parameter now names another (valid) libvirtd, where the
+    # domain does not exist: stop must still stop it where it was started.
+    for uri in (hosts[1].uri, "qemu:///system; reboot"):
+        assert h1.run("start", config).rc == 0
+        assert domstate(hosts[0], "pyha-chg") == "running"
+        env = h1.env(timeout_ms=10000, OCF_RESKEY_hypervisor=uri)
+        res = run_ocf("VirtualDomain", "monitor", params, env=env, instance="vm")
+        assert res.rc == 6
+        res = run_ocf("VirtualDomain", "stop", params, env=env, instance="vm", timeout=60)
+        assert res.rc == 0, res.err
+        assert domstate(hosts[0], "pyha-chg") == "absent"
 
 
 def test_snapshot_save_restore_and_saved_config(hosts, work):
@@ -299,8 +485,19 @@ def test_snapshot_save_restore_and_saved_config(hosts, work):
     assert res.rc == 0
     text = config.read_text()
     assert "<name>pyha-snap</name>" in text and "<uuid>" in text  # the live definition
-    assert "s3cretVN" not in text  # no secure information dumped
+    # Regression: the VNC password survives the write-back (VIR_DOMAIN_XML_SECURE),
+    # checked with libvirt's own parser.
+    import xml.etree.ElementTree as ET
+
+    graphics = ET.fromstring(text).find("devices/graphics")
+    assert graphics is not None and graphics.get("passwd") == "s3cretVN"
     assert (config.stat().st_mode & 0o777) == 0o600
+    assert not list(config.parent.glob(f".{config.name}.*"))  # no temporary file left
+    # The next start runs the console with that password.
+    assert h1.run("start", config).rc == 0
+    live = hosts[0].virsh("dumpxml", "--security-info", "pyha-snap").stdout
+    assert "passwd='s3cretVN'" in live
+    assert h1.run("stop", config, force_stop="true").rc == 0
 
 
 def test_backingfile_overlay(hosts, work):

@@ -22,6 +22,16 @@ XL_PATH = f"{TESTS / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
 XM_PATH = f"{TESTS / 'xmsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def xen_dom0_sysroot(root: Path) -> Path:
+    """The kernel files of a Xen control domain (ocf_lib.sysroot): this host has no Xen."""
+    kernel = root / "kernel"
+    (kernel / "sys/hypervisor").mkdir(parents=True, exist_ok=True)
+    (kernel / "proc/xen").mkdir(parents=True, exist_ok=True)
+    (kernel / "sys/hypervisor/type").write_text("xen\n")
+    (kernel / "proc/xen/capabilities").write_text("control_d\n")
+    return kernel
+
+
 class Host:
     def __init__(self, root: Path, name: str, path: str = XL_PATH) -> None:
         self.root = root
@@ -31,9 +41,12 @@ class Host:
         self.rsc = root / f"rsc-{name}"
         self.rsc.mkdir(exist_ok=True)
         self.path = path
+        self.kernel: Path | None = xen_dom0_sysroot(root)
 
     def env(self, timeout_ms: int = 20000, **extra: str) -> dict[str, str]:
         env = base_env(self.rsc)
+        if self.kernel is not None:
+            env["PYHA_KERNEL_ROOT"] = str(self.kernel)
         env.update(PATH=self.path, XLSIM_ROOT=str(self.root), XLSIM_HOST=self.name,
                    XLSIM_SHUTDOWN_DELAY="0.3", OCF_RESKEY_CRM_meta_timeout=str(timeout_ms),
                    CIB_file=str(self.root / "cib.xml"))
@@ -60,6 +73,10 @@ class Host:
 
     def inject(self, dom: str, what: str) -> None:
         (self.dir / f"inject-{dom}").write_text(what)
+
+    def exists(self, dom: str) -> bool:
+        """From the simulator's own state, not through xl (which may be broken)."""
+        return (self.dir / f"dom-{dom}.json").exists()
 
 
 @pytest.fixture
@@ -169,13 +186,14 @@ def test_memory_management_never_rewrites_config(sim, tmp_path):
     assert h1.run("start", second, instance="m2", **mm).rc == 0
     calls = h1.calls()
     # XLSIM_TOTAL_MIB 8192 - 512 reserved, shared by two domains: 3840 MiB each.
-    assert "xl mem-set pyha-m1 3840m" in calls
+    m1 = h1.xl("domid", "pyha-m1").stdout.strip()
+    assert f"xl mem-set {m1} 3840m" in calls
     assert f'xl create {second} name="pyha-m2" memory=3840' in calls
     assert hashlib.sha256(second.read_bytes()).hexdigest() == digest
     listing = h1.xl("list").stdout
     assert all(" 3840 " in line for line in listing.splitlines() if "pyha-m" in line)
     assert h1.run("stop", second, instance="m2", **mm).rc == 0
-    assert "xl mem-set pyha-m1 7680m" in h1.calls()
+    assert f"xl mem-set {m1} 7680m" in h1.calls()
     assert h1.run("stop", first, instance="m1", **mm).rc == 0
 
 
@@ -220,9 +238,18 @@ def test_xm_fallback(sim, tmp_path):
 def test_no_toolstack(sim, tmp_path):
     h1 = Host(tmp_path, "host1", path="/usr/sbin:/usr/bin:/sbin:/bin")
     cfg = config(tmp_path, "pyha-none")
-    for action in ("start", "validate-all", "monitor"):
+    for action in ("start", "validate-all"):
         res = h1.run(action, cfg)
         assert res.rc == 5 and "neither xl nor xm" in res.reason, action
+    # A Xen control domain without its tools: nothing proves the domain absent.
+    res = h1.run("monitor", cfg)
+    assert res.rc == 1 and "neither xl nor xm" in res.reason
+    res = h1.run("stop", cfg, timeout_ms=5000)
+    assert res.rc == 1 and "cannot tell" in res.reason
+    # This host's own kernel: no Xen, so no domain can run.
+    h1.kernel = None
+    res = h1.run("monitor", cfg)
+    assert res.rc == 5 and "neither xl nor xm" in res.reason
     assert h1.run("stop", cfg).rc == 0
 
 
@@ -276,3 +303,93 @@ def test_pyha_tester_passes(sim, tmp_path):
                           "--rsctmp", str(h1.rsc)],
                          env=h1.env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("name", ["pyha web 1", "pyha  two", "pyha-x" * 8 + " end"])
+def test_domain_name_with_blanks(sim, tmp_path, name):
+    """Regression: a name holding a blank was dropped from the list (monitor 7, stop 0)."""
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-cfgname")
+    assert h1.run("start", cfg, name=name).rc == 0
+    assert h1.exists(name)
+    assert h1.run("monitor", cfg, name=name).rc == 0  # probe
+    res = h1.run("monitor", cfg, name=name, OCF_RESKEY_CRM_meta_interval="10000")
+    assert res.rc == 0, res.err
+    h1.calls()
+    res = h1.run("stop", cfg, name=name)
+    assert res.rc == 0, res.err
+    assert f"xl shutdown {name}" in h1.calls()
+    assert not h1.exists(name)
+    assert h1.run("monitor", cfg, name=name).rc == 7
+
+
+def test_only_xl_s_own_answer_means_absent(sim, tmp_path):
+    """Regression: any error text was read as "absent" (monitor 7, stop 0)."""
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-err")
+    assert h1.run("start", cfg).rc == 0
+    (h1.dir / "inject-host").write_text("listfail")  # (rc=-5): the list could not be read
+    try:
+        res = h1.run("monitor", cfg)
+        assert res.rc == 1 and "rc=-5" in res.reason
+        res = h1.run("monitor", cfg, OCF_RESKEY_CRM_meta_interval="10000")
+        assert res.rc == 1
+        res = h1.run("stop", cfg, timeout_ms=8000)
+        assert res.rc == 1 and res.reason
+        assert h1.exists("pyha-err")
+        (h1.dir / "inject-host").write_text("nohyp")  # xl cannot even start
+        res = h1.run("monitor", cfg)
+        assert res.rc == 1 and "cannot init xl context" in res.reason
+        assert h1.run("stop", cfg, timeout_ms=8000).rc == 1
+        assert h1.exists("pyha-err")
+    finally:
+        (h1.dir / "inject-host").unlink()
+    assert h1.run("stop", cfg).rc == 0
+    assert not h1.exists("pyha-err")
+
+
+def test_xl_without_xen_is_not_running(sim, tmp_path):
+    """xl installed on a node booted without Xen: xl fails, but no domain can exist."""
+    h1, _ = sim
+    h1.kernel = None  # this host's real kernel files: no /sys/hypervisor/type
+    cfg = config(tmp_path, "pyha-nox")
+    (h1.dir / "inject-host").write_text("nohyp")
+    res = h1.run("monitor", cfg)
+    assert res.rc == 7 and "no Xen hypervisor" in res.err
+    assert h1.run("stop", cfg).rc == 0
+    assert h1.run("start", cfg).rc == 1
+
+
+def test_says_absent_is_exact():
+    from ocf_lib.xentool import parse_list, parse_one, says_absent
+
+    assert says_absent("a b is an invalid domain identifier (rc=-6)\n", "a b")
+    assert says_absent("warning: x\nError: Domain 'vm' does not exist.\n", "vm")
+    assert not says_absent("vm is an invalid domain identifier (rc=-5)\n", "vm")
+    assert not says_absent("Error: Domain 'other' does not exist.\n", "vm")
+    assert not says_absent("Can't get domid of domain name 'vm', maybe this domain does not "
+                           "exist.\n", "vm")
+    assert not says_absent("Error: Domain 'vm' does not exist.\nlibxl: error: later\n", "vm")
+    head = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
+    rows = head + f"{'Domain-0':<40} {0:5} {1024:5} {2:5}     r-----  {10.0:8.1f}\n" + \
+        f"{'my  vm':<40} {7:5} {256:5} {2:5}     -b----  {1.5:8.1f}\n"
+    assert [(d.name, d.domid, d.mem_mib) for d in parse_list(rows)] == \
+        [("Domain-0", 0, 1024), ("my  vm", 7, 256)]
+    one = parse_one(rows, "my  vm")
+    assert one is not None and one.domid == 7 and one.state == "blocked"
+    assert parse_one(rows, "my") is None
+
+
+def test_stop_ignores_parameters_it_does_not_need(sim, tmp_path):
+    """Parameters broken after start: stop still finds the domain by the recorded name."""
+    h1, _ = sim
+    cfg = config(tmp_path, "pyha-brk")
+    assert h1.run("start", cfg, name="pyha brk").rc == 0
+    bad = {"name": "123", "reserved_Dom0_memory": "lots", "shutdown_acpi": "perhaps",
+           "monitor_scripts": "/bin/true\x01"}
+    assert h1.run("monitor", cfg, **bad).rc == 6
+    res = h1.run("stop", cfg, **bad)
+    assert res.rc == 0, res.err
+    assert not h1.exists("pyha brk")
+    # Never started here (nothing recorded) and the name is invalid: nothing to stop.
+    assert h1.run("stop", cfg, **bad).rc == 0

@@ -106,7 +106,7 @@ class SwitchSession(Session):
 
     def ask(self, line: str) -> list[str]:
         try:
-            self.link.send_line(line)
+            self.link.send(line)
             if line == "LIST":
                 return self.link.read_until("END", self.ctx.limit(3.0))[:-1]
             return [self.link.read_line(self.ctx.limit(3.0))]

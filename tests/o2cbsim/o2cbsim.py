@@ -16,8 +16,10 @@ This machine's kernel has neither configfs nor OCFS2, and Debian ships no
   filesystem types and missing mount points with mount(8)'s messages;
 * ``ocfs2_controld.pcmk``/``.cman`` check the cluster_stack label like the real
   daemon ("This daemon supports the "cman" stack, but the "pcmk" stack is in
-  use"), then daemonise as a real process whose argv[0] is the daemon's path
-  (so a pidof-style search finds it).  ``faults.json`` ``daemon``: ``never``
+  use"), then daemonise.  The agent recognises the daemon by its executable
+  (``/proc/PID/exe``), so the tests run a compiled copy of ``controld.c`` per
+  stack name: it hands over to this script, which daemonises and re-executes
+  that copy as the daemon process.  ``faults.json`` ``daemon``: ``never``
   (exits 0, no process), ``stubborn`` (ignores SIGTERM), ``slow:<s>``.
 
 NOT simulated here: the EBUSY a real kernel returns when cluster_stack is
@@ -255,6 +257,11 @@ def controld(prog: str, argv: list[str]) -> int:
     mode = str(faults().get("daemon", "normal"))
     if mode == "never":
         return 0
+    exe = os.environ.get("PYHA_O2CBSIM_EXE")
+    if not exe:
+        sys.stderr.write(f"{prog} (pyha simulator): run the compiled stand-in (controld.c), "
+                         "whose process is the daemon's own executable\n")
+        return 1
     delay = float(mode.split(":")[1]) if mode.startswith("slow:") else 0.0
     if os.fork():
         return 0  # the parent returns at once, like a daemon's foreground process
@@ -267,17 +274,15 @@ def controld(prog: str, argv: list[str]) -> int:
     with open(os.path.join(SIM, "daemons"), "a") as f:
         f.write(f"{os.getpid()}\n")
     if delay:
-        os.execv("/bin/bash", ["pyha-o2cb-starting", "-c", f"sleep {delay}; exec -a "
-                             f"{os.path.abspath(sys.argv[0])} sleep 100000"])
-    path = os.path.abspath(sys.argv[0])
-    if mode == "stubborn":
-        os.execv("/bin/bash", [path, "-c", "trap '' TERM; while :; do sleep 0.2; done"])
-    os.execv("/bin/sleep", [path, "100000"])
+        time.sleep(delay)  # still python3, not yet the daemon's executable
+    env = {**os.environ, "PYHA_O2CBSIM_RUN": "stubborn" if mode == "stubborn" else "normal"}
+    os.execve(exe, [exe, *argv], env)
     return 0
 
 
 def main() -> int:
-    prog = os.path.basename(sys.argv[0])
+    # Through the compiled stand-in, the program is the executable's own name.
+    prog = os.path.basename(os.environ.get("PYHA_O2CBSIM_EXE") or sys.argv[0])
     argv = sys.argv[1:]
     if not ROOT or not SIM:
         sys.stderr.write(f"{prog} (pyha simulator): PYHA_KERNEL_ROOT and PYHA_O2CBSIM_DIR "

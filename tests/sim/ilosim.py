@@ -4,6 +4,10 @@
     ilosim.py --telnet PORT DIR     telnet server: IAC negotiation, MP login
     ilosim.py --stdio DIR           one session on stdin/stdout (sshd ForceCommand;
                                     ssh has authenticated the user already)
+    ilosim.py --stdio-raw DIR       the same, as an embedded SSH CLI: no terminal
+                                    line discipline (a tty is put in raw mode), a
+                                    line ends at LF only, the CLI echoes what it
+                                    reads itself
 
 Users admin/secret.  Prompts ``MP login:``, ``MP password:``, ``MP>``; ``SMCLP``
 switches to ``hpiLO->``.  ``show /system1`` prints ``EnabledState=Enabled`` or
@@ -151,7 +155,36 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+def raw_stdio(folder):
+    """Bytes as the SSH channel delivers them: only LF ends a line (CR is dropped)."""
+    if os.isatty(0):
+        import tty
+
+        tty.setraw(0)  # no line discipline: no CR->LF mapping, no echo, no line editing
+    buf = bytearray()
+
+    def write(text):
+        os.write(1, text.encode())
+
+    def read():
+        while b"\n" not in buf:
+            chunk = os.read(0, 1024)
+            if not chunk:
+                return None
+            write(chunk.decode(errors="replace").replace("\n", "\r\n"))  # own echo
+            buf.extend(chunk)
+        i = buf.index(b"\n")
+        line = bytes(buf[:i]).rstrip(b"\r")
+        del buf[:i + 1]
+        return line.decode(errors="replace")
+
+    CLI(folder, read, write).run()
+
+
 def main():
+    if sys.argv[1] == "--stdio-raw":
+        raw_stdio(sys.argv[2])
+        return
     if sys.argv[1] == "--stdio":
         out = sys.stdout
 

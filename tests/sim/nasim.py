@@ -2,7 +2,8 @@
 """A Node Assassin over real TCP, modelled on TNAP v1.1 and NaOS 1.0.2.
 
     nasim.py PORT STATEFILE [--nodes 4] [--scale 0.05] [--naos] [--commas]
-             [--stuck 02] [--late 04] [--off 03] [--no-eom] [--drop-mid-reply]
+             [--stuck 02] [--late 04] [--off 03] [--odd-feed 02] [--no-eom]
+             [--drop-mid-reply]
 
 Per node: power switch P, reset switch R, feed F (1 = the node has power) and
 a fence latch.  ``NN:1`` runs the fence sequence: reset closed 1 s, open 1 s,
@@ -13,7 +14,9 @@ times (0.05 makes a 30 s device take 1.5 s).  ``NN:0`` releases,
 feed drops, without latching.  The device has no authentication.
 
 Faults: ``--stuck NN`` a node whose feed never drops; ``--late NN`` one whose
-feed drops only at the device's second check (27 s, scaled); ``--no-eom`` replies
+feed drops only at the device's second check (27 s, scaled); ``--odd-feed NN``
+a node whose feed sense reads neither 0 nor 1 (``F2``: a sensor fault, the
+node may well be running); ``--no-eom`` replies
 without the EOM line; ``--drop-mid-reply`` closes the connection in the middle
 of the first 00:0 reply.  ``--naos``: NaOS 1.0.2 (no EOM; 0 fences, 1
 releases; ``Running``/``Fenced!``; at most 5 nodes).
@@ -108,6 +111,8 @@ class Device:
             sep = ", " if self.args.commas else " "
             for n, node in self.nodes.items():
                 p, r, f = node.line(now)
+                if f"{n:02d}" in self.args.odd_feed:
+                    f = 2
                 out.append(f"- Node {n:02d}: P{p}{sep}R{r}{sep}F{f}")
             return out + ["End Message."]
         if cmd == "00:1":
@@ -232,6 +237,7 @@ def main() -> None:
     ap.add_argument("--stuck", action="append", default=[])
     ap.add_argument("--off", action="append", default=[])
     ap.add_argument("--late", action="append", default=[])
+    ap.add_argument("--odd-feed", action="append", default=[])
     ap.add_argument("--off-hook", action="append", default=[])
     ap.add_argument("--no-eom", action="store_true")
     ap.add_argument("--drop-mid-reply", action="store_true")

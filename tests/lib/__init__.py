@@ -1,0 +1,1 @@
+"""Labs, doubles and runners shared by test modules (not tests themselves)."""
