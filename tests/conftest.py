@@ -47,6 +47,12 @@ MODULE_BUCKETS = {
     "test_transport": "unit",
     "test_xen": "unit",
     "test_o2cb": "unit",
+    "test_dependencies": "unit",
+    "test_oracle_xen": "unit",
+    "test_oracle_drbd": "kernel",
+    "test_proc_hung": "kernel",
+    "test_trace": "unit",
+    "test_ipmi_backends": "unit",
     "test_drbd": "kernel",
     "test_filesystem": "kernel",
     "test_ipaddr2": "kernel",
@@ -55,6 +61,13 @@ MODULE_BUCKETS = {
     "test_fence_na": "kernel",
     "test_ocft": "kernel",
     "test_demo_bmc": "kernel",
+    "test_import_budget": "kernel",
+    "test_ipmi_dns": "kernel",
+    "test_netlink_oracle": "kernel",
+    "test_oracle_filesystem": "kernel",
+    "test_oracle_ipaddr2": "kernel",
+    "test_params_network": "kernel",
+    "test_sweep": "kernel",
     "test_cluster_example": "cluster",
     "test_cluster_fixture": "cluster",
     "test_cluster_ip_fs": "cluster",
@@ -64,10 +77,12 @@ MODULE_BUCKETS = {
     "test_fencenode": "cluster",
     "test_virtualdomain": "vm",
     "test_demo_e2e": "vm",
+    "test_oracle_virtualdomain": "vm",
     "test_packaging": "packaging",
 }
 # Tests that need more than their module's bucket: "module::name prefix" -> bucket.
-# Running a command "as nobody" needs root to switch to nobody.
+# Running a command "as nobody" needs root to switch to nobody; a private
+# network namespace or another owner's file needs root too.
 TEST_BUCKETS = {
     "test_agents_common::test_resource_agent_meta_data_and_usage_as_nobody": "kernel",
     "test_agents_common::test_fence_agent_metadata_as_nobody": "kernel",
@@ -79,6 +94,11 @@ TEST_BUCKETS = {
     "test_tester::test_metadata_must_work_as_nobody": "kernel",
     "test_tester::test_ocf11_only_constructs_are_a_warning_not_a_failure": "kernel",
     "test_xen::test_pyha_tester_passes": "kernel",
+    "test_transport::test_lookups_are_bounded_and_numbers_skip_dns": "kernel",
+    "test_transport::test_tcp_transport_lookup_is_bounded": "kernel",
+    "test_o2cb::test_other_users_processes_named_like_the_daemon_do_not_count": "kernel",
+    "test_fence_runtime::test_a_debug_file_must_be_a_regular_file": "kernel",
+    "test_state::test_state_directory_others_control_is_refused": "kernel",
 }
 CLUSTER_FIXTURES = {"pyha_agents", "cluster1", "cluster_factory", "module_cluster_factory"}
 
