@@ -61,6 +61,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 OCF_PROVIDER_DIR = Path("/usr/lib/ocf/resource.d")
 LOCK_DIR = Path("/tmp/pyha-cluster-locks")
+# Cluster names become veth and bridge names in the host's network namespace, so
+# runs in a chroot with its own /tmp (.ci/debroot) must take them under the
+# host's locks: that job points this at the host's LOCK_DIR.
+NAME_LOCK_DIR = Path(os.environ.get("PYHA_CLUSTER_NAME_LOCKS", str(LOCK_DIR)))
 _USES = itertools.count()
 T = TypeVar("T")
 
@@ -202,7 +206,7 @@ class Cluster:
         return f"{self.prefix}br"
 
     def _take_name(self) -> None:
-        LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
+        NAME_LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
         if self.requested_prefix != "pyhac":
             candidates = [self.requested_prefix]
         else:
@@ -210,7 +214,7 @@ class Cluster:
         end = time.monotonic() + self.timeout
         while True:
             for name in candidates:
-                handle = open(LOCK_DIR / f"{name}.lock", "w")  # noqa: SIM115 - held open
+                handle = open(NAME_LOCK_DIR / f"{name}.lock", "w")  # noqa: SIM115 - held open
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -569,8 +573,17 @@ class Cluster:
                                        check=True).stdout)
 
     def cib_create(self, xml: str, section: str = "resources", i: int | None = None) -> None:
-        self.exec(i or self.live_node(), ["cibadmin", "--create", "-o", section,
-                                          "--xml-text", xml], check=True)
+        """Create ``xml`` (one element or several siblings) in ``section``.
+
+        Pacemaker 2.1's cibadmin took several sibling elements in one
+        ``--xml-text``; 3.0 rejects that ("Couldn't parse input"), so siblings
+        are created one by one."""
+        elements = list(ET.fromstring(f"<pyha-fragment>{xml}</pyha-fragment>"))
+        parts = [xml] if len(elements) == 1 else [ET.tostring(e, encoding="unicode")
+                                                  for e in elements]
+        for part in parts:
+            self.exec(i or self.live_node(), ["cibadmin", "--create", "-o", section,
+                                              "--xml-text", part], check=True)
 
     def cib_delete(self, xml: str, i: int | None = None) -> None:
         self.exec(i or self.live_node(), ["cibadmin", "--delete", "--xml-text", xml], check=True)

@@ -694,6 +694,8 @@ def test_ocft_drbd_config() -> None:
 
 
 def _ocft(lab: DrbdLab, me: str, agents: Any, root: Any) -> None:
+    from conftest import private_ocft
+
     AGENTS, ROOT = agents, root  # noqa: N806
     cfg = lab.base / "ocft-configs"
     cfg.mkdir()
@@ -704,9 +706,10 @@ def _ocft(lab: DrbdLab, me: str, agents: Any, root: Any) -> None:
         (lab.base / f"rsctmp-{node}").mkdir()
     env = lab.env(me)
     env["HA_RSCTMP"] = str(lab.base / f"rsctmp-{me}")
-    # ocft writes its generated scripts to a fixed /var/lib path: give it a private tmpfs.
-    script = ("mount -t tmpfs pyha-ocft /var/lib/resource-agents/ocft/cases && "
-              f"ocft make -d {cfg} drbd && ocft test drbd")
+    # Stock ocft writes its generated scripts to a global /var/lib path that
+    # exists only after an earlier ocft run: use a private copy of the harness.
+    ocft = str(private_ocft(lab.base / "ocft"))
+    script = f"{ocft} make -d {cfg} drbd && {ocft} test drbd"
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "--kill-child",
                           "sh", "-c", script], env=env, capture_output=True, text=True,
                          timeout=180, stdin=subprocess.DEVNULL)

@@ -21,9 +21,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import AGENTS, ROOT
+from conftest import AGENTS, ROOT, private_ocft
 
-OCFT = Path("/usr/share/resource-agents/ocft")
 CONFIGS = ROOT / "tests" / "data" / "ocft"
 NS = f"pyha-ip-{os.getpid()}o"
 FS_DIR = Path(f"/tmp/pyha-fs-{os.getpid()}-ocft")
@@ -33,24 +32,9 @@ EXPECTED_CASES = {"IPaddr2": 20, "IPaddr2v4": 22, "IPaddr2v6": 20, "Filesystem":
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ocft")
-    lib, cases, configs = root / "lib", root / "cases", root / "configs"
-    for d in (lib, cases, configs):
-        d.mkdir()
-    caselib = (OCFT / "caselib").read_text()
-    for old, new in (("while [ $i -lt $timeout ]", "while [ $i -lt $((timeout*20)) ]"),
-                     ("    sleep 1\n    let i++", "    sleep 0.05\n    let i++"),
-                     ("if [ $i -ge $timeout ]", "if [ $i -ge $((timeout*20)) ]")):
-        assert old in caselib, old
-        caselib = caselib.replace(old, new)
-    (lib / "caselib").write_text(caselib)
-    shutil.copy(OCFT / "helpers.sh", lib / "helpers.sh")
-    ocft = Path("/usr/sbin/ocft").read_text()
-    for old, new in (("OCFT_DIR=/usr/share/resource-agents/ocft", f"OCFT_DIR={lib}"),
-                     ("CASES_DIR=/var/lib/resource-agents/ocft/cases", f"CASES_DIR={cases}")):
-        assert old in ocft, old
-        ocft = ocft.replace(old, new)
-    (root / "ocft").write_text(ocft)
-    (root / "ocft").chmod(0o755)
+    private_ocft(root, fast_poll=True)
+    configs = root / "configs"
+    configs.mkdir()
     for name in EXPECTED_CASES:
         text = (CONFIGS / name).read_text().replace("@AGENTROOT@", str(AGENTS))
         (configs / name).write_text(text)

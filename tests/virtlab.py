@@ -68,8 +68,9 @@ class Instance:
         return _sh("nsenter", "-t", str(self.anchor.pid), "-m", "-u", "-n", "--", *argv,
                    check=check, timeout=timeout)
 
-    def virsh(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return _sh("virsh", "-c", self.uri, *args, check=check, timeout=60)
+    def virsh(self, *args: str, check: bool = True, timeout: float = 60
+              ) -> subprocess.CompletedProcess:
+        return _sh("virsh", "-c", self.uri, *args, check=check, timeout=timeout)
 
     def up(self) -> None:
         self.down()  # leftovers of an interrupted run
@@ -109,7 +110,10 @@ class Instance:
         self.in_ns("virtlogd", "-d", "-p", str(self.dir / "virtlogd.pid"))
         self.in_ns("libvirtd", "-d", "-p", str(self.dir / "libvirtd.pid"))
         for _ in range(300):
-            if os.path.exists(self.socket) and self.virsh("version", check=False).returncode == 0:
+            # Without a capabilities cache (a fresh machine: nothing in /tmp yet)
+            # libvirtd first probes QEMU, which can take minutes on a loaded machine.
+            if (os.path.exists(self.socket)
+                    and self.virsh("version", check=False, timeout=300).returncode == 0):
                 break
             time.sleep(0.1)
         else:
