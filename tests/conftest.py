@@ -75,6 +75,8 @@ MODULE_BUCKETS = {
     "test_fence_cluster": "cluster",
     "test_fence_pcmk": "cluster",
     "test_fencenode": "cluster",
+    "test_migrate": "cluster",
+    "test_operator_guide": "cluster",
     "test_virtualdomain": "vm",
     "test_demo_e2e": "vm",
     "test_oracle_virtualdomain": "vm",
