@@ -135,11 +135,15 @@ def pytest_configure(config: pytest.Config) -> None:
 SEQUENTIAL_MODULES = {"test_fence_pcmk"}
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(bucket_of(item))
-    _restore_file_order(items)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _restore_file_order(session.items)
 
 
 def _restore_file_order(items: list[pytest.Item]) -> None:
