@@ -3,7 +3,8 @@
 OpenIPMI's ipmi_sim is the BMC (its chassis_control hook keeps the power
 state in a file we read); a pyghmi-based BMC that refuses a cycle on an off
 node (as real ones do) and a packet-losing UDP relay cover what ipmi_sim
-cannot show.  Ports 9620-9629, loopback only, files under /tmp/pyha-fence-*.
+cannot show.  Loopback only, on udp ports the kernel finds free (other test
+runs share the loopback: sim/ipmisim.py), files under /tmp/pyha-fence-*.
 
 ``PYHA_TEST_AGENT_PYTHON`` (read by this test module only, never by an
 agent) names the interpreter of a virtualenv holding one pyghmi release: the
@@ -22,10 +23,10 @@ from pathlib import Path
 
 import pytest
 from conftest import FENCE, METADATA, ROOT, Run, base_env
-from sim.ipmisim import IpmiSim, wait_udp
+from sim.ipmisim import IpmiSim, free_udp_ports, wait_udp_owner
 
 AGENT = "fence_ipmilan"
-SIM_PORT, FAKEBMC_PORT, PROXY_PORT, DEAD_PORT = 9620, 9621, 9622, 9623
+SIM_PORT, FAKEBMC_PORT, PROXY_PORT, DEAD_PORT = free_udp_ports(4)
 RNG = "/usr/share/cluster/relaxng/metadata.rng"
 GOLDEN_ORDER = (
     "action auth cipher hexadecimal_kg ip ipaddr ipport lanplus login method passwd "
@@ -178,8 +179,8 @@ def test_reboot_is_one_session_and_quick(bmc):
 
 
 def test_option_status_old_cman_spelling_never_reboots(bmc):
-    res = run_fence(AGENT, stdin="option=status\nipaddr=127.0.0.1\nipport=9620\nlogin=admin\n"
-                    "passwd=secret\nlanplus=1\n")
+    res = run_fence(AGENT, stdin=f"option=status\nipaddr=127.0.0.1\nipport={SIM_PORT}\n"
+                    "login=admin\npasswd=secret\nlanplus=1\n")
     assert (res.rc, res.out) == (0, "Status: ON\n"), res.err
     assert bmc.power_log() == []
 
@@ -245,6 +246,25 @@ def test_unreachable_bmc_fails_within_login_timeout():
     took = time.monotonic() - start
     assert res.rc == 1 and "timed out" in res.err
     assert took < 3.0
+
+
+def test_a_second_simulator_never_takes_over_a_held_port():
+    # ipmi_sim binds with SO_REUSEADDR: a second one on the same port (another
+    # test run sharing the loopback) would bind too and answer from its own
+    # chassis.  The lab refuses to start it and leaves the first one alone.
+    port = free_udp_ports(1)[0]
+    first, second = IpmiSim(port), IpmiSim(port)
+    first.start()
+    try:
+        first.power = "off"
+        with pytest.raises(RuntimeError, match="already held"):
+            second.start()
+        assert second.proc is None
+        res = run_fence(AGENT, args=argv("-o", "status", port=port))
+        assert (res.rc, res.out) == (2, "Status: OFF\n"), res.err
+    finally:
+        second.stop()
+        first.stop()
 
 
 def test_bmc_that_stops_answering(bmc):
@@ -353,7 +373,7 @@ def refusing_bmc():
     log.write_text("")
     proc = subprocess.Popen([AGENT_PYTHON or "/usr/bin/python3", str(ROOT / "tests/sim/fakebmc.py"),
                              str(FAKEBMC_PORT), str(state)], stderr=subprocess.DEVNULL)
-    wait_udp(FAKEBMC_PORT)
+    wait_udp_owner(proc, FAKEBMC_PORT)
     yield state, log
     proc.terminate()
     proc.wait(5)
@@ -448,7 +468,7 @@ def test_reboot_survives_20_percent_packet_loss(bmc):
     proxy = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/sim/udpproxy.py"),
                               str(PROXY_PORT), str(SIM_PORT), "0.2", "7"])
     try:
-        wait_udp(PROXY_PORT)
+        wait_udp_owner(proxy, PROXY_PORT)
         # pyghmi restarts its whole login on a lost packet; once the BMC has
         # answered, the agent keeps trying for login_timeout + power_timeout.
         res = run_fence(AGENT, args=argv("-o", "reboot", "--power-timeout=30",
@@ -465,19 +485,18 @@ def test_reboot_survives_20_percent_packet_loss(bmc):
 # -- secrets --------------------------------------------------------------------------------
 
 
-def _mine(pid: int) -> bool:
-    """A descendant of this test process (another run's upstream agent, which puts
-    the password after -P, is not ours to judge)."""
-    for _ in range(32):
-        if pid == os.getpid():
-            return True
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` descends from this test process (other test runs on the
+    machine pass passwords in their argv on purpose)."""
+    me = os.getpid()
+    while pid > 1:
         try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as f:
-                pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
-        except (OSError, StopIteration, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
             return False
-        if pid <= 1:
-            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid == me:
+            return True
     return False
 
 
@@ -491,7 +510,7 @@ def _watch_cmdlines(stop: threading.Event, seen: list[str]) -> None:
                     cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if ("ipmitool" in cmd or AGENT in cmd) and _mine(int(pid)):
+            if ("ipmitool" in cmd or AGENT in cmd) and _ours(int(pid)):
                 seen.append(cmd)
         time.sleep(0.002)
 

@@ -591,6 +591,14 @@ def btrfs(lab: Lab) -> Iterator[tuple[str, str]]:
             sh("losetup", "-d", loop, check=False)
 
 
+# Since 2024 (ClusterLabs/resource-agents#1935: in Debian 13's 4.16, not in
+# Debian 12's 4.12) upstream compares the device parameter with mountinfo's
+# source by path: a btrfs mounted through another member is "another device"
+# to it, and its probe answers 7 while the filesystem is mounted -- a false
+# "not running" that pyha does not share (docs/platforms.md).
+UPSTREAM_COMPARES_SOURCE = "Another device" in Path(UPSTREAM).read_text()
+
+
 def test_btrfs_is_recognised_by_source_and_members(lab: Lab, rsctmp: Path,
                                                    btrfs: tuple[str, str]) -> None:
     first, second = btrfs
@@ -605,11 +613,16 @@ def test_btrfs_is_recognised_by_source_and_members(lab: Lab, rsctmp: Path,
         params = {"device": device, "directory": str(mnt), "fstype": "btrfs"}
         res = agent(lab, "start", params, rsctmp)
         assert res.rc == 0, res.err
-        assert findmnt(mnt)[1:] == ["btrfs"]
+        source, fstype = findmnt(mnt)
+        assert fstype == "btrfs"
+        named = os.path.realpath(source) == os.path.realpath(device)
+        assert named == (device == first), source
         assert lab.ns("stat", "-c", "%d", str(mnt)).stdout.strip() != "0"
-        for prober in ("Filesystem", UPSTREAM):
-            assert agent(lab, "monitor", params, rsctmp, path=prober,
-                         OCF_RESKEY_CRM_meta_interval="0").rc == 0, prober
+        assert agent(lab, "monitor", params, rsctmp,
+                     OCF_RESKEY_CRM_meta_interval="0").rc == 0
+        upstream = 7 if UPSTREAM_COMPARES_SOURCE and not named else 0
+        assert agent(lab, "monitor", params, rsctmp, path=UPSTREAM,
+                     OCF_RESKEY_CRM_meta_interval="0").rc == upstream
         assert agent(lab, "monitor", params, rsctmp, OCF_CHECK_LEVEL="20").rc == 0
         assert agent(lab, "start", params, rsctmp).rc == 0  # already ours: no second mount
         assert len(lab.ns("findmnt", "-n", "--mountpoint", str(mnt)).stdout.splitlines()) == 1

@@ -7,11 +7,19 @@ and flip.  Faults: a ``stuck`` file makes the chassis accept power-down but
 stay on (a node that never goes off); SIGSTOP on ipmi_sim makes a BMC that
 does not answer.  Users: admin/secret (administrator), oper/operpw
 (operator), viewer/viewpw (user: Chassis Control needs operator).
+
+The loopback is shared with every other test run on the machine (the Debian
+13 root of .ci/debroot included), and ipmi_sim binds its port with
+SO_REUSEADDR: a second simulator on the same port binds too and silently
+takes the traffic, answering from its own chassis file.  So a simulator
+starts only on a port nobody holds, and counts as started only once its own
+process holds it (``free_udp_ports`` hands out such ports).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -90,31 +98,58 @@ mc_enable 0x20
 """
 
 
-def wait_udp(port: int, addr: str = "127.0.0.1", timeout: float = 5.0) -> None:
-    """Wait until something is bound to udp ``addr:port``."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            probe.bind((addr, port))
-        except OSError:
-            return  # taken: the simulator is listening
-        finally:
-            probe.close()
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on udp {addr}:{port}")
+def free_udp_ports(count: int, addr: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct udp ports on ``addr`` that nothing holds right now."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((addr, 0))  # all bound at once: the kernel hands out distinct ports
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
-def wait_udp_in(prefix: list[str], port: int, timeout: float = 5.0) -> None:
-    """wait_udp inside another network namespace (``prefix`` enters it)."""
+def udp_holders(port: int, addr: str = "127.0.0.1", prefix: list[str] | None = None) -> list[int]:
+    """The pids holding a udp socket that receives ``addr:port`` (in the
+    namespace ``prefix`` enters); 0 stands for a holder we cannot see (a
+    process of another PID namespace, e.g. the host's seen from .ci/debroot)."""
+    out = subprocess.run([*(prefix or []), "ss", "-Huanp", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True, timeout=10).stdout
+    wanted = {addr, "0.0.0.0", "*", "[::]", f"[::ffff:{addr}]"}
+    holders: list[int] = []
+    for line in out.splitlines():
+        local = line.split()[3].rsplit(":", 1)[0].split("%", 1)[0]
+        if local in wanted:
+            holders.extend([int(m) for m in re.findall(r"pid=(\d+)", line)] or [0])
+    return holders
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def wait_udp_owner(proc: subprocess.Popen[bytes], port: int, addr: str = "127.0.0.1",
+                   prefix: list[str] | None = None, timeout: float = 5.0) -> None:
+    """Wait until ``proc`` holds udp ``port``, and only it (or a child it forked)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        out = subprocess.run([*prefix, "ss", "-Huan", f"sport = :{port}"], capture_output=True,
-                             text=True).stdout
-        if out.strip():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before it held "
+                               f"udp port {port}")
+        holders = udp_holders(port, addr, prefix)
+        others = [p for p in holders if p != proc.pid and _parent(p) != proc.pid]
+        if others:
+            raise RuntimeError(f"udp port {port} is shared with pids {others} (0: not visible "
+                               f"here): they could answer for {proc.args[0]!r}")
+        if proc.pid in holders:
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on udp port {port} in {prefix}")
+    raise RuntimeError(f"{proc.args!r} does not hold udp port {port} after {timeout}s")
 
 
 class IpmiSim:
@@ -132,6 +167,12 @@ class IpmiSim:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IpmiSim:
+        # Before touching the directory: it may be the holder's own.
+        holders = udp_holders(self.port, self.addr, self.prefix)
+        if holders:
+            raise RuntimeError(f"udp port {self.port} is already held by pids {holders} (0: not "
+                               "visible here); a second ipmi_sim would bind it too "
+                               "(SO_REUSEADDR) and take its traffic")
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "state").mkdir(parents=True)
         self.power = self.initial
@@ -149,10 +190,11 @@ class IpmiSim:
              "-f", str(self.dir / "bmc.emu"), "-s", str(self.dir / "state")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
-        if self.prefix:
-            wait_udp_in(self.prefix, self.port)
-        else:
-            wait_udp(self.port, self.addr)
+        try:
+            wait_udp_owner(self.proc, self.port, self.addr, self.prefix)
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     @property
