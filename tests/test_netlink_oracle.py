@@ -176,6 +176,8 @@ def _change() -> dict[str, Any]:
         seen["down_before"] = ipr.get_links(down0.index)[0]["flags"] & 1
         nl.set_link_up(down0.index)
         seen["down_after"] = ipr.get_links(down0.index)[0]["flags"] & 1
+        # down0 is the module's down link: leave it so for tests that run after
+        ipr.link("set", index=down0.index, state="down")
         seen["eth0"] = eth0.index
     return seen
 
