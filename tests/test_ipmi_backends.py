@@ -16,11 +16,11 @@ import time
 
 import pytest
 from conftest import FENCE, ROOT, base_env
-from sim.ipmisim import IpmiSim
+from sim.ipmisim import IpmiSim, free_udp_ports
 
 AGENT_PYTHON = os.environ.get("PYHA_TEST_AGENT_PYTHON")
 PYTHON = AGENT_PYTHON or "/usr/bin/python3"
-PORT = 9624
+PORT = free_udp_ports(1)[0]  # never another run's simulator
 
 
 def outside_version() -> str:

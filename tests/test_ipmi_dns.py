@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from conftest import FENCE, base_env
-from sim.ipmisim import IpmiSim
+from sim.ipmisim import IpmiSim, free_udp_ports
 
 NS = f"pyha-fipmi-dns-{os.getpid()}"
 ETC = Path("/etc/netns") / NS
 AGENT_PYTHON = os.environ.get("PYHA_TEST_AGENT_PYTHON")
-PORT = 9625
+PORT = free_udp_ports(1)[0]  # never another run's simulator
 
 
 def agent(host: str, *extra: str,
