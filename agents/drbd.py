@@ -253,7 +253,6 @@ def _minors(ctx: Context, res: str) -> list[int]:
         return minors_in_sh_status(k.out, res) if k.rc == 0 else []
     minors = [int(m) for m in r.out.split() if m.isascii() and m.isdigit()]
     try:
-        ctx.state.ensure()
         ctx.state.write(name, " ".join(map(str, minors)) + "\n", 0o644)
     except OSError as exc:
         ctx.log.warning(f"cannot cache minors: {exc}")
@@ -352,7 +351,6 @@ def update_score(ctx: Context, st: Status, *, cached_ok: bool = False) -> None:
             ctx.state.remove(memo)  # unknown now: the next monitor must write again
         return
     try:
-        ctx.state.ensure()
         ctx.state.write(memo, f"{shown} {time.time():.0f}\n", 0o644)
     except OSError:
         pass

@@ -680,7 +680,6 @@ def start(ctx: Context) -> int:
     if cfg.bind and not os.path.exists(device):
         ctx.fail(codes.ERR_INSTALLED, f"bind source {device} does not exist")
     if cfg.block:
-        ctx.state.ensure()
         ctx.state.write(_state_name(cfg), device + "\n", 0o644)
         _fsck(ctx, cfg, device)
     created = not os.path.isdir(cfg.directory)
@@ -707,7 +706,6 @@ def start(ctx: Context) -> int:
 
 def _record_mount_point(ctx: Context, cfg: Target) -> None:
     if cfg.directory != ctx.params.directory:  # only a path through symlinks can move
-        ctx.state.ensure()
         ctx.state.write(_started_name(ctx), cfg.directory + "\n", 0o644)
 
 

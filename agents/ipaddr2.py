@@ -378,7 +378,6 @@ def _state_name(cfg_ip: str) -> str:
 
 
 def save_state(ctx: Context, cfg: Config) -> None:
-    ctx.state.ensure()
     ctx.state.write(_state_name(cfg.ip), f"{cfg.nic}\n{cfg.prefix}\n{cfg.label}\n", 0o644)
     ctx.state.write(_record_name(ctx), f"{cfg.ip}\n", 0o644)  # see _nothing_started
 
@@ -646,13 +645,10 @@ def monitor(ctx: Context) -> int:
         if not buckets or cfg.clone_no not in buckets:
             ctx.fail(codes.ERR_GENERIC, f"cluster IP bucket {cfg.clone_no} of {cfg.ip} is "
                                         "not in the firewall")
-    record = _record_name(ctx)
-    if not ctx.state.exists(record):  # started by another agent (a live switch to pyha)
-        try:
-            ctx.state.ensure()
-            ctx.state.write(record, f"{cfg.ip}\n", 0o644)
-        except OSError as exc:
-            ctx.log.warning(f"cannot record {cfg.ip} as running: {exc}")
+    try:  # started by another agent (a live switch to pyha): record it once
+        ctx.state.write_once(_record_name(ctx), f"{cfg.ip}\n", 0o644)
+    except OSError as exc:
+        ctx.log.warning(f"cannot record {cfg.ip} as running: {exc}")
     refresh = ctx.params.arp_count_refresh
     if refresh and cfg.family == netlink.AF_INET:
         _announce(ctx, cfg, refresh, start=False)

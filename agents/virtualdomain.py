@@ -278,7 +278,6 @@ def _id_file(ctx: Context) -> str:
 
 
 def remember(ctx: Context, ident: Identity) -> None:
-    ctx.state.ensure()
     ctx.state.write(_id_file(ctx), ident.text())
 
 

@@ -204,7 +204,6 @@ def start(ctx: Context) -> int:
         ctx.fail(codes.ERR_INSTALLED, f"xmfile {path} does not exist or is not readable")
     name = ctx.params.name or config_name(path) or ctx.instance
     info = lookup(ctx, ts, name, retry=False)
-    ctx.state.ensure()
     ctx.state.write(_name_file(ctx), name + "\n")
     if info is not None and info.state not in ("crashed", "dying"):
         ctx.log.info(f"domain {name} is already running")
@@ -313,7 +312,6 @@ def monitor(ctx: Context) -> int:
     if info.state in ("crashed", "dying"):
         ctx.fail(codes.ERR_GENERIC, f"domain {name} is {info.state}")
     if not started_here:  # running here, started by another agent: stop must find it
-        ctx.state.ensure()
         ctx.state.write(_name_file(ctx), name + "\n")
     run_monitor_scripts(ctx, ctx.params.monitor_scripts)
     if ctx.action == "monitor":
@@ -372,7 +370,6 @@ def migrate_from(ctx: Context) -> int:
             ctx.fail(codes.ERR_GENERIC, f"domain {name} did not arrive from "
                                         f"{ctx.migrate_source or 'the source'}")
         ctx.deadline.sleep(0.5)
-    ctx.state.ensure()
     ctx.state.write(_name_file(ctx), name + "\n")
     return codes.SUCCESS
 

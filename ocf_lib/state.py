@@ -57,6 +57,14 @@ class StateDir:
         self.ensure()
         write_atomic(self.file(name), text, mode)
 
+    def write_once(self, name: str, text: str, mode: int = 0o600) -> bool:
+        """Write ``name`` unless it exists (one stat on the usual path); True if written.
+        For records a monitor leaves the first time it finds a resource running."""
+        if self.exists(name):
+            return False
+        self.write(name, text, mode)
+        return True
+
     def remove(self, name: str) -> None:
         try:
             os.unlink(self.file(name))

@@ -78,7 +78,6 @@ def sync_utilization(ctx: Context, prefix: str, wanted: Mapping[str, str],
             ok = tools.utilization_delete(ctx.instance, attr) and ok
     if not ok:
         ctx.log.debug("utilization not updated (CIB unreachable?); will retry")
-    ctx.state.ensure()
     ctx.state.write(cache, summary if ok else f"{summary}\n{time.time():.0f}")
 
 
