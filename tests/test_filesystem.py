@@ -18,34 +18,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Run, base_env, run_ocf
+from lib.mountlab import MountNamespace, sh
 
 BASE = Path(f"/tmp/pyha-fs-{os.getpid()}")
 UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/Filesystem"
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)}: {proc.stderr}")
-    return proc
-
-
-class Lab:
-    def __init__(self) -> None:
-        self.holder = subprocess.Popen(["unshare", "-m", "--propagation", "private",
-                                        "sleep", "infinity"])
-        self.loops: dict[str, str] = {}
-        for _ in range(50):  # wait until the sleep runs in its own namespace
-            if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
-                break
-            time.sleep(0.02)
-
-    def ns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh("nsenter", "-t", str(self.holder.pid), "-m", *argv, check=check)
-
-    def wrap(self) -> tuple[str, ...]:
-        return ("nsenter", "-t", str(self.holder.pid), "-m")
-
+class Lab(MountNamespace):
     def mountinfo(self) -> list[list[str]]:
         """(source, mountpoint, fstype, options) of the namespace's mounts, unescaped."""
         from ocf_lib.mounts import read_mountinfo
@@ -56,10 +35,6 @@ class Lab:
     def mounted(self, directory: str | Path) -> list[str] | None:
         found = [m for m in self.mountinfo() if m[1] == str(directory)]
         return found[-1] if found else None
-
-    def close(self) -> None:
-        self.holder.kill()
-        self.holder.wait()
 
 
 @pytest.fixture(scope="module")

@@ -6,39 +6,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import base_env, run_ocf
+from lib.mountlab import MountNamespace, sh
 from lib.oracle import Answer
 
 UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/Filesystem"
 BASE = Path(f"/tmp/pyha-oracle-fs-{os.getpid()}")
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)}: {proc.stderr}")
-    return proc
-
-
-class MountLab:
-    """A private mount namespace held by a sleeping process; loop devices per fstype."""
-
-    def __init__(self) -> None:
-        self.holder = subprocess.Popen(["unshare", "-m", "--propagation", "private",
-                                        "sleep", "infinity"])
-        self.loops: dict[str, str] = {}
-        for _ in range(100):
-            if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
-                break
-            time.sleep(0.02)
-
-    def ns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh("nsenter", "-t", str(self.holder.pid), "-m", *argv, check=check)
+class MountLab(MountNamespace):
+    """The namespace, plus the independent view the oracle compares against."""
 
     def umount_all(self) -> None:
         """Back to a clean namespace: everything under BASE unmounted, innermost first."""
@@ -63,10 +44,6 @@ class MountLab:
             if source == device or (uuid and found_uuid == uuid) or found_uuid in want:
                 return True
         return False
-
-    def close(self) -> None:
-        self.holder.kill()
-        self.holder.wait()
 
 
 @pytest.fixture(scope="module")
