@@ -608,17 +608,14 @@ def stop_without_libvirt(ctx: Context, lv: Libvirt, ident: Identity,
 
 def xen_destroy(ctx: Context, name: str) -> None:
     """``xl destroy``, then the domain list until it is gone (within the deadline)."""
-    from ocf_lib.xentool import Toolstack, ToolstackError
+    from ocf_lib.xentool import Toolstack, ToolstackError, wait_gone
 
     tools = Toolstack.find(ctx.run)
     if tools is None:
         ctx.fail(codes.ERR_GENERIC, f"cannot destroy Xen domain {name}: no xl or xm")
     try:
         tools.destroy(name)
-        while tools.domain(name) is not None:
-            if ctx.deadline.expired():
-                ctx.fail(codes.ERR_GENERIC, f"Xen domain {name} still exists after destroy")
-            ctx.deadline.sleep(0.2)
+        wait_gone(tools, name, ctx.deadline)
     except ToolstackError as exc:
         ctx.fail(codes.ERR_GENERIC, f"forced stop of Xen domain {name} failed: {exc}")
 

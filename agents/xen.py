@@ -43,7 +43,7 @@ from ocf_lib.vmtools import (
     sync_utilization,
     wait_until_up,
 )
-from ocf_lib.xentool import DomInfo, Toolstack, ToolstackError
+from ocf_lib.xentool import DomInfo, Toolstack, ToolstackError, wait_gone
 
 REBOOT_GRACE = 5.0  # seconds a rebooting domain may be missing from the list
 
@@ -277,12 +277,9 @@ def destroy_and_wait(ctx: Context, ts: Toolstack, name: str) -> None:
     except ToolstackError as exc:  # it may have gone by itself meanwhile: look
         ctx.log.warning(str(exc))
     try:
-        while ts.domain(name) is not None:
-            if ctx.deadline.expired():
-                ctx.fail(codes.ERR_GENERIC, f"domain {name} still exists after destroy")
-            ctx.deadline.sleep(0.2)
+        wait_gone(ts, name, ctx.deadline)
     except ToolstackError as exc:
-        ctx.fail(codes.ERR_GENERIC, f"forced stop of {name}: cannot verify it is gone: {exc}")
+        ctx.fail(codes.ERR_GENERIC, f"forced stop of {name}: {exc}")
 
 
 def finish_stop(ctx: Context, ts: Toolstack, name: str) -> int:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from .deadline import Deadline
+
 
 class ToolstackError(Exception):
     """A toolstack command failed; ``str()`` is a one-line reason."""
@@ -165,6 +167,15 @@ class Toolstack:
     def migrate(self, name: str, host: str, timeout: float | None = None) -> None:
         args = ["migrate", "--live", name, host] if self.tool == "xm" else ["migrate", name, host]
         self._check("migrate", *args, timeout=timeout)
+
+
+def wait_gone(ts: Toolstack, name: str, deadline: Deadline) -> None:
+    """Poll the domain list until ``name`` is gone (after a destroy); raises
+    ToolstackError when it is still listed at the deadline."""
+    while ts.domain(name) is not None:
+        if deadline.expired():
+            raise ToolstackError(f"domain {name} still exists after destroy")
+        deadline.sleep(0.2)
 
 
 def _why(res: Any) -> str:
