@@ -191,6 +191,13 @@ def host_overlays() -> list[str]:
         return [line.split()[4] for line in handle if " pyha-pkg-" in line]
 
 
+def install(box: Sandbox, deb: Path) -> None:
+    # As the README says: apt install ./pyha_*.deb (from the directory of the .deb).
+    proc = box.run(["env", "-C", str(deb.parent), "apt-get", "install", "-y", f"./{deb.name}"],
+                   timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+
+
 @pytest.fixture(scope="module")
 def installed(deb: Path, workdir: Path):
     box = Sandbox(workdir / "sandbox")
@@ -199,10 +206,7 @@ def installed(deb: Path, workdir: Path):
         # cluster tests run; the overlay shows the host live.  Hide that directory
         # in the sandbox only (a whiteout), so the package owns what it finds there.
         box.run(["rm", "-rf", "/usr/lib/ocf/resource.d/pyha"], check=True)
-        # As the README says: apt install ./pyha_*.deb (from the directory of the .deb).
-        proc = box.run(["env", "-C", str(deb.parent), "apt-get", "install", "-y",
-                        f"./{deb.name}"], timeout=600)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        install(box, deb)
         yield box
     finally:
         box.close()
@@ -540,9 +544,17 @@ def test_a_name_that_cannot_be_registered_does_not_stop_the_others(installed):
         assert installed.run([f"/usr/sbin/{name}", "-o", "metadata"]).returncode == 0
 
 
-def test_purge_restores_debians_agents(installed):
-    """Last: remove the package and show Debian's own agents work as before."""
+def test_purge_restores_debians_agents(installed, deb):
+    """Remove the package and show Debian's own agents work as before.  The tests
+    run in random order and share the sandbox: the package goes back in after."""
     names = alternatives(installed)
+    try:
+        purge_and_check(installed, names)
+    finally:
+        install(installed, deb)
+
+
+def purge_and_check(installed: Sandbox, names: list[str]) -> None:
     proc = installed.run(["apt-get", "purge", "-y", "pyha"], timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert not installed.exists("/usr/lib/ocf/resource.d/pyha")

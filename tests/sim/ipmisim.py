@@ -113,7 +113,19 @@ def free_udp_ports(count: int, addr: str = "127.0.0.1") -> list[int]:
 def udp_holders(port: int, addr: str = "127.0.0.1", prefix: list[str] | None = None) -> list[int]:
     """The pids holding a udp socket that receives ``addr:port`` (in the
     namespace ``prefix`` enters); 0 stands for a holder we cannot see (a
-    process of another PID namespace, e.g. the host's seen from .ci/debroot)."""
+    process of another PID namespace, e.g. the host's seen from .ci/debroot).
+
+    ss maps sockets to pids from a scan of /proc made before its netlink dump,
+    so a socket bound in between is listed without a pid.  A pid-less holder
+    counts only when a second look, made after it surely existed, still shows it."""
+    holders = _udp_holders_once(port, addr, prefix)
+    if 0 in holders:
+        time.sleep(0.05)
+        holders = _udp_holders_once(port, addr, prefix)
+    return holders
+
+
+def _udp_holders_once(port: int, addr: str, prefix: list[str] | None) -> list[int]:
     out = subprocess.run([*(prefix or []), "ss", "-Huanp", f"sport = :{port}"],
                          capture_output=True, text=True, check=True, timeout=10).stdout
     wanted = {addr, "0.0.0.0", "*", "[::]", f"[::ffff:{addr}]"}
