@@ -40,7 +40,15 @@ import os
 
 from ocf_lib import codes, mounts
 from ocf_lib.ocf import Context, OCFError, ResourceAgent
-from ocf_lib.params import BOOLEAN, DURATION, Param, ParamError, ParamType
+from ocf_lib.params import (
+    DURATION,
+    LENIENT_BOOLEAN,
+    Lenient,
+    Param,
+    ParamError,
+    ParamType,
+    Tolerant,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,8 +60,10 @@ if TYPE_CHECKING:
 
 # -- parameter types: all parsing of Filesystem's values happens here ----------------
 
-_TAGS = (("-U ", "UUID="), ("--uuid=", "UUID="), ("-L ", "LABEL="), ("--label=", "LABEL="),
-         ("UUID=", "UUID="), ("LABEL=", "LABEL="))
+# Longest first: upstream takes "-U x", "-Ux", "--uuid=x" and "--uuid x" alike.
+_TAGS = (("--uuid=", "UUID="), ("--uuid ", "UUID="), ("--label=", "LABEL="),
+         ("--label ", "LABEL="), ("-U", "UUID="), ("-L", "LABEL="), ("UUID=", "UUID="),
+         ("LABEL=", "LABEL="))
 
 
 def _control(text: str) -> bool:
@@ -75,7 +85,7 @@ class Device:
 
 
 class _DeviceType(ParamType):
-    doc = ("a device path, UUID=/LABEL= (or -U/-L/--uuid=/--label=), host:/export, "
+    doc = ("a device path, UUID=/LABEL= (or -U/-L/--uuid/--label), host:/export, "
            "//host/share, or a directory to bind; no leading or trailing blanks, no other "
            "word starting with '-'")
 
@@ -91,7 +101,7 @@ class _DeviceType(ParamType):
                     raise ParamError(name, raw, f"names no {tag[:-1]}")
                 return Device(raw, tag + value)
         if raw.startswith("-"):  # mount would read it as an option
-            raise ParamError(name, raw, "starts with '-' (only -U, -L, --uuid=, --label= "
+            raise ParamError(name, raw, "starts with '-' (only -U, -L, --uuid, --label "
                                         "are understood)")
         return Device(raw, "")
 
@@ -169,16 +179,24 @@ class _MountOptionsType(ParamType):
     doc = ("comma-separated mount options without blanks or quotes; remount, move, rbind, "
            "make-*, helper=, uhelper= and x-mount.* are refused")
 
-    def convert(self, raw: str, name: str) -> MountOptions:
+    def convert(self, raw: str, name: str) -> MountOptions | Lenient:
         text = raw.strip()
         words = tuple(text.split(",")) if text else ()
         shown = ",".join(_hide(w) for w in words)
+        kept = tuple(w for w in words if w)
+        # mount(8) skips empty options ("ro,,noatime", "ro,"); the warning shows the
+        # raw value, so a value holding a secret is refused rather than echoed.
+        if kept != words and kept and not any(_hide(w) != w for w in words):
+            words = kept
         for word in words:
             low = word.lower()
             if not word or any(c in word for c in " \t'\"\\") or _control(word):
                 raise ParamError(name, shown, "holds an empty or malformed option")
             if low.startswith("-") or any(low.startswith(f) for f in FORBIDDEN_OPTIONS):
                 raise ParamError(name, shown, f"option '{_hide(word)}' is not allowed here")
+        if len(words) != len(tuple(text.split(",")) if text else ()):
+            return Lenient(MountOptions(words), f"has empty options; used as "
+                                                f"'{','.join(words)}', as mount(8) does")
         return MountOptions(words)
 
 
@@ -198,25 +216,27 @@ class StatusPrefix:
 class _StatusPrefixType(ParamType):
     doc = "a path relative to the mount point, without '..'"
 
-    def convert(self, raw: str, name: str) -> StatusPrefix:
-        if raw.startswith("/") or "\0" in raw or _control(raw):
+    def convert(self, raw: str, name: str) -> StatusPrefix | Lenient:
+        if "\0" in raw or _control(raw):
             raise ParamError(name, raw, "is not a relative path")
         parts = [w for w in raw.split("/") if w != "."]
         if ".." in parts:
             raise ParamError(name, raw, "leads out of the mount point ('..')")
         *dirs, stem = parts
-        return StatusPrefix(tuple(d for d in dirs if d), stem)
+        prefix = StatusPrefix(tuple(d for d in dirs if d), stem)
+        if raw.startswith("/"):  # upstream appends it to "<directory>/": the same file
+            return Lenient(prefix, f"is absolute; used as '{prefix}' below the mount point, "
+                                   "as the upstream agent does")
+        return prefix
 
 
 class Fsck:
-    """``run_fsck``: ``policy`` is auto, force or no; ``unknown`` holds a word upstream
-    also read as auto (with a warning)."""
+    """``run_fsck``: ``policy`` is auto, force or no."""
 
-    __slots__ = ("policy", "unknown")
+    __slots__ = ("policy",)
 
-    def __init__(self, policy: str, unknown: str = "") -> None:
+    def __init__(self, policy: str) -> None:
         self.policy = policy
-        self.unknown = unknown
 
     def __str__(self) -> str:
         return self.policy
@@ -225,30 +245,30 @@ class Fsck:
 class _FsckType(ParamType):
     doc = "auto, force or no (another word means auto, with a warning, as upstream)"
 
-    def convert(self, raw: str, name: str) -> Fsck:
+    def convert(self, raw: str, name: str) -> Fsck | Lenient:
         word = raw.strip().lower()
         if word in ("auto", "force", "no"):
             return Fsck(word)
-        return Fsck("auto", raw)
+        return Lenient(Fsck("auto"), "is not auto, force or no; taken as auto, as the "
+                                     "upstream agent does")
 
 
 class Unmount:
-    """``force_unmount``: ``kill`` is true, safe or false; ``move`` the modifier;
-    ``unknown`` the words upstream also ignores (with a warning)."""
+    """``force_unmount``: ``kill`` is true, safe or false; ``move`` the modifier."""
 
-    __slots__ = ("kill", "move", "unknown")
+    __slots__ = ("kill", "move")
 
-    def __init__(self, kill: str, move: bool, unknown: tuple[str, ...]) -> None:
+    def __init__(self, kill: str, move: bool) -> None:
         self.kill = kill
         self.move = move
-        self.unknown = unknown
 
     def __str__(self) -> str:
         return self.kill + (",move" if self.move else "")
 
 
-_KILL_WORDS = {"true": "true", "yes": "true", "1": "true", "safe": "safe",
-               "false": "false", "no": "false", "0": "false"}
+# ocf_is_true's words (ja included) are true; upstream kills nothing for any other word.
+_KILL_WORDS = {"true": "true", "yes": "true", "1": "true", "on": "true", "ja": "true",
+               "safe": "safe", "false": "false", "no": "false", "0": "false", "off": "false"}
 _MODIFIERS = ("xargs", "noxargs", "ps", "nops")
 
 
@@ -256,8 +276,8 @@ class _UnmountType(ParamType):
     doc = ("true, safe or false, with the modifiers move, xargs, ps (or nomove, noxargs, nops), "
            "comma-separated; unknown words are ignored with a warning, as upstream")
 
-    def convert(self, raw: str, name: str) -> Unmount:
-        kill, move, unknown = "true", False, []
+    def convert(self, raw: str, name: str) -> Unmount | Lenient:
+        kill, move, known, unknown = "true", False, False, []
         for word in (w.strip() for w in raw.split(",")):
             low = word.lower()
             if not word:
@@ -268,7 +288,30 @@ class _UnmountType(ParamType):
                 move = low == "move"
             elif low not in _MODIFIERS:
                 unknown.append(word)
-        return Unmount(kill, move, tuple(unknown))
+                continue
+            known = True
+        if not unknown:
+            return Unmount(kill, move)
+        if not known:  # upstream: neither ocf_is_true nor "safe", so nothing is killed
+            return Lenient(Unmount("false", False), "is not true, safe or false; taken as "
+                                                    "false (kill nothing), as the upstream "
+                                                    "agent does")
+        value = Unmount(kill, move)
+        return Lenient(value, f"has unknown word(s) {', '.join(unknown)}; ignored, as the "
+                              f"upstream agent does (used as '{value}')")
+
+
+class _OcfIsTrue(ParamType):
+    """A boolean read like the shell library's ``ocf_is_true``, which also takes "ja";
+    any other word is false, with a warning."""
+
+    ocf_type = fence_type = doc = "boolean"
+
+    def convert(self, raw: str, name: str) -> object:
+        if raw.strip().lower() == "ja":
+            return Lenient(True, "is not a boolean word pyha documents; taken as true, as "
+                                 "the upstream agent's ocf_is_true does")
+        return LENIENT_BOOLEAN.convert(raw, name)
 
 
 SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
@@ -281,8 +324,11 @@ SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS":
 class _SignalsType(ParamType):
     doc = "signal names (TERM, SIGTERM) or numbers 1-64, separated by blanks or commas"
 
-    def convert(self, raw: str, name: str) -> tuple[int, ...]:
-        sigs = []
+    def __init__(self, default: str) -> None:
+        self.default = default
+
+    def convert(self, raw: str, name: str) -> tuple[int, ...] | Lenient:
+        sigs, bad = [], []
         for word in raw.replace(",", " ").split():
             upper = word.upper()
             if word.isascii() and word.isdigit() and 1 <= int(word) <= 64:
@@ -290,15 +336,24 @@ class _SignalsType(ParamType):
             elif (upper[3:] if upper.startswith("SIG") else upper) in SIGNALS:
                 sigs.append(SIGNALS[upper[3:] if upper.startswith("SIG") else upper])
             else:
-                raise ParamError(name, raw, f"'{word}' is not a signal name or number")
+                bad.append(word)
+        # Upstream's "kill -s WORD" fails on such a word and goes on with the next one;
+        # with none left, the releases without these parameters sent the default.
         if not sigs:
-            raise ParamError(name, raw, "names no signal")
+            return Lenient(self.convert(self.default, name),
+                           f"names no signal; taken as {self.default}")
+        if bad:
+            return Lenient(tuple(sigs), f"has {', '.join(repr(w) for w in bad)}, not a signal "
+                                        "name or number; skipped, as the upstream agent's "
+                                        "kill does")
         return tuple(sigs)
 
 
 DEVICE, MOUNTPOINT, FSTYPE = _DeviceType(), _MountPointType(), _FsTypeType()
 OPTIONS, STATUS_PREFIX, FSCK = _MountOptionsType(), _StatusPrefixType(), _FsckType()
-UNMOUNT, SIGNAL_LIST = _UnmountType(), _SignalsType()
+SHELL_BOOLEAN = _OcfIsTrue()
+UNMOUNT, TERM_SIGNALS, KILL_SIGNALS = _UnmountType(), _SignalsType("TERM"), _SignalsType("KILL")
+SIGNAL_DELAY = Tolerant(DURATION, "1", "the upstream releases without signal_delay wait 1 s")
 
 
 class _Agent(ResourceAgent):
@@ -337,20 +392,21 @@ agent = _Agent(
         Param("run_fsck", FSCK, default="auto", shortdesc="run_fsck",
               longdesc="auto: fsck filesystems without a journal; force: always; no: never. "
                        "Allowed: " + FSCK.doc + "."),
-        Param("fast_stop", BOOLEAN, default="no", shortdesc="fast stop",
+        Param("fast_stop", SHELL_BOOLEAN, default="no", shortdesc="fast stop",
               longdesc="Give up signalling after 6 seconds instead of the whole timeout."),
-        Param("force_clones", BOOLEAN, default="false", shortdesc="allow running as a clone",
+        Param("force_clones", SHELL_BOOLEAN, default="false", shortdesc="allow running as a clone",
               longdesc="Allow cloning a filesystem that is not cluster-aware (dangerous)."),
         Param("force_unmount", UNMOUNT, default="true", shortdesc="Kill processes before unmount",
               longdesc="true: kill the processes using the filesystem; safe: only those "
                        "found by path in /proc (never blocks on a dead NFS server); false: "
                        "kill nothing. Allowed: " + UNMOUNT.doc + "."),
-        Param("term_signals", SIGNAL_LIST, default="TERM", shortdesc="signals sent first",
-              longdesc="Sent during the first half of stop: " + SIGNAL_LIST.doc + "."),
-        Param("kill_signals", SIGNAL_LIST, default="KILL",
+        Param("term_signals", TERM_SIGNALS, default="TERM", shortdesc="signals sent first",
+              longdesc="Sent during the first half of stop: " + TERM_SIGNALS.doc + "."),
+        Param("kill_signals", KILL_SIGNALS, default="KILL",
               shortdesc="signals sent when the first ones did not help",
-              longdesc="Sent during the second half of stop: " + SIGNAL_LIST.doc + "."),
-        Param("signal_delay", DURATION, default="1", shortdesc="seconds between signal rounds"),
+              longdesc="Sent during the second half of stop: " + KILL_SIGNALS.doc + "."),
+        Param("signal_delay", SIGNAL_DELAY, default="1",
+              shortdesc="seconds between signal rounds"),
     ],
 )
 
@@ -446,9 +502,6 @@ def configure(ctx: Context, table: list[mounts.Mount], strict: bool = True) -> T
     p = ctx.params
     for secret in p.options.secrets():
         ctx.log.add_secret(secret)
-    if strict and p.force_unmount.unknown:
-        ctx.log.warning(f"force_unmount: unknown word(s) {', '.join(p.force_unmount.unknown)} "
-                        "ignored")
     directory = mount_point(ctx, table, strict)
     raw = p.device.text
     block = False
@@ -868,10 +921,7 @@ def _check_fstype(ctx: Context, cfg: Target) -> None:
 
 
 def _fsck(ctx: Context, cfg: Target, device: str) -> None:
-    fsck = ctx.params.run_fsck
-    if fsck.unknown:
-        ctx.log.warning(f"run_fsck '{fsck.unknown}' is not auto, force or no; using auto")
-    policy = fsck.policy
+    policy = ctx.params.run_fsck.policy
     if policy == "no" or (policy == "auto" and cfg.fstype in NO_FSCK):
         return
     argv = ["fsck", "-p", device] if not cfg.fstype else ["fsck", "-t", cfg.fstype, "-p", device]

@@ -58,7 +58,7 @@ import time
 
 from ocf_lib import codes, mounts, sysroot
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import DURATION, PATH, Param, ParamError, ParamType, parse_bool
+from ocf_lib.params import DURATION, PATH, Lenient, Param, ParamError, ParamType, parse_bool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,6 +77,22 @@ class _StackLabel(ParamType):
             raise ParamError(name, raw, "is the classic in-kernel stack; this agent runs the "
                              "userspace stacks (pcmk, cman)")
         return word
+
+
+class _DaemonTimeout(ParamType):
+    doc = DURATION.doc
+
+    def convert(self, raw: str, name: str) -> float | Lenient:
+        try:
+            return float(DURATION.convert(raw, name))
+        except ParamError as exc:
+            text = raw.strip()
+            if text[:1] == "-" and text[1:].isascii() and text[1:].isdigit():
+                raise  # upstream gave up at once: its start failed on it
+            # Upstream's "[ $COUNT -gt <word> ]" is never true for such a word: it waits
+            # for the daemon until the start operation's timeout.
+            return Lenient(float("inf"), f"{exc.problem}; waiting for the daemon until the "
+                                         "start timeout, as the upstream agent does")
 
 
 class _Words(ParamType):
@@ -126,7 +142,7 @@ agent = ResourceAgent(
         Param("configfs", PATH, default="/sys/kernel/config",
               shortdesc="Location where configfs is or should be mounted",
               longdesc="configfs is mounted here when it is not mounted yet."),
-        Param("daemon_timeout", DURATION, default="10",
+        Param("daemon_timeout", _DaemonTimeout(), default="10",
               shortdesc="Daemon timeout",
               longdesc="How long to wait for ocfs2_controld to come up (seconds)."),
         Param("daemon_options", _Words(), default="",
@@ -383,7 +399,7 @@ def start(ctx: Context) -> int:
     while not daemon_pids(name):
         if time.monotonic() >= end:
             ctx.fail(codes.ERR_GENERIC, f"{name} did not come up within "
-                     f"{p.daemon_timeout:g}s")
+                     f"{min(p.daemon_timeout, ctx.deadline.soft_remaining()):g}s")
         time.sleep(0.1)
     if p.devices:
         for problem in stamp_problems(ctx):

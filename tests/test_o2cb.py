@@ -445,7 +445,7 @@ def test_stamp_check_unreadable_device(lab: O2cbLab) -> None:
     ({"stack": "xyz"}, 6, "exactly 4"),
     ({"stack": "toolong"}, 6, "exactly 4"),
     ({"stack": "o2cb"}, 6, "classic"),
-    ({"daemon_timeout": "soon"}, 6, "duration"),
+    ({"daemon_timeout": "-5"}, 6, "duration"),
     ({"sysfs": "relative/path"}, 6, "absolute"),
     ({"devices": "/dev/sdc vol.img"}, 6, "absolute"),
     ({"devices": "-oupdate=x"}, 6, "absolute"),
@@ -459,6 +459,54 @@ def test_bad_input(lab: O2cbLab, params: dict[str, str], rc: int, words: str) ->
     assert lab.modules() == [] and lab.label() is None
     assert not (lab.sim / "calls.log").exists()
     assert lab.agent("stop", **params).rc == 0
+
+
+# -- values the upstream agent accepted (docs/o2cb.md) ------------------------------------
+
+def upstream(lab: O2cbLab, action: str, **params: str) -> Run:
+    """ocf:pacemaker:o2cb on the same stand-in (UPSTREAM_FUNCS points its paths there)."""
+    funcs = lab.base / "upstream-shellfuncs"
+    funcs.write_text(UPSTREAM_FUNCS)
+    env = lab.env()
+    env["OCF_FUNCTIONS"] = str(funcs)
+    for key, value in lab.params(**params).items():
+        env[f"OCF_RESKEY_{key}"] = value
+    proc = subprocess.run([UPSTREAM_O2CB, action], env=env, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, cwd=lab.base)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_daemon_timeout_that_is_no_number_waits_until_the_start_timeout(lab: O2cbLab) -> None:
+    """Upstream's "[ $COUNT -gt soon ]" is never true: it waits for the daemon until the
+    start operation's timeout.  pyha does the same, with a warning, instead of 6."""
+    assert upstream(lab, "validate-all", daemon_timeout="soon").rc == 0
+    r = lab.agent("validate-all", daemon_timeout="soon")
+    assert r.rc == 0 and "parameter 'daemon_timeout'" in r.err and "WARNING" in r.err
+    lab.fault(daemon="slow:2")  # longer than pyha's default of 10 s would not prove more
+    r = lab.agent("start", daemon_timeout="soon")
+    assert r.rc == 0 and "parameter 'daemon_timeout'" in r.err, r.err
+    assert len(lab.daemons()) == 1 and lab.label() == "pcmk"
+    assert lab.agent("monitor", daemon_timeout="soon").rc == 0
+    assert lab.agent("stop", daemon_timeout="soon").rc == 0
+    assert lab.daemons() == []
+
+
+def test_daemon_timeout_that_is_no_number_is_bounded_by_the_operation(lab: O2cbLab) -> None:
+    lab.fault(daemon="never")
+    started = time.monotonic()
+    r = lab.agent("start", timeout_ms=4000, daemon_timeout="soon")
+    assert r.rc == 1 and "did not come up" in (r.reason or "")
+    assert time.monotonic() - started < 6
+
+
+def test_relative_paths_stay_refused(lab: O2cbLab) -> None:
+    """Upstream reads sysfs=sys/fs relative to whatever directory the cluster manager
+    runs it in and writes cluster_stack there: the wrong file.  pyha: 6, nothing done."""
+    for params in ({"sysfs": "sys/fs"}, {"configfs": "sys/kernel/config"}):
+        assert upstream(lab, "validate-all", **params).rc == 0
+        r = lab.agent("start", **params)
+        assert r.rc == 6 and "absolute" in (r.reason or "")
+        assert lab.modules() == [] and lab.label() is None and lab.daemons() == []
 
 
 def test_stop_without_a_usable_stack(lab: O2cbLab) -> None:

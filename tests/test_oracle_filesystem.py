@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import base_env, run_ocf
+from conftest import Run, base_env, run_ocf
 from lib.mountlab import MountNamespace, sh
 from lib.oracle import Answer
 
@@ -157,3 +157,174 @@ def test_probe_against_upstream_on_the_same_mounts(
             assert rc != 0 or not lab.active(params["device"], params["directory"]), answer
     finally:
         lab.umount_all()
+
+
+# -- values the upstream agent accepted (docs/filesystem.md) ------------------------------
+
+def run(lab: MountLab, path: str, action: str, params: dict[str, str], rsctmp: Path,
+        **env: str) -> Run:
+    full = {**base_env(rsctmp), "OCF_RESKEY_CRM_meta_timeout": "40000", **env}
+    return run_ocf(path, action, params, env=full, instance="oracle", timeout=60,
+                   wrap=(*lab.wrap(), f"--wd={rsctmp}"))  # cwd outside the repo
+
+
+def uuid_of(device: str) -> str:
+    return sh("blkid", "-s", "UUID", "-o", "value", device).stdout.strip()
+
+
+# (id, extra parameters, the parameters pyha warns about)
+TOLERATED: list[tuple[str, dict[str, str], set[str]]] = [
+    ("fast_stop=maybe", {"fast_stop": "maybe"}, {"fast_stop"}),
+    ("fast_stop=ja", {"fast_stop": "ja"}, {"fast_stop"}),
+    ("force_clones=perhaps", {"force_clones": "perhaps"}, {"force_clones"}),
+    ("run_fsck=sometimes", {"run_fsck": "sometimes"}, {"run_fsck"}),
+    ("options-empty-words", {"options": "rw,,noatime,"}, {"options"}),
+    ("signals-and-delay", {"term_signals": "FOO", "kill_signals": "KILL 99",
+                           "signal_delay": "soon"},
+     {"term_signals", "kill_signals", "signal_delay"}),
+    ("device=-U<uuid>", {"device": "-U{uuid}"}, set()),
+    ("device=--uuid <uuid>", {"device": "--uuid {uuid}"}, set()),
+]
+
+
+@pytest.mark.parametrize(("extra", "warned"), [t[1:] for t in TOLERATED],
+                         ids=[t[0] for t in TOLERATED])
+def test_values_upstream_accepted_keep_working(lab: MountLab, rsctmp: Path,
+                                               extra: dict[str, str], warned: set[str]) -> None:
+    """Both agents run the same configuration on the same ext4 and answer alike;
+    findmnt says whether it was mounted; pyha says what it tolerated, and says it
+    again neither on every recurring monitor nor for upstream's own syntax."""
+    device = lab.loops["ext4"]
+    directory = BASE / "tolerant"
+    mkdirs(directory)
+    params = {"device": device, "directory": str(directory), "fstype": "ext4",
+              **{k: v.format(uuid=uuid_of(device)) for k, v in extra.items()}}
+    lab.umount_all()
+    rcs: dict[str, list[int]] = {}
+    try:
+        for path in (UPSTREAM, PYHA):
+            seen = rcs[path] = []
+            for action in ("validate-all", "start", "monitor", "stop"):
+                res = run(lab, path, action, params, rsctmp)
+                seen.append(res.rc)
+                if action == "start":
+                    assert lab.active(device, str(directory)), (path, res.err)
+                    if "options" in extra:  # mount(8) skipped the empty words for both
+                        opts = lab.ns("findmnt", "-rn", "-o", "OPTIONS", str(directory)).stdout
+                        assert "noatime" in opts.strip().split(","), (path, opts)
+                if path == PYHA and action != "monitor":
+                    said = {n for n in params if f"parameter '{n}'" in res.err
+                            and "WARNING" in res.err}
+                    assert said == warned, (action, res.err)
+            assert not lab.active(device, str(directory)), path
+        assert rcs[PYHA] == rcs[UPSTREAM] == [0, 0, 0, 0], rcs
+        assert run(lab, PYHA, "start", params, rsctmp).rc == 0
+        recurring = run(lab, PYHA, "monitor", params, rsctmp,
+                        OCF_RESKEY_CRM_meta_interval="20000")
+        assert recurring.rc == 0 and "WARNING" not in recurring.err
+        assert run(lab, PYHA, "stop", params, rsctmp).rc == 0
+    finally:
+        lab.umount_all()
+
+
+def test_absolute_statusfile_prefix_is_the_same_file_below_the_mount_point(
+        lab: MountLab, rsctmp: Path) -> None:
+    """Upstream appends the prefix to "<directory>/", so "/st/" names <directory>/st/:
+    the depth-20 monitor of both agents writes there, never to /st."""
+    device = lab.loops["ext4"]
+    directory = BASE / "status"
+    mkdirs(directory)
+    params = {"device": device, "directory": str(directory), "fstype": "ext4",
+              "statusfile_prefix": "/pyha-st-oracle/", "OCF_CHECK_LEVEL": "20"}
+    name = f"oracle_{os.uname().nodename}"
+    lab.umount_all()
+    try:
+        for path in (UPSTREAM, PYHA):
+            assert run(lab, path, "validate-all", params, rsctmp).rc == 0
+            assert run(lab, path, "start", params, rsctmp).rc == 0
+            lab.ns("rm", "-rf", str(directory / "pyha-st-oracle"))
+            res = run(lab, path, "monitor", params, rsctmp)
+            assert res.rc == 0, (path, res.err)
+            found = lab.ns("cat", str(directory / "pyha-st-oracle" / name), check=False)
+            assert found.stdout.startswith("oracle\n"), (path, found.stderr)  # dd pads
+            assert not Path("/pyha-st-oracle").exists()
+            if path == PYHA:
+                assert "parameter 'statusfile_prefix'" in res.err and "WARNING" in res.err
+            lab.ns("rm", "-rf", str(directory / "pyha-st-oracle"))
+            assert run(lab, path, "stop", params, rsctmp).rc == 0
+            assert not lab.active(device, str(directory))
+    finally:
+        lab.umount_all()
+
+
+def test_force_unmount_with_an_unknown_word_kills_nothing(lab: MountLab, rsctmp: Path) -> None:
+    """force_unmount=maybe is neither ocf_is_true nor "safe": upstream kills nobody and
+    its stop fails while the filesystem is busy.  pyha takes it as false the same way
+    (it used to read it as true and kill the holder)."""
+    device = lab.loops["ext4"]
+    directory = BASE / "busy"
+    mkdirs(directory)
+    params = {"device": device, "directory": str(directory), "fstype": "ext4",
+              "force_unmount": "maybe"}
+    lab.umount_all()
+    try:
+        for path in (UPSTREAM, PYHA):
+            assert run(lab, path, "start", params, rsctmp).rc == 0
+            holder = subprocess.Popen([*lab.wrap(), "sh", "-c",
+                                       f"cd '{directory}' && exec sleep 300"], cwd="/")
+            try:
+                for _ in range(50):  # until the holder's cwd is on the mount
+                    if os.readlink(f"/proc/{holder.pid}/cwd") == str(directory):
+                        break
+                    subprocess.run(["sleep", "0.1"], check=True)
+                res = run(lab, path, "stop", params, rsctmp,
+                          OCF_RESKEY_CRM_meta_timeout="4000")
+                assert res.rc == 1, (path, res.err)
+                assert holder.poll() is None, path  # nobody was killed
+                assert lab.active(device, str(directory)), path
+                if path == PYHA:
+                    assert "parameter 'force_unmount'" in res.err
+            finally:
+                holder.kill()
+                holder.wait()
+            assert run(lab, PYHA, "stop", params, rsctmp).rc == 0
+            assert not lab.active(device, str(directory))
+    finally:
+        lab.umount_all()
+
+
+# (id, parameters over a valid ext4 resource, the word the reason names)
+EXCEPTIONS: list[tuple[str, dict[str, str], str]] = [
+    # mount(8) would read the device as an option (device=-oremount,exec)
+    ("device-is-an-option", {"device": "-oremount,exec"}, "device"),
+    # relative to whatever cwd the cluster manager runs the agent in: the wrong mount point
+    ("relative-directory", {"directory": "pyha-oracle-relative"}, "directory"),
+    # options that change the operation or run programs as root
+    ("options-remount", {"options": "remount,exec"}, "remount"),
+    ("options-helper", {"options": "x-mount.mkdir"}, "x-mount.mkdir"),
+    # a password on mount's command line is readable by every user of the node
+    ("password-on-the-command-line", {"options": "password=s3cr3t"}, "password"),
+    # root writes the status file outside the mount point, wherever '..' leads
+    ("statusfile-outside", {"statusfile_prefix": "../../x"}, "statusfile_prefix"),
+    # upstream splits the options on blanks: its own mount failed on them
+    ("options-with-blanks", {"options": "ro, noatime"}, "options"),
+]
+
+
+@pytest.mark.parametrize(("extra", "word"), [e[1:] for e in EXCEPTIONS],
+                         ids=[e[0] for e in EXCEPTIONS])
+def test_values_still_refused(lab: MountLab, rsctmp: Path, extra: dict[str, str],
+                              word: str) -> None:
+    """Upstream's validate-all passes these, but acting on them is unsafe (the reason is
+    with each row): pyha answers 6 with a reason, mounts nothing and leaves no trace of a
+    secret in its output."""
+    device = lab.loops["ext4"]
+    params = {"device": device, "directory": str(BASE / "refused"), "fstype": "ext4", **extra}
+    lab.umount_all()
+    assert run(lab, UPSTREAM, "validate-all", params, rsctmp).rc == 0
+    for action in ("validate-all", "start"):
+        res = run(lab, PYHA, action, params, rsctmp)
+        assert res.rc == 6 and res.reason and word in res.reason, (action, res.err)
+        assert "s3cr3t" not in res.out + res.err
+    out = lab.ns("findmnt", "-rn", "-o", "SOURCE").stdout.split()
+    assert device not in out
