@@ -257,15 +257,17 @@ def test_absolute_statusfile_prefix_is_the_same_file_below_the_mount_point(
         lab.umount_all()
 
 
-def test_force_unmount_with_an_unknown_word_kills_nothing(lab: MountLab, rsctmp: Path) -> None:
+@pytest.mark.parametrize(("word", "kills"), [("maybe", False), ("ja", True)])
+def test_force_unmount_words_kill_as_upstream(lab: MountLab, rsctmp: Path, word: str,
+                                              kills: bool) -> None:
     """force_unmount=maybe is neither ocf_is_true nor "safe": upstream kills nobody and
-    its stop fails while the filesystem is busy.  pyha takes it as false the same way
-    (it used to read it as true and kill the holder)."""
+    its stop fails while the filesystem is busy; pyha takes it as false the same way (it
+    used to read it as true and kill).  "ja" is ocf_is_true: both kill the holder."""
     device = lab.loops["ext4"]
     directory = BASE / "busy"
     mkdirs(directory)
     params = {"device": device, "directory": str(directory), "fstype": "ext4",
-              "force_unmount": "maybe"}
+              "force_unmount": word}
     lab.umount_all()
     try:
         for path in (UPSTREAM, PYHA):
@@ -279,15 +281,43 @@ def test_force_unmount_with_an_unknown_word_kills_nothing(lab: MountLab, rsctmp:
                     subprocess.run(["sleep", "0.1"], check=True)
                 res = run(lab, path, "stop", params, rsctmp,
                           OCF_RESKEY_CRM_meta_timeout="4000")
-                assert res.rc == 1, (path, res.err)
-                assert holder.poll() is None, path  # nobody was killed
-                assert lab.active(device, str(directory)), path
+                assert res.rc == (0 if kills else 1), (path, res.err)
+                if kills:
+                    holder.wait(timeout=5)
+                assert (holder.poll() is not None) == kills, path
+                assert lab.active(device, str(directory)) != kills, path
                 if path == PYHA:
-                    assert "parameter 'force_unmount'" in res.err
+                    assert ("parameter 'force_unmount'" in res.err) != kills, res.err
             finally:
                 holder.kill()
                 holder.wait()
             assert run(lab, PYHA, "stop", params, rsctmp).rc == 0
+            assert not lab.active(device, str(directory))
+    finally:
+        lab.umount_all()
+
+
+@pytest.mark.parametrize(("word", "rc"), [("ja", 0), ("maybe", 6)])
+def test_force_clones_in_a_clone_as_upstream(lab: MountLab, rsctmp: Path, word: str,
+                                             rc: int) -> None:
+    """A local filesystem in a clone starts only with force_clones true: "ja" is true for
+    ocf_is_true, so both agents start it; "maybe" is false, so both refuse (6), and pyha
+    mounts nothing."""
+    device = lab.loops["ext4"]
+    directory = BASE / "cloned"
+    mkdirs(directory)
+    params = {"device": device, "directory": str(directory), "fstype": "ext4",
+              "force_clones": word}
+    clone = {"OCF_RESKEY_CRM_meta_clone_max": "2", "OCF_RESKEY_CRM_meta_clone": "0"}
+    lab.umount_all()
+    try:
+        for path in (UPSTREAM, PYHA):
+            res = run(lab, path, "start", params, rsctmp, **clone)
+            assert res.rc == rc, (path, res.err)
+            assert lab.active(device, str(directory)) == (rc == 0), path
+            if path == PYHA:
+                assert "parameter 'force_clones'" in res.err
+            assert run(lab, path, "stop", params, rsctmp, **clone).rc == 0
             assert not lab.active(device, str(directory))
     finally:
         lab.umount_all()
