@@ -252,19 +252,6 @@ class _UnmountType(ParamType):
                               f"upstream agent does (used as '{value}')")
 
 
-class _OcfIsTrue(ParamType):
-    """A boolean read like the shell library's ``ocf_is_true``, which also takes "ja";
-    any other word is false, with a warning."""
-
-    ocf_type = fence_type = doc = "boolean"
-
-    def convert(self, raw: str, name: str) -> object:
-        if raw.strip().lower() == "ja":
-            return Lenient(True, "is not a boolean word pyha documents; taken as true, as "
-                                 "the upstream agent's ocf_is_true does")
-        return LENIENT_BOOLEAN.convert(raw, name)
-
-
 SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
            "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
            "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21,
@@ -302,6 +289,6 @@ class _SignalsType(ParamType):
 
 DEVICE, MOUNTPOINT, FSTYPE = _DeviceType(), _MountPointType(), _FsTypeType()
 OPTIONS, STATUS_PREFIX, FSCK = _MountOptionsType(), _StatusPrefixType(), _FsckType()
-SHELL_BOOLEAN = _OcfIsTrue()
+SHELL_BOOLEAN = LENIENT_BOOLEAN  # ocf_is_true, "ja" included
 UNMOUNT, TERM_SIGNALS, KILL_SIGNALS = _UnmountType(), _SignalsType("TERM"), _SignalsType("KILL")
 SIGNAL_DELAY = Tolerant(DURATION, "1", "the upstream releases without signal_delay wait 1 s")

@@ -462,6 +462,9 @@ class _LenientBoolean(_Boolean):
             return True
         if word in FALSE_WORDS:
             return False
+        if word == "ja":  # ocf_is_true's one extra true word
+            return Lenient(True, "is not a boolean word pyha documents; taken as true, as "
+                                 "the upstream agent's ocf_is_true does")
         return Lenient(False, "is not a boolean (yes/true/1/on or no/false/0/off); taken as "
                               "false, as the upstream agent does")
 
