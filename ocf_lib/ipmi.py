@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from typing import Any
@@ -150,9 +150,9 @@ _version: list[str | None] = []
 def pyghmi_version() -> str | None:
     """The installed pyghmi's version, from its distribution metadata's directory name.
 
-    pyghmi's own ``pyghmi.version`` needs pbr and importlib.metadata (tens of
-    ms); the ``pyghmi-X.Y.Z.dist-info`` / ``.egg-info`` entry next to the
-    package says the same.  None when pyghmi is missing or unlabelled.
+    pyghmi's own ``pyghmi.version`` imports pbr and importlib.metadata, a cost
+    every fence action would pay; the ``pyghmi-X.Y.Z.dist-info`` / ``.egg-info``
+    entry next to the package says the same.  None when pyghmi is missing or unlabelled.
     """
     if _version:
         return _version[0]
@@ -183,7 +183,8 @@ def _find_version() -> str | None:
 def resolve(host: str, timeout: float) -> str:
     """A numeric address for ``host``: literals as they are, names through the
     resolver in a worker thread, abandoned after ``timeout`` seconds (a dead DNS
-    server would otherwise hold the action in getaddrinfo for 5 s per try)."""
+    server would otherwise hold the action in getaddrinfo for the resolver's
+    timeout, per try)."""
     import _socket
 
     for family in (_socket.AF_INET, _socket.AF_INET6):
@@ -269,9 +270,9 @@ def open_session(cfg: IPMIConfig, timeout: float, log: Logger,
 
 
 # -- time limits around pyghmi -------------------------------------------------------
-# pyghmi's own retransmit schedule decides how long a dead BMC takes to fail
-# (about 5 s for a login, up to ~20 s for a request).  A real-time alarm keeps
-# every call inside the caller's limit instead; the session is abandoned then.
+# Left alone, pyghmi's own retransmit schedule, not the caller's limit, decides
+# how long a dead BMC takes to fail.  A real-time alarm keeps every call inside
+# the caller's limit instead; the session is abandoned then.
 
 
 class _Alarm:
@@ -628,7 +629,7 @@ class PyghmiSession(_PyghmiBase):
         what = f"IPMI login to {cfg.host}:{cfg.port}"
         # A login is five round trips.  pyghmi retransmits a lost request, but a
         # lost packet in the RAKP exchange often leaves its handshake waiting for
-        # good (measured through a relay losing 20 %); so a login attempt gets a
+        # good on a lossy network; so a login attempt gets a
         # short, growing share of login_timeout (1 s, 1.5 s, 2 s...: a healthy
         # login takes milliseconds, a slow BMC gets longer tries) and is started
         # afresh while time is left.
