@@ -6,8 +6,8 @@ promotion score into the same CIB file with the real ``crm_attribute``.
 linbit's agent gets its two hard-coded kernel paths redirected by a wrapper
 ocf-shellfuncs (as in tests/drbdlab.py); nothing else of it is changed.
 
-The simulated ``drbdsetup`` is a Python script (~30 ms a call), so absolute
-times are higher than on a real kernel, for both sides alike.
+The simulated ``drbdsetup`` is a Python script (an interpreter start per call),
+so absolute times are higher than on a real kernel, for both sides alike.
 """
 
 from __future__ import annotations

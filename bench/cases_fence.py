@@ -2,7 +2,7 @@
 
 fence_ipmilan: OpenIPMI's ipmi_sim on 127.0.0.1:9630 (tests/sim/ipmisim.py);
 both sides get the same options, with ``--cipher=3`` because ipmi_sim lacks
-"Get Channel Cipher Suites" (without it upstream's ipmitool stalls ~10 s).
+"Get Channel Cipher Suites" (without it upstream's ipmitool stalls for seconds).
 fence_ilo_mp: the MP/SMASH CLP simulator over telnet on 127.0.0.1:2321.
 """
 

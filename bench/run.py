@@ -12,8 +12,8 @@ Two untimed passes follow, so measuring never skews the timings:
 * peak RSS: under GNU ``/usr/bin/time -f %M``, the largest resident set of any
   process in the tree.  ``ru_maxrss`` from our own ``wait4`` would be wrong:
   Linux folds the parent's memory into the child's peak when the child execs,
-  so every command would show this Python process's ~14 MiB.  GNU time is a
-  small C parent (~1 MiB floor).
+  so every command would show at least this Python process's own peak.  GNU
+  time is a small C parent, whose own floor is far below any agent's.
 
 Results: a table on stdout and, with ``--json FILE``, every sample as JSON.
 Not part of the test suite.

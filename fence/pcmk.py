@@ -49,7 +49,7 @@ from ocf_lib.fence import (
 )
 from ocf_lib.params import DURATION, STRING, Param
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from ocf_lib.cluster import Fencer, FenceResult
 

@@ -103,7 +103,7 @@ class Fencer:
 
     def reachable(self, *, timeout: float = 10.0) -> FenceResult:
         """Is the fencer there?  A fencing request to a stopped cluster retries
-        its connection for ~18 s before failing; this asks once (~15 ms)."""
+        its connection for many seconds before failing; this asks once, briefly."""
         return self._call(["--list-registered", "--output-as=xml"], timeout)
 
     def fence(self, target: str, action: str, *, timeout: float,

@@ -14,7 +14,7 @@ and a half-applied change cannot exist.  Callers hold the per-address lock.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Iterable
 

@@ -542,7 +542,7 @@ def parse_argv(params: Sequence[Param], args: Sequence[str]) -> dict[str, str]:
     """GNU-style short and long options, as fence-agents' getopt accepts them."""
     longs = {p.longopt: p for p in params}
     longs.update({p.name.replace("_", "-"): p for p in params})
-    # Legacy names on the command line too (fence_na's --tcp-port is now --ipport).
+    # Legacy names on the command line too (fence_na's --tcp-port for --ipport).
     longs.update({a.replace("_", "-"): p for p in params for a in p.aliases
                   if a.replace("_", "-") not in longs})
     shorts = {p.getopt: p for p in params if p.getopt}

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from typing import Any
@@ -150,9 +150,9 @@ _version: list[str | None] = []
 def pyghmi_version() -> str | None:
     """The installed pyghmi's version, from its distribution metadata's directory name.
 
-    pyghmi's own ``pyghmi.version`` needs pbr and importlib.metadata (tens of
-    ms); the ``pyghmi-X.Y.Z.dist-info`` / ``.egg-info`` entry next to the
-    package says the same.  None when pyghmi is missing or unlabelled.
+    pyghmi's own ``pyghmi.version`` imports pbr and importlib.metadata, a cost
+    every fence action would pay; the ``pyghmi-X.Y.Z.dist-info`` / ``.egg-info``
+    entry next to the package says the same.  None when pyghmi is missing or unlabelled.
     """
     if _version:
         return _version[0]
@@ -183,7 +183,8 @@ def _find_version() -> str | None:
 def resolve(host: str, timeout: float) -> str:
     """A numeric address for ``host``: literals as they are, names through the
     resolver in a worker thread, abandoned after ``timeout`` seconds (a dead DNS
-    server would otherwise hold the action in getaddrinfo for 5 s per try)."""
+    server would otherwise hold the action in getaddrinfo for the resolver's
+    timeout, per try)."""
     import _socket
 
     for family in (_socket.AF_INET, _socket.AF_INET6):
@@ -269,9 +270,9 @@ def open_session(cfg: IPMIConfig, timeout: float, log: Logger,
 
 
 # -- time limits around pyghmi -------------------------------------------------------
-# pyghmi's own retransmit schedule decides how long a dead BMC takes to fail
-# (about 5 s for a login, up to ~20 s for a request).  A real-time alarm keeps
-# every call inside the caller's limit instead; the session is abandoned then.
+# Left alone, pyghmi's own retransmit schedule, not the caller's limit, decides
+# how long a dead BMC takes to fail.  A real-time alarm keeps every call inside
+# the caller's limit instead; the session is abandoned then.
 
 
 class _Alarm:
@@ -396,6 +397,12 @@ def _retryable(text: str) -> bool:
     return "timeout" in low or "timed out" in low or low in ("", "none")
 
 
+def _lost(text: str) -> bool:
+    """pyghmi's words for a session that stopped answering."""
+    low = text.lower()
+    return "timeout" in low or "no longer connected" in low
+
+
 def _forget_login(cls: Any, cfg: IPMIConfig) -> None:
     """Drop an abandoned login from pyghmi's per-process session registries.
 
@@ -419,7 +426,9 @@ class _PyghmiBase(IPMISession):
     """What both pyghmi backends share: error wording and reply decoding."""
 
     cfg: IPMIConfig
+    log: Logger
     tried: list[int]
+    _exc: type[Exception]  # pyghmi's IpmiException
 
     def _login_reason(self, text: str) -> str:
         host = f"{self.cfg.host}:{self.cfg.port}"
@@ -437,6 +446,46 @@ class _PyghmiBase(IPMISession):
             return (f"IPMI login to {host} failed: the BMC refused privilege level "
                     f"'{self.cfg.privilege}' for user '{self.cfg.username}' ({text})")
         return f"IPMI login to {host} failed: {text}"
+
+    def _login_error(self, exc: Exception) -> IPMIError:
+        """The one reason line for a login that raised ``exc`` and is not retried."""
+        what = f"IPMI login to {self.cfg.host}:{self.cfg.port}"
+        if isinstance(exc, self._exc):
+            return IPMIError(self._login_reason(str(exc)))
+        if isinstance(exc, OSError):
+            return IPMIError(f"{what} failed: {exc}")
+        # pyghmi choking on a reply it did not expect
+        return IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
+                         f"({type(exc).__name__}: {exc})")
+
+    def _request_error(self, label: str, exc: Exception) -> IPMIError:
+        """A pyghmi exception from a request: a lost session is a timeout."""
+        text = str(exc)
+        if _lost(text):
+            return IPMITimeout(f"{label} timed out ({text})")
+        return IPMIError(f"{label} failed: {text}")
+
+    def _check_granted(self, version: float | None) -> None:
+        """Refuse a session the configuration does not allow; ``None``: not known."""
+        cfg = self.cfg
+        if version in (None, 2.0):
+            return
+        if cfg.lanplus:
+            why = f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set"
+        elif cfg.auth not in (None, "md5"):
+            why = (f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
+                   "(pyha speaks md5); set ipmitool_path to use ipmitool")
+        else:
+            return
+        self.close()
+        raise IPMIError(why)
+
+    def _logout(self, logout: Any) -> None:
+        try:
+            with _Alarm(min(self.timeout, 2.0), "IPMI logout"):
+                logout()
+        except Exception as exc:  # noqa: BLE001 - a failed Close Session changes nothing
+            self.log.debug(f"IPMI logout from {self.cfg.host}: {exc}")
 
     def _decode(self, rsp: Any, what: str) -> bytes:
         code = rsp.get("code", 0) if isinstance(rsp, dict) else 0
@@ -490,13 +539,7 @@ class PyghmiCommandSession(_PyghmiBase):
         self._login(timeout)
         # Read-only, and absent-safe: which IPMI version the BMC granted.
         version = getattr(self.cmd.ipmi_session, "ipmiversion", None)
-        if cfg.lanplus and version not in (None, 2.0):
-            self.close()
-            raise IPMIError(f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set")
-        if version not in (None, 2.0) and cfg.auth not in (None, "md5"):
-            self.close()
-            raise IPMIError(f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
-                            "(pyha speaks md5); set ipmitool_path to use ipmitool")
+        self._check_granted(version)
         log.debug(f"IPMI session with {cfg.host}:{cfg.port} as '{cfg.username}' "
                   f"({cfg.privilege}, pyghmi public interface, IPMI {version or '?'}) "
                   f"in {time.monotonic() - started:.3f}s")
@@ -526,12 +569,9 @@ class PyghmiCommandSession(_PyghmiBase):
                 if text in ("", "None") and end - time.monotonic() >= 0.5:
                     log.debug(f"{what}: failed without a reason, starting again")
                     continue
-                raise IPMIError(self._login_reason(text)) from None
-            except OSError as exc:
-                raise IPMIError(f"{what} failed: {exc}") from None
-            except Exception as exc:  # noqa: BLE001 - pyghmi choking on a reply it did not expect
-                raise IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
-                                f"({type(exc).__name__}: {exc})") from None
+                raise self._login_error(exc) from None
+            except Exception as exc:  # noqa: BLE001 - every other failure, in words
+                raise self._login_error(exc) from None
 
     def _request(self, netfn: int, command: int, data: Sequence[int], what: str,
                  idempotent: bool = True) -> bytes:
@@ -549,12 +589,10 @@ class PyghmiCommandSession(_PyghmiBase):
                 self.cmd = None  # interrupted mid-request: never reuse it
                 raise IPMITimeout(f"{label}: timed out after {self.timeout:.1f}s") from None
             except self._exc as exc:
-                text = str(exc)
-                lost = "timeout" in text.lower() or "no longer connected" in text.lower()
-                if not lost:
-                    raise IPMIError(f"{label} failed: {text}") from None
-                if not idempotent or end - time.monotonic() < 1.0:
-                    raise IPMITimeout(f"{label} timed out ({text})") from None
+                err = self._request_error(label, exc)
+                if not isinstance(err, IPMITimeout) or not idempotent \
+                        or end - time.monotonic() < 1.0:
+                    raise err from None
             # pyghmi dropped the session on a lossy network: log in again and
             # repeat the request, which is safe to do twice.
             self.log.debug(f"{label}: session lost, logging in again")
@@ -562,13 +600,8 @@ class PyghmiCommandSession(_PyghmiBase):
 
     def close(self) -> None:
         cmd, self.cmd = self.cmd, None
-        if cmd is None:
-            return
-        try:
-            with _Alarm(min(self.timeout, 2.0), "IPMI logout"):
-                cmd.ipmi_session.logout()
-        except Exception as exc:  # noqa: BLE001 - a failed Close Session changes nothing
-            self.log.debug(f"IPMI logout from {self.cfg.host}: {exc}")
+        if cmd is not None:
+            self._logout(cmd.ipmi_session.logout)
 
 
 class PyghmiSession(_PyghmiBase):
@@ -577,6 +610,8 @@ class PyghmiSession(_PyghmiBase):
 
     def __init__(self, cfg: IPMIConfig, timeout: float, log: Logger,
                  patience: float | None, version: str) -> None:
+        from .lazy import need
+
         self.cfg = cfg
         self.log = log
         self.timeout = timeout
@@ -588,14 +623,13 @@ class PyghmiSession(_PyghmiBase):
         self.bridge = bridge
         answered = [False]
         cls = _pyghmi_session_class(version, cfg.ciphers, self.tried, answered)
-        need_exc = __import__("pyghmi.exceptions", fromlist=["IpmiException"])
-        self._exc = need_exc.IpmiException
+        self._exc = need("pyghmi.exceptions").IpmiException
         started = time.monotonic()
         end = started + timeout
         what = f"IPMI login to {cfg.host}:{cfg.port}"
         # A login is five round trips.  pyghmi retransmits a lost request, but a
         # lost packet in the RAKP exchange often leaves its handshake waiting for
-        # good (measured through a relay losing 20 %); so a login attempt gets a
+        # good on a lossy network; so a login attempt gets a
         # short, growing share of login_timeout (1 s, 1.5 s, 2 s...: a healthy
         # login takes milliseconds, a slow BMC gets longer tries) and is started
         # afresh while time is left.
@@ -622,21 +656,12 @@ class PyghmiSession(_PyghmiBase):
                     _forget_login(cls, cfg)
                     log.debug(f"{what}: {text}, starting again")
                     continue
-                raise IPMIError(self._login_reason(text)) from None
-            except OSError as exc:
-                raise IPMIError(f"{what} failed: {exc}") from None
-            except Exception as exc:  # noqa: BLE001 - pyghmi choking on a reply it did not expect
-                raise IPMIError(f"{what} failed: pyghmi could not handle the BMC's reply "
-                                f"({type(exc).__name__}: {exc})") from None
+                raise self._login_error(exc) from None
+            except Exception as exc:  # noqa: BLE001 - every other failure, in words
+                raise self._login_error(exc) from None
         granted = getattr(self.sess, "ipmiversion", None) or 2.0
         suite = self.tried[-1] if self.tried else None
-        if cfg.lanplus and granted != 2.0:
-            self.close()
-            raise IPMIError(f"{cfg.host} offers no IPMI 2.0 (RMCP+) session, but lanplus is set")
-        if granted != 2.0 and cfg.auth not in (None, "md5"):
-            self.close()
-            raise IPMIError(f"IPMI 1.5 auth type '{cfg.auth}' is not available natively "
-                            "(pyha speaks md5); set ipmitool_path to use ipmitool")
+        self._check_granted(granted)
         kind = f"RMCP+ cipher suite {suite}" if granted == 2.0 else "IPMI 1.5 (MD5)"
         log.debug(f"IPMI session with {cfg.host}:{cfg.port} as '{cfg.username}' "
                   f"({cfg.privilege}, {kind}, tuned pyghmi {version} session) "
@@ -665,10 +690,7 @@ class PyghmiSession(_PyghmiBase):
                 self._abandon_request()
                 self.log.debug(f"{label}: no reply within {slice_:.1f}s, sending it again")
             except self._exc as exc:
-                text = str(exc)
-                if "timeout" in text.lower() or "no longer connected" in text.lower():
-                    raise IPMITimeout(f"{label} timed out ({text})") from None
-                raise IPMIError(f"{label} failed: {text}") from None
+                raise self._request_error(label, exc) from None
         return self._decode(rsp, what)
 
     def _abandon_request(self) -> None:
@@ -687,13 +709,8 @@ class PyghmiSession(_PyghmiBase):
 
     def close(self) -> None:
         sess, self.sess = self.sess, None
-        if sess is None:
-            return
-        try:
-            with _Alarm(min(self.timeout, 2.0), "IPMI logout"):
-                sess.logout()
-        except Exception as exc:  # noqa: BLE001 - a failed Close Session changes nothing
-            self.log.debug(f"IPMI logout from {self.cfg.host}: {exc}")
+        if sess is not None:
+            self._logout(sess.logout)
 
 
 # -- ipmitool backend ----------------------------------------------------------------

@@ -26,7 +26,7 @@ import _socket
 import os
 import struct
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any

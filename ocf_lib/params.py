@@ -12,7 +12,7 @@ no ``re``, no ``enum``, no ``dataclasses``.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any

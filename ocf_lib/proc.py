@@ -28,7 +28,7 @@ import os
 import select
 import time
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

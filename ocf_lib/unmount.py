@@ -1,7 +1,7 @@
 """Unmounting under one deadline, killing what holds the mount.
 
-Shared by every agent that owns a mount (Filesystem today; clusterfs/netfs
-style agents tomorrow).  The policy, per mount, in the order given (callers
+Shared by every agent that owns a mount (Filesystem, and any clusterfs/netfs
+style agent).  The policy, per mount, in the order given (callers
 pass submounts first):
 
 1. ``umount``; done if it worked.
@@ -27,7 +27,7 @@ import time
 from . import codes, mounts
 from .ocf import OCFError
 
-TYPE_CHECKING = False  # typing costs ~5 ms to import; not on hot paths
+TYPE_CHECKING = False  # typing is not imported at run time: these paths stay lean
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

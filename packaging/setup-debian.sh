@@ -20,4 +20,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 .venv/bin/python -m pip install -q --disable-pip-version-check \
-    "pytest>=7" "pytest-timeout" "pytest-randomly" vermin ruff mypy lxml-stubs types-psutil
+    "pytest>=7" "pytest-timeout" "pytest-randomly" vermin ruff mypy lxml-stubs

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lib.clusterhelpers import ext4_loop
+
 from ocf_lib.mounts import read_mountinfo
 
 BASE = Path(f"/tmp/pyha-fs-{os.getpid()}-pcmk")
@@ -50,11 +52,8 @@ def vip_present(netns: str) -> bool:
 def test_group_starts_is_monitored_and_stops(cluster_factory: Any) -> None:
     c = cluster_factory(nodes=1, subnet="10.210.50")
     BASE.mkdir()
-    image, mnt = BASE / "ext4.img", BASE / "mnt"
-    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    mnt = BASE / "mnt"
+    loop = ext4_loop(BASE / "ext4.img")
     node = c.node(1)
     mountinfo = f"/proc/{node.holder_pid}/mountinfo"
     try:

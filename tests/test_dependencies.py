@@ -142,3 +142,83 @@ def test_the_tests_run_against_a_supported_pyghmi() -> None:
 
     installed = tuple(int(p) for p in re.findall(r"\d+", version("pyghmi"))[:3])
     assert (1, 5, 34) <= installed < (1, 7), installed
+
+
+# -- what the tests use, and how a machine gets it ------------------------------------
+
+# Import names of the dev extra's distributions that tests import (the others are
+# tools or pytest plugins, never imported).
+DEV_IMPORTS = {"pytest": "pytest", "pyroute2": "pyroute2", "cryptography": "cryptography"}
+# Debian packages of debian-packages.txt that are Python but no library the code imports.
+DEBIAN_PYTHON_TOOLING = {"python3", "python3-venv", "python3-all", "python3-setuptools"}
+
+
+def dev_extra() -> dict[str, str]:
+    extras = pyproject()["project"]["optional-dependencies"]
+    return dict(split_requirement(r) for r in extras["dev"])
+
+
+def setup_pip_packages() -> set[str]:
+    """What packaging/setup-debian.sh installs into the virtualenv from PyPI."""
+    text = (ROOT / "packaging/setup-debian.sh").read_text().replace("\\\n", " ")
+    names: set[str] = set()
+    for line in text.splitlines():
+        if " -m pip install " not in line:
+            continue
+        for word in line.split(" -m pip install ", 1)[1].split():
+            word = word.strip("\"'")
+            if word and not word.startswith("-") and word != ".":
+                names.add(split_requirement(word)[0])
+    return names
+
+
+def debian_python_packages() -> set[str]:
+    text = (ROOT / "packaging/debian-packages.txt").read_text()
+    names = {line.split("#", 1)[0].strip() for line in text.splitlines()}
+    return {n for n in names if n.startswith("python3")} - DEBIAN_PYTHON_TOOLING
+
+
+def imports_of_the_tests() -> dict[str, set[str]]:
+    """Third-party top-level modules imported by tests/ and bench/ -> the files."""
+    tests = ROOT / "tests"
+    local = {p.stem for p in tests.rglob("*.py")} | {p.name for p in tests.rglob("*")
+                                                    if p.is_dir()}
+    local |= OURS | {"bench", "conftest"}
+    found: dict[str, set[str]] = {}
+    for path in sorted(tests.rglob("*.py")) + sorted((ROOT / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in local \
+                        and top not in ("__future__", "tomli"):
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_third_party_import_of_the_tests_is_declared() -> None:
+    """The tests' own imports are runtime dependencies or in the ``dev`` extra."""
+    declared = {KNOWN[d][0] for d in pyproject_runtime()}
+    declared |= {DEV_IMPORTS[d] for d in dev_extra() if d in DEV_IMPORTS}
+    found = imports_of_the_tests()
+    assert {"pytest", "pyroute2"} <= set(found)
+    assert set(found) <= declared, {m: sorted(found[m]) for m in set(found) - declared}
+
+
+def test_setup_installs_the_dev_extra_and_nothing_stale() -> None:
+    """setup-debian.sh installs every dev tool, from PyPI or as Debian's package,
+    and nothing that neither the runtime nor the dev extra names."""
+    runtime, dev = set(pyproject_runtime()), set(dev_extra())
+    pip = setup_pip_packages()
+    debian = debian_python_packages()
+    assert {"pytest", "ruff", "mypy"} <= pip
+    missing = {d for d in dev if d not in pip and f"python3-{d}" not in debian}
+    assert not missing, f"dev tools setup-debian.sh does not install: {sorted(missing)}"
+    assert pip <= dev, f"installed from PyPI but not in the dev extra: {sorted(pip - dev)}"
+    wanted = {KNOWN[d][1] for d in runtime} | {f"python3-{d}" for d in dev}
+    assert debian <= wanted, ("Debian Python packages that neither the runtime nor the "
+                              f"dev extra names: {sorted(debian - wanted)}")

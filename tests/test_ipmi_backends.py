@@ -193,3 +193,49 @@ def test_backend_decision(version, cipher, want):
             f"or ipmi.NATIVE_CIPHERS)\n"
             f"print(ipmi.choose_backend(cfg, {version!r}))")
     assert in_agent_python(code) == want
+
+
+FAILURES = """
+import sys
+sys.path.insert(0, {root!r})
+from ocf_lib import ipmi
+from ocf_lib.log import Logger
+
+kind = sys.argv[1]
+log = Logger("seam", {{"HA_debug": "0"}})
+for address, port, password in (("127.0.0.1", {port}, "wrong"),
+                                ("no-such-bmc.invalid", {port}, "secret"),
+                                ("127.0.0.1", {silent}, "secret")):
+    cfg = ipmi.IPMIConfig(address, port=port, username="admin", password=password)
+    cfg.address = address  # as open_session leaves it; the backend meets the bad name
+    try:
+        if kind == "public":
+            ipmi.PyghmiCommandSession(cfg, 1.5, log)
+        else:
+            ipmi.PyghmiSession(cfg, 1.5, log, None, ipmi.pyghmi_version())
+        print("logged in")
+    except ipmi.IPMIError as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("kind", ["public", "tuned"])
+def test_each_pyghmi_backend_words_a_failed_login(sim, kind):
+    """The same reason line from either backend: refused credentials, a socket
+    error, a BMC that never answers (the last as a timeout)."""
+    version = outside_version()
+    tuned = in_agent_python(f"from ocf_lib import ipmi; print({version!r} in ipmi.TUNED_PYGHMI)")
+    if kind == "tuned" and tuned != "True":
+        pytest.skip(f"pyghmi {version} is not a tuned release: the public interface only")
+    silent = free_udp_ports(1)[0]
+    flags = "-I" if AGENT_PYTHON else "-IS"
+    res = subprocess.run([PYTHON, flags, "-c", FAILURES.format(root=str(ROOT), port=PORT,
+                                                               silent=silent), kind],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == (f"IPMIError IPMI login to 127.0.0.1:{PORT} failed: wrong user name "
+                        "or password (Incorrect password provided)"), lines
+    assert lines[1].startswith("IPMIError IPMI login to no-such-bmc.invalid:"
+                               f"{PORT} failed: [Errno "), lines
+    assert lines[2] == f"IPMITimeout IPMI login to 127.0.0.1:{silent}: timed out after 1.5s", lines

@@ -37,6 +37,20 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
+from lib.clusterhelpers import (
+    DRBD_CLONE,
+    DRBD_CONF,
+    bind_providers,
+    drbd_clone_removed,
+    drbd_roles,
+    drbd_settle,
+    drbd_wrapper,
+    ext4_loop,
+    libvirt_daemons,
+    libvirt_dirs,
+    promoted,
+    unpromoted,
+)
 
 from ocf_lib import migrate
 
@@ -334,11 +348,8 @@ def private_pyha(c: Any) -> None:
 def upstream_group(cluster_factory: Any) -> Iterator[tuple[Any, str, Path]]:
     c = cluster_factory(nodes=2, subnet=SUBNET)
     BASE.mkdir()
-    image, mnt = BASE / "ext4.img", BASE / "mnt"
-    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    mnt = BASE / "mnt"
+    loop = ext4_loop(BASE / "ext4.img")
     try:
         private_pyha(c)
         c.cib_create(group_xml(loop, mnt))
@@ -368,33 +379,12 @@ def _virsh(c: Any, i: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _libvirt_in_node(c: Any, i: int) -> None:
-    """A private libvirtd + virtlogd inside node i (as tests/demo.py does)."""
-    import shutil
-
+    """A private libvirtd + virtlogd inside node i."""
     import virtlab
 
     d = BASE / f"virt-n{i}"
-    for sub in ("run", "cache", "log"):
-        (d / sub).mkdir(parents=True)
-    shutil.copytree("/etc/libvirt", d / "etc", symlinks=True)
-    shutil.copytree("/var/lib/libvirt", d / "lib", symlinks=True)
-    if virtlab.CAPS_CACHE.is_dir():
-        shutil.copytree(virtlab.CAPS_CACHE, d / "cache", dirs_exist_ok=True)
-    for auto in (d / "etc/qemu/networks/autostart").glob("*.xml"):
-        auto.unlink()
-    with open(d / "etc/libvirtd.conf", "a") as conf:
-        conf.write(f'\nhost_uuid = "5a1e0061-0000-4000-8000-0000000000{i:02d}"\n'
-                   'unix_sock_group = "root"\nunix_sock_rw_perms = "0770"\n'
-                   f'auth_unix_rw = "none"\nlog_outputs = "3:file:{d}/log/libvirtd.log"\n')
-    with open(d / "etc/qemu.conf", "a") as conf:
-        conf.write('\ncgroup_controllers = [ ]\nsecurity_driver = "none"\nuser = "root"\n'
-                   'group = "root"\nstdio_handler = "logd"\n')
-    c.node(i).path("/run/libvirt").mkdir(exist_ok=True)
-    for key, inside in virtlab.DIRS.items():
-        c.exec(i, ["mount", "--bind", str(d / key), inside], check=True)
-    c.exec(i, ["virtlogd", "-d", "-p", str(d / "virtlogd.pid")], check=True)
-    c.exec(i, ["libvirtd", "-d", "-p", str(d / "libvirtd.pid")], check=True)
-    c.wait_for(lambda: _virsh(c, i, "version").returncode == 0, 30, what=f"libvirtd in n{i}")
+    libvirt_dirs(d, i, caps_cache=virtlab.CAPS_CACHE, uuid_prefix="5a1e0061")
+    libvirt_daemons(c, i, d, virtlab.DIRS)
 
 
 @pytest.fixture
@@ -585,15 +575,6 @@ def test_fence_selection_reads_the_alternative(tmp_path: Path) -> None:
 
 # -- the drbd promotable clone on the kernel stand-in (tests/drbdlab.py) ----------------
 
-LINBIT_WRAPPER = """#!/bin/sh
-# ocf:linbit:drbd inside a test node: this node's simulated DRBD kernel, then linbit's agent
-# (a copy: the bind mount hides the original in the node); see DrbdLab.upstream.
-node=$(uname -n)
-export PATH={sim}:$PATH PYHA_DRBDSIM_DIR={base} __DRBD_NODE__=$node \\
-       PYHA_KERNEL_ROOT={base}/$node/root DRBD_DRIVER_VERSION_OVERRIDE=9.2.8 \\
-       OCF_FUNCTIONS_DIR={funcs}
-exec {agent} "$@"
-"""
 # drbdsetup subcommands that change a role, a disk or a connection (a stop/start has them).
 ROLE_CHANGES = frozenset(("primary", "secondary", "down", "attach", "detach", "connect",
                           "disconnect", "new-resource", "new-minor", "new-peer", "new-path",
@@ -603,10 +584,9 @@ ROLE_CHANGES = frozenset(("primary", "secondary", "down", "attach", "detach", "c
 @pytest.fixture
 def linbit_drbd(cluster_factory: Any) -> Iterator[tuple[Any, Any]]:
     from drbdlab import SIM, UPSTREAM, DrbdLab
-    from test_drbd_cluster import CONF, WRAPPER, settle
 
     c = cluster_factory(nodes=2, subnet="10.210.62")
-    lab = DrbdLab(nodes=("n1", "n2"), conf=CONF.replace("@NET@", c.subnet))
+    lab = DrbdLab(nodes=("n1", "n2"), conf=DRBD_CONF.replace("@NET@", c.subnet))
     try:
         lab.base.chmod(0o755)
         lab.upstream("n1", "meta-data")  # builds the ocf-shellfuncs wrapper it uses
@@ -619,34 +599,26 @@ def linbit_drbd(cluster_factory: Any) -> Iterator[tuple[Any, Any]]:
         dirs = {"pyha": lab.base / "pyha", "linbit": lab.base / "linbit"}
         for d in dirs.values():
             d.mkdir(mode=0o755)
-        (dirs["pyha"] / "drbd").write_text(WRAPPER.format(sim=SIM, base=lab.base,
-                                                          agent=ROOT / "agents" / "drbd"))
+        (dirs["pyha"] / "drbd").write_text(drbd_wrapper(ROOT / "agents" / "drbd", SIM,
+                                                        lab.base))
         (dirs["pyha"] / "Example").symlink_to(ROOT / "agents" / "Example")
-        (dirs["linbit"] / "drbd").write_text(LINBIT_WRAPPER.format(
-            sim=SIM, base=lab.base, funcs=lab.base / "ocf-functions", agent=real))
+        # linbit's agent is a copy: the bind mount hides the original in the node.
+        (dirs["linbit"] / "drbd").write_text(drbd_wrapper(
+            real, SIM, lab.base, OCF_FUNCTIONS_DIR=str(lab.base / "ocf-functions")))
         for d in dirs.values():
             (d / "drbd").chmod(0o755)
-        for i in (1, 2):
-            for provider, d in dirs.items():
-                c.exec(i, ["mount", "--bind", str(d), f"/usr/lib/ocf/resource.d/{provider}"],
-                       check=True)
+        bind_providers(c, dirs)
         yield c, lab
     finally:
-        try:
-            c.cib_delete('<clone id="drbd-clone"/>')
-            settle(c, lambda r: not r, timeout=30)
-        except Exception:  # noqa: BLE001 - the cluster is torn down anyway
-            pass
+        drbd_clone_removed(c)
         lab.close()
 
 
 def test_drbd_clone_switches_without_a_role_change(linbit_drbd: tuple[Any, Any],
                                                    tmp_path: Path) -> None:
-    from test_drbd_cluster import CLONE, promoted, roles, settle, unpromoted
-
     c, lab = linbit_drbd
-    c.cib_create(CLONE.format(conf=lab.conf).replace('provider="pyha"', 'provider="linbit"'))
-    found = settle(c, lambda r: len(promoted(r)) == 1 and len(unpromoted(r)) == 1)
+    c.cib_create(DRBD_CLONE.format(conf=lab.conf).replace('provider="pyha"', 'provider="linbit"'))
+    found = drbd_settle(c, lambda r: len(promoted(r)) == 1 and len(unpromoted(r)) == 1)
     kernel = {n: lab.role(n) for n in ("n1", "n2")}
     assert sorted(kernel.values()) == ["Primary", "Secondary"]
     time.sleep(5)  # a monitor round of each role, so nothing is still settling
@@ -660,7 +632,7 @@ def test_drbd_clone_switches_without_a_role_change(linbit_drbd: tuple[Any, Any],
         assert "drbd: probes with " in result.stdout
         assert {r.get("resource_agent") for r in c.crm_mon_xml().iter("resource")
                 if r.get("id") == "drbd"} == {agent}
-        assert roles(c) == found
+        assert drbd_roles(c) == found
     # From outside Pacemaker: the simulated kernels kept their roles, and no
     # command that changes a role or a connection reached them.
     assert {n: lab.role(n) for n in ("n1", "n2")} == kernel
@@ -674,7 +646,7 @@ def test_drbd_clone_switches_without_a_role_change(linbit_drbd: tuple[Any, Any],
         planned += replay(path, tmp_path)[0]
     assert len(inputs) >= 4 and planned == []
     assert controller_actions(c, offsets) == []
-    assert settle(c, lambda r: r == found, timeout=10) == found
+    assert drbd_settle(c, lambda r: r == found, timeout=10) == found
 
 
 def test_upstream_parameter_pyha_lacks_blocks(cib_file: Path) -> None:
