@@ -399,11 +399,10 @@ def test_echo_and_extra_prompt_are_not_replies():
 def loopback_ctx():
     """A real FenceContext of fence_ilo_mp, for the session code on the loopback seam."""
     from fence.ilo_mp import agent
-    from ocf_lib.fence import FenceContext
 
     raw = {"action": "status", "ip": "127.0.0.1", "username": "admin", "password": "x",
            "shell_timeout": "1", "power_timeout": "1"}
-    return FenceContext(agent, AGENT, agent.params, raw, {})
+    return agent.context(raw, {}, AGENT)
 
 
 def test_smash_clp_parsing_through_the_loopback_seam():
