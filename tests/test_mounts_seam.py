@@ -70,6 +70,13 @@ class Lab(MountNamespace):
         return (int(major), int(minor))
 
 
+def backing(loop: str) -> str:
+    try:
+        return Path(f"/sys/block/{os.path.basename(loop)}/loop/backing_file").read_text().strip()
+    except OSError:
+        return ""
+
+
 def rdev(device: str) -> tuple[int, int]:
     st = os.stat(device)
     return (os.major(st.st_rdev), os.minor(st.st_rdev))
@@ -110,11 +117,12 @@ def lab() -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()  # the namespace and its mounts die with the holder
+        left = set(lab.loops.values())
         for _ in range(50):  # btrfs lets its devices go shortly after the last mount
-            busy = [loop for loop in lab.loops.values()
-                    if sh("losetup", "-d", loop, check=False).returncode != 0
-                    and os.path.exists(f"/sys/block/{os.path.basename(loop)}/loop")]
-            if not busy:
+            # only while it still holds our image: the number may be another run's by now
+            left = {loop for loop in left if backing(loop).startswith(str(BASE) + "/")
+                    and sh("losetup", "-d", loop, check=False).returncode != 0}
+            if not left:
                 break
             time.sleep(0.1)
         shutil.rmtree(BASE, ignore_errors=True)
