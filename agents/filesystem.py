@@ -1,7 +1,7 @@
 """ocf:pyha:Filesystem -- mount a filesystem, compatible with ocf:heartbeat:Filesystem.
 
 Same parameters, defaults and meaning as upstream.  The mount table comes
-from one read of ``/proc/self/mountinfo`` (:mod:`ocf_lib.mounts`), so a
+from reading ``/proc/self/mountinfo`` in-process (:mod:`ocf_lib.mounts`), so a
 monitor forks nothing (upstream's forks dozens of times) and mount points with spaces or
 other escaped characters work.  The device is compared by device number, so
 ``/dev/disk/by-*`` and ``/dev/mapper`` symlinks need no ``readlink``; where the

@@ -439,8 +439,7 @@ class FenceAgent(Agent):
         if "action" in raw and not raw["action"].strip():
             return _failed("Unrecognised action '' (an empty action is not the default)",
                            quiet=False)
-        action = raw.get("action", "").strip().lower() or _default(params, "action")
-        action = ACTION_ALIASES.get(action, action)
+        action = _action(raw, params)
         if action == "metadata" or _truthy(raw.get("help")):
             sys.stdout.write(self.metadata(name) if action == "metadata" else self.help(name))
             return codes.FENCE_OK
@@ -450,11 +449,29 @@ class FenceAgent(Agent):
         if _truthy(raw.get("version")):
             sys.stdout.write(self.version + "\n")
             return codes.FENCE_OK
-        if action not in self.action_names() and action not in self.unadvertised_actions:
-            return _failed(f"Unrecognised action '{action}'", quiet=False)
-        raw["action"] = action
-        ctx = FenceContext(self, name, params, raw, env)
+        try:
+            ctx = self.context(raw, env, name)
+        except FenceError as exc:
+            return _failed(str(exc), quiet=False)
         return ctx.execute()
+
+    def context(self, options: Mapping[str, str], env: Mapping[str, str],
+                name: str | None = None) -> FenceContext:
+        """One action's context from option values by parameter name (as
+        :func:`parse_argv` and :func:`parse_stdin` return them).
+
+        ``name`` is the name the agent runs as (an alias brings its defaults);
+        the action is normalised as on the command line, and one this agent
+        does not have raises :class:`FenceError`.
+        """
+        name = name if name in self.alias_shortdesc else self.name
+        params = self.params_for(name)
+        raw = dict(options)  # the context consumes its input; the caller's stays whole
+        action = _action(raw, params)
+        if action not in self.action_names() and action not in self.unadvertised_actions:
+            raise FenceError(f"Unrecognised action '{action}'")
+        raw["action"] = action
+        return FenceContext(self, name, params, raw, env)
 
     def help(self, name: str) -> str:
         from .metadata import fence_getopt
@@ -478,6 +495,12 @@ def _default(params: Sequence[Param], name: str) -> str:
         if p.name == name and p.default is not None:
             return p.default
     return ""
+
+
+def _action(raw: Mapping[str, str], params: Sequence[Param]) -> str:
+    """The action asked for, by its canonical name (no action: the declared default)."""
+    action = raw.get("action", "").strip().lower() or _default(params, "action")
+    return ACTION_ALIASES.get(action, action)
 
 
 def _failed(message: str, *, quiet: bool) -> int:

@@ -1,9 +1,11 @@
 """The mount-table seam: what is mounted where, and who holds it.
 
-* :func:`read_mountinfo` reads ``/proc/self/mountinfo`` with ONE ``read()``
-  (the kernel's seq_file then renders the whole table in one pass, so the
-  snapshot is consistent; upstream re-reads ``/proc/mounts`` until two reads
-  agree, issue #1337) and decodes the octal escapes (``\\040`` space,
+* :func:`read_mountinfo` reads ``/proc/self/mountinfo`` to its end, through
+  one open file: the kernel hands out about a page per ``read()``, and its
+  cursor in the namespace's mount list (Linux 5.8 and later) makes every mount
+  that exists for the whole read appear exactly once, however long the table
+  (upstream re-reads ``/proc/mounts`` until two reads agree, issue #1337).  It
+  decodes the octal escapes (``\\040`` space,
   ``\\011`` tab, ``\\012`` newline, ``\\134`` backslash), so mount points with
   spaces work.  It also gives device numbers and the bind root, which
   ``/proc/mounts`` does not.
@@ -76,17 +78,18 @@ def escape(text: str) -> str:
             .replace("\n", "\\012"))
 
 
-def _read_once(path: str) -> bytes:
-    size = 1 << 18
-    while True:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, size)
-        finally:
-            os.close(fd)
-        if len(data) < size:
-            return data
-        size *= 4  # the table did not fit: read it again, whole, into a bigger buffer
+def _read_whole(path: str) -> bytes:
+    # A short read is not the end: a seq_file returns about a page per read().
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks: list[bytes] = []
+        while True:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+    finally:
+        os.close(fd)
 
 
 def parse(data: str) -> list[Mount]:
@@ -104,7 +107,7 @@ def parse(data: str) -> list[Mount]:
 
 
 def read_mountinfo(path: str = MOUNTINFO) -> list[Mount]:
-    return parse(_read_once(path).decode("utf-8", "surrogateescape"))
+    return parse(_read_whole(path).decode("utf-8", "surrogateescape"))
 
 
 def at(mounts: list[Mount], mountpoint: str) -> Mount | None:

@@ -182,7 +182,7 @@ def _xml_problems(text: str, schema: str, kind: str) -> list[str]:
     return [f"line {e.line}: {e.message}" for e in validator.error_log][:5] or ["invalid"]
 
 
-def _strip_ocf11_extensions(text: str) -> str:
+def strip_ocf11_extensions(text: str) -> str:
     """The 1.1 document without the constructs the shipped metadata.rng predates."""
     from lxml import etree
 
@@ -378,7 +378,7 @@ class OCFTester:
         if not problems:
             rep.add(row, PASS, RNG_OCF)
         elif text11 and not problems[0].startswith("not well-formed") and \
-                not _xml_problems(_strip_ocf11_extensions(text11), RNG_OCF, "rng"):
+                not _xml_problems(strip_ocf11_extensions(text11), RNG_OCF, "rng"):
             rep.add(row, WARN, "valid except for OCF 1.1 reloadable/unique-group/deprecated, "
                     "which this metadata.rng predates")
         else:

@@ -63,6 +63,7 @@ MODULE_BUCKETS = {
     "test_demo_bmc": "kernel",
     "test_import_budget": "kernel",
     "test_ipmi_dns": "kernel",
+    "test_mounts_seam": "kernel",
     "test_netlink_oracle": "kernel",
     "test_oracle_filesystem": "kernel",
     "test_oracle_ipaddr2": "kernel",

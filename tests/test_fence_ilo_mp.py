@@ -372,6 +372,49 @@ def test_ssh_cli_without_line_discipline(sshd_raw):
     assert run_fence(AGENT, args=[*base, "-o", "status"]).rc == 2
 
 
+def test_the_ssh_transport_on_its_own(sshd_raw, tmp_path):
+    """The SSH seam without the agent: the real OpenSSH client under pexpect and a real
+    sshd.  CR is dropped, a command ends with CR LF and reaches the CLI once, a secret
+    line is never logged by the transport, a read has one overall time limit, and the
+    end of the session is an error that gives the device's last words."""
+    from ocf_lib.log import Logger
+    from ocf_lib.transport import SSHTransport, TransportError, TransportTimeout
+
+    sshd_raw.reset()
+    logfile = tmp_path / "debug.log"
+    log = Logger("seam", {"HA_LOGFILE": str(logfile), "HA_debug": "1"})
+    argv = ["/usr/bin/ssh", "-p", str(sshd_raw.port), "-i", str(sshd_raw.dir / "client"),
+            "-o", "PasswordAuthentication=no", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"UserKnownHostsFile={sshd_raw.dir}/known_hosts",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "--", "root@127.0.0.1"]
+    cli = SSHTransport(argv, log)
+    try:
+        index, text = cli.expect(["MP>"], 10)  # after ssh's notice when sshd refuses a pty
+        assert index == 0 and text.endswith("MP>")
+        cli.send("show /system1")
+        lines = cli.read_until("EnabledState=Enabled", 5)
+        assert lines[0].strip() == "show /system1"  # the CLI's own echo
+        assert "status=0" in lines and not any("\r" in line for line in lines)
+        assert cli.expect(["MP>"], 5)[0] == 0
+        cli.send_secret("stop -f /system1")
+        assert cli.expect(["MP>"], 5)[0] == 0
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout, match="timed out waiting for nothing"):
+            cli.expect(["nothing"], 0.5)
+        assert time.monotonic() - started < 1.5
+        cli.send("exit")
+        with pytest.raises(TransportError, match="^ssh ended: Bye.$"):
+            cli.expect(["never"], 5)
+    finally:
+        cli.close()
+    assert sshd_raw.commands() == ["show /system1", "stop -f /system1", "exit"]
+    assert sshd_raw.power == "off"
+    logged = logfile.read_text()
+    assert "sent: show /system1" in logged and "sent: (password, not logged)" in logged
+    assert "sent: stop" not in logged
+
+
 def test_echo_and_extra_prompt_are_not_replies():
     """A device-side pty echoes each command and answers CR LF with a second prompt."""
     from fence.ilo_mp import SmashCLP
@@ -399,11 +442,10 @@ def test_echo_and_extra_prompt_are_not_replies():
 def loopback_ctx():
     """A real FenceContext of fence_ilo_mp, for the session code on the loopback seam."""
     from fence.ilo_mp import agent
-    from ocf_lib.fence import FenceContext
 
     raw = {"action": "status", "ip": "127.0.0.1", "username": "admin", "password": "x",
            "shell_timeout": "1", "power_timeout": "1"}
-    return FenceContext(agent, AGENT, agent.params, raw, {})
+    return agent.context(raw, {}, AGENT)
 
 
 def test_smash_clp_parsing_through_the_loopback_seam():

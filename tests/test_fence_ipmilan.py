@@ -449,13 +449,12 @@ def test_declared_defaults_only(bmc):
     """The request bound comes from the declared, typed values: a small power_timeout
     stays small (a fallback once turned 0 into 20; 0 itself is now refused by its type)."""
     from fence.ipmilan import IPMIFence, agent
-    from ocf_lib.fence import FenceContext
+    from ocf_lib import ipmi
 
     raw = {"action": "status", "ip": "127.0.0.1", "login_timeout": "1", "shell_timeout": "1",
            "power_timeout": "0.5"}
-    fence = IPMIFence(FenceContext(agent, AGENT, agent.params, raw, base_env()),
-                      __import__("ocf_lib.ipmi").ipmi.LoopbackSession(
-                          __import__("ocf_lib.ipmi").ipmi.LoopbackBMC()))
+    fence = IPMIFence(agent.context(raw, base_env(), AGENT),
+                      ipmi.LoopbackSession(ipmi.LoopbackBMC()))
     assert fence.request_timeout == 1.0
 
 
@@ -560,21 +559,42 @@ def test_native_verbose_and_debug_file_never_show_the_password(bmc, tmp_path):
     assert "IPMI session" in text and "secret" not in text
 
 
+AES_SHIM = """
+import json, sys
+sys.path.insert(0, {root!r})
+from ocf_lib import aes
+assert aes.install(), "libcrypto could not be loaded"
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+assert Cipher is aes.Cipher, "not the shim"
+out = []
+for key, iv, data in json.loads(sys.argv[1]):
+    key, iv, data = bytes.fromhex(key), bytes.fromhex(iv), bytes.fromhex(data)
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv), default_backend()).encryptor()
+    sealed = enc.update(data) + enc.finalize()
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv), default_backend()).decryptor()
+    out.append([sealed.hex(), (dec.update(sealed) + dec.finalize()).hex()])
+print(json.dumps(out))
+"""
+
+
 def test_aes_shim_matches_cryptography():
-    """ocf_lib.aes stands in for cryptography's AES-CBC inside pyghmi: same bytes."""
+    """ocf_lib.aes, installed the way the IPMI seam installs it for pyghmi (before any
+    cryptography import, in a fresh agent interpreter), seals the same bytes as
+    cryptography's AES-CBC and opens them again."""
+    import json
+
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    from ocf_lib import aes
-
-    aes._lib = aes._load()
-    for size in (16, 48, 160):
-        key, iv, data = os.urandom(16), os.urandom(16), os.urandom(size)
+    cases = [(os.urandom(16), os.urandom(16), os.urandom(size)) for size in (16, 48, 160)]
+    res = subprocess.run(["/usr/bin/python3", "-IS", "-c", AES_SHIM.format(root=str(ROOT)),
+                          json.dumps([[k.hex(), i.hex(), d.hex()] for k, i, d in cases])],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    for (key, iv, data), (sealed, opened) in zip(cases, json.loads(res.stdout)):
         ref = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-        mine = aes.Cipher(aes.AES(key), aes.CBC(iv)).encryptor()
-        sealed = mine.update(data) + mine.finalize()
-        assert sealed == ref.update(data) + ref.finalize()
-        back = aes.Cipher(aes.AES(key), aes.CBC(iv)).decryptor()
-        assert back.update(sealed) + back.finalize() == data
+        assert bytes.fromhex(sealed) == ref.update(data) + ref.finalize()
+        assert bytes.fromhex(opened) == data
 
 
 def test_cycle_refused_in_a_race_is_rechecked_through_the_loopback_seam():
@@ -584,8 +604,8 @@ def test_cycle_refused_in_a_race_is_rechecked_through_the_loopback_seam():
     from ocf_lib.fence import FenceContext, FenceError
 
     def ctx() -> FenceContext:
-        return FenceContext(agent, AGENT, agent.params, {"action": "reboot", "ip": "192.0.2.1",
-                                                         "login_timeout": "1"}, base_env())
+        return agent.context({"action": "reboot", "ip": "192.0.2.1", "login_timeout": "1"},
+                             base_env(), AGENT)
 
     bmc = ipmi.LoopbackBMC("off")  # went off after the status read
     fence = IPMIFence(ctx(), ipmi.LoopbackSession(bmc))

@@ -414,7 +414,7 @@ def test_metadata_manpage_help_version(capsys: pytest.CaptureFixture[str]) -> No
 
 def budget(switch: Switch, env: dict[str, str], **opts: str) -> float:
     raw = {"action": "reboot", "device": str(switch.path), "plug": "1", **opts}
-    ctx = FenceContext(fencedev.agent, "fence_pyhatest", PARAMS, raw, env)
+    ctx = fencedev.agent.context(raw, env)
     assert not ctx.errors, ctx.errors
     return ctx.deadline.remaining()
 
@@ -473,18 +473,35 @@ def test_every_declared_default_is_the_typed_value(module: str) -> None:
     import importlib
 
     agent = importlib.import_module(module).agent
-    ctx = FenceContext(agent, agent.name, agent.params, {"action": "monitor"}, {})
+    ctx = agent.context({"action": "monitor"}, {})
     for p in agent.params:
         if p.default is not None and p.name != "action":
             assert ctx.options[p.name] == p.convert(p.default), p.name
             assert ctx.options[p.name] is not None
 
 
+def test_a_context_is_built_the_way_the_runtime_builds_it(switch: Switch) -> None:
+    """FenceAgent.context: the action by its canonical name, an alias's defaults, the
+    plug from nodename, and the caller's options left as they were."""
+    from fence.ipmilan import agent as ipmilan
+
+    options = {"action": " RESET ", "device": str(switch.path), "__nodename": "2"}
+    ctx = fencedev.agent.context(options, {})
+    assert (ctx.action, ctx.plug, ctx.name) == ("reboot", "2", "fence_pyhatest")
+    assert options == {"action": " RESET ", "device": str(switch.path), "__nodename": "2"}
+    assert fencedev.agent.context({}, {}).action == "reboot"  # the declared default
+    assert ipmilan.context({"ip": "192.0.2.1"}, {}, "fence_ilo3").options.lanplus is True
+    assert ipmilan.context({"ip": "192.0.2.1"}, {}, "fence_ipmilan").options.lanplus is False
+    assert ipmilan.context({"ip": "192.0.2.1"}, {}, "fence_unknown").name == "fence_ipmilan"
+    with pytest.raises(FenceError, match="Unrecognised action 'explode'"):
+        fencedev.agent.context({"action": "explode"}, {})
+
+
 def test_fence_na_deadline_uses_its_declared_power_timeout() -> None:
     from fence.na import agent
 
     raw = {"action": "off", "ip": "192.0.2.1", "plug": "1"}
-    ctx = FenceContext(agent, "fence_na", agent.params, raw, {})
+    ctx = agent.context(raw, {})
     assert ctx.options.power_timeout == 40.0
     # delay 0 + login 5 + 2 x shell 3 + power_wait 0 + power_timeout 40 + 5 s to report
     assert 55 < ctx.deadline.remaining() <= 56

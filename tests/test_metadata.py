@@ -17,7 +17,7 @@ from ocf_lib import gen
 from ocf_lib.metadata import ocf_manpage
 from ocf_lib.ocf import ResourceAgent
 from ocf_lib.params import BOOLEAN, DURATION, INTEGER, STRING, Choice, Param
-from ocf_lib.tester import RNG_FENCE, _strip_ocf11_extensions
+from ocf_lib.tester import RNG_FENCE, strip_ocf11_extensions
 
 RNG_OCF = "/usr/share/resource-agents/metadata.rng"
 DTD_OCF = "/usr/share/resource-agents/ra-api-1.dtd"
@@ -77,7 +77,7 @@ def test_ocf11_variant_validates_against_metadata_rng(agent: ResourceAgent) -> N
     uses_11_extras = any(p.reloadable or p.unique_group or p.deprecated for p in agent.params)
     if uses_11_extras:
         # metadata.rng predates these OCF 1.1 constructs; everything else must be exact.
-        assert errors(rng(RNG_OCF), _strip_ocf11_extensions(text)) == ""
+        assert errors(rng(RNG_OCF), strip_ocf11_extensions(text)) == ""
     else:
         assert errors(rng(RNG_OCF), text) == ""
 

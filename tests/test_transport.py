@@ -1,6 +1,7 @@
 """The line transport seam (ocf_lib.transport): the real TCP implementation, with and
-without telnet, and the loopback double agree.  SSH runs against a real sshd in
-tests/test_fence_ilo_mp.py."""
+without telnet, and the loopback double agree.  SSH needs a real sshd (root), so its
+seam test lives next to that sshd in tests/test_fence_ilo_mp.py
+(test_the_ssh_transport_on_its_own), with the agent's SSH tests."""
 
 from __future__ import annotations
 
