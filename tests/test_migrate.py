@@ -18,7 +18,7 @@ nothing restarted:
   wipes the operation history, so the history itself proves nothing.)
 
 The drbd promotable clone runs under ocf:linbit:drbd on the kernel stand-in
-(tests/drbdlab.py) and switches to pyha and back with both simulated kernels
+(tests/lib/drbdlab.py) and switches to pyha and back with both simulated kernels
 keeping their roles and receiving no role, disk or connection command.
 """
 
@@ -319,7 +319,7 @@ def private_pyha(c: Any) -> None:
     """Each node sees /usr/lib/ocf/resource.d/pyha as its own directory of links to
     this checkout's agents: parallel test runs re-point the shared links, and a
     fault injected into one node must stay there."""
-    from cluster import agent_executables
+    from lib.cluster import agent_executables
 
     for node in c.nodes:
         d = BASE / f"pyha-{node.name}"
@@ -368,10 +368,10 @@ def _virsh(c: Any, i: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _libvirt_in_node(c: Any, i: int) -> None:
-    """A private libvirtd + virtlogd inside node i (as tests/demo.py does)."""
+    """A private libvirtd + virtlogd inside node i (as tests/demo/demo.py does)."""
     import shutil
 
-    import virtlab
+    from lib import virtlab
 
     d = BASE / f"virt-n{i}"
     for sub in ("run", "cache", "log"):
@@ -400,7 +400,7 @@ def _libvirt_in_node(c: Any, i: int) -> None:
 @pytest.fixture
 def upstream_vm(upstream_group: tuple[Any, str, Path]) -> Iterator[str]:
     """An ocf:heartbeat:VirtualDomain guest (QEMU TCG, no OS) in the same cluster."""
-    import virtlab
+    from lib import virtlab
 
     c = upstream_group[0]
     for i in (1, 2):
@@ -583,7 +583,7 @@ def test_fence_selection_reads_the_alternative(tmp_path: Path) -> None:
     assert migrate.fence_selection("fence_imm", str(sbin)).endswith("does not exist")
 
 
-# -- the drbd promotable clone on the kernel stand-in (tests/drbdlab.py) ----------------
+# -- the drbd promotable clone on the kernel stand-in (tests/lib/drbdlab.py) ----------------
 
 LINBIT_WRAPPER = """#!/bin/sh
 # ocf:linbit:drbd inside a test node: this node's simulated DRBD kernel, then linbit's agent
@@ -602,7 +602,7 @@ ROLE_CHANGES = frozenset(("primary", "secondary", "down", "attach", "detach", "c
 
 @pytest.fixture
 def linbit_drbd(cluster_factory: Any) -> Iterator[tuple[Any, Any]]:
-    from drbdlab import SIM, UPSTREAM, DrbdLab
+    from lib.drbdlab import SIM, UPSTREAM, DrbdLab
     from test_drbd_cluster import CONF, WRAPPER, settle
 
     c = cluster_factory(nodes=2, subnet="10.210.62")
