@@ -1,4 +1,8 @@
-"""Shared test helpers: run agents exactly as the cluster does (exec, env, argv)."""
+"""Shared test helpers: run agents exactly as the cluster does (exec, env, argv).
+
+pytest puts this directory on sys.path: the labs are ``lib.*``, the simulators
+``sim.*`` (layout and buckets: tests/README.md).
+"""
 
 from __future__ import annotations
 
