@@ -1,10 +1,10 @@
-"""drbd monitor: pyha against linbit's agent, both on the DRBD kernel stand-in (tests/drbdsim).
+"""drbd monitor: pyha against linbit's agent, both on the DRBD kernel stand-in (tests/sim/drbdsim).
 
 Two simulated nodes (this host and ``beta``) run ``r0`` connected, UpToDate,
 Secondary.  Both sides see the same simulated kernel and write the
 promotion score into the same CIB file with the real ``crm_attribute``.
 linbit's agent gets its two hard-coded kernel paths redirected by a wrapper
-ocf-shellfuncs (as in tests/drbdlab.py); nothing else of it is changed.
+ocf-shellfuncs (as in tests/lib/drbdlab.py); nothing else of it is changed.
 
 The simulated ``drbdsetup`` is a Python script (an interpreter start per call),
 so absolute times are higher than on a real kernel, for both sides alike.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.cases import AGENTS, OCF_ENV, ROOT, UPSTREAM_OCF, Case, Side, Workspace
 
-SIM = ROOT / "tests" / "drbdsim"
+SIM = ROOT / "tests" / "sim" / "drbdsim"
 HOST = os.uname().nodename
 CONF = """resource r0 {{
   device /dev/drbd0;

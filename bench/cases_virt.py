@@ -1,13 +1,13 @@
 """VirtualDomain and Xen against ocf:heartbeat, on the same guest.
 
 VirtualDomain: a real libvirtd + QEMU (TCG) started for the case in its own
-namespaces (tests/virtlab.py: netns ``pyha-vd-bench1``/``-bench2``, state under
+namespaces (tests/lib/virtlab.py: netns ``pyha-vd-bench1``/``-bench2``, state under
 ``/tmp/pyha-virt-bench*``), a no-OS guest ``pyha-bench``.  Both sides get the
 same parameters, upstream defaults included (utilization autoset on), and a
 ``CIB_file`` holding the resource, so the crm_resource calls are real but
 never reach a live cluster.
 
-Xen: both agents drive the xl simulator (tests/xlsim), so these numbers are
+Xen: both agents drive the xl simulator (tests/sim/xlsim), so these numbers are
 the agents' own cost plus one simulator process per toolstack call.
 """
 
@@ -33,7 +33,7 @@ RESOURCE = '<primitive id="bench" class="ocf" provider="pyha" type="VirtualDomai
 
 def _lab() -> Any:
     sys.path.insert(0, str(ROOT / "tests"))
-    import virtlab  # tests/virtlab.py: the same fixture code the tests use
+    from lib import virtlab  # tests/lib/virtlab.py: the same fixture code the tests use
 
     return virtlab
 
@@ -138,7 +138,7 @@ def migrate_setup(ws: Workspace) -> None:
 
 # -- Xen on the simulator --------------------------------------------------------
 
-XLSIM = ROOT / "tests" / "xlsim"
+XLSIM = ROOT / "tests" / "sim" / "xlsim"
 XEN_ENV = {"PATH": f"{XLSIM}:{OCF_ENV['PATH']}", "XLSIM_ROOT": "{dir}/xlsim",
            "XLSIM_HOST": "host1", "XLSIM_SHUTDOWN_DELAY": "0.1"}
 XEN = {"xmfile": "{dir}/dom.cfg"}

@@ -1,4 +1,8 @@
-"""Shared test helpers: run agents exactly as the cluster does (exec, env, argv)."""
+"""Shared test helpers: run agents exactly as the cluster does (exec, env, argv).
+
+pytest puts this directory on sys.path: the labs are ``lib.*``, the simulators
+``sim.*`` (layout and buckets: tests/README.md).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ METADATA = ROOT / "metadata"
 # Every test is in exactly one bucket, given here rather than in the test files:
 #   unit       no root, no namespaces, no daemons ("pytest -m unit", as any user)
 #   kernel     root: network namespaces, loop devices, mounts, simulators in netns
-#   cluster    real Corosync + Pacemaker (tests/cluster.py)
+#   cluster    real Corosync + Pacemaker (tests/lib/cluster.py)
 #   vm         libvirtd + QEMU
 #   packaging  builds and installs the deb and the rpm
 # A module's bucket comes from MODULE_BUCKETS; a test that uses a cluster
@@ -268,19 +272,19 @@ def ocf_env(rsctmp: Path) -> dict[str, str]:
     return base_env(rsctmp)
 
 
-# -- real Corosync + Pacemaker clusters (tests/cluster.py) ---------------------------
+# -- real Corosync + Pacemaker clusters (tests/lib/cluster.py) ---------------------------
 
 @pytest.fixture(scope="session")
 def pyha_agents() -> Iterator[Path]:
     """pyha's agents installed as ocf:pyha:<Type> (symlinks into this checkout)."""
-    from cluster import install_pyha_agents
+    from lib.cluster import install_pyha_agents
 
     with install_pyha_agents() as path:
         yield path
 
 
 def _cluster_maker() -> Iterator[Callable[..., Any]]:
-    from cluster import Cluster
+    from lib.cluster import Cluster
 
     made: list[Any] = []
 
@@ -300,7 +304,7 @@ def _cluster_maker() -> Iterator[Callable[..., Any]]:
 @pytest.fixture(scope="module")
 def cluster1(pyha_agents: Path) -> Iterator[Any]:
     """A running single-node cluster (node n1), shared by a test module."""
-    from cluster import Cluster
+    from lib.cluster import Cluster
 
     with Cluster(nodes=1) as cluster:
         yield cluster

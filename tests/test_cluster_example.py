@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, ocf_provider
+from lib.cluster import Cluster, ocf_provider
 
 DATA = Path(__file__).resolve().parent / "data"
 CAPTURE_DIR = "/run/pyha-capture"

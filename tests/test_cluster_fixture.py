@@ -1,4 +1,4 @@
-"""tests/cluster.py itself: a 2-node cluster forms, loses a killed node, takes it back,
+"""tests/lib/cluster.py itself: a 2-node cluster forms, loses a killed node, takes it back,
 and leaves nothing behind (processes, namespaces, bridge, directories, locks held)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster import LOCK_DIR, Cluster, pids_in_netns
+from lib.cluster import LOCK_DIR, Cluster, pids_in_netns
 
 
 def test_two_nodes_kill_rejoin_and_clean_teardown(
@@ -48,6 +48,6 @@ def test_two_nodes_kill_rejoin_and_clean_teardown(
 
 
 def _alive(pid: int) -> bool:
-    from cluster import alive
+    from lib.cluster import alive
 
     return alive(pid)

@@ -1,6 +1,6 @@
 """A group of ocf:pyha:IPaddr2 and ocf:pyha:Filesystem under a real Pacemaker.
 
-The single-node cluster of tests/cluster.py runs in its own network and
+The single-node cluster of tests/lib/cluster.py runs in its own network and
 mount namespaces: the address goes onto the node's eth0 (10.210.50.1/24), the
 ext4 image on a loop device is mounted in the node's private mount namespace.
 """

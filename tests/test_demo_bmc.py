@@ -1,4 +1,4 @@
-"""The demo BMC's chassis (tests/demo_bmc.py) on a real namespaced "server".
+"""The demo BMC's chassis (tests/demo/demo_bmc.py) on a real namespaced "server".
 
 The server is a network namespace with an ``eth0`` (one end of a veth pair) and a holder process
 in a private mount namespace, plus a workload process and a tmpfs mounted
@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster import alive
+from lib.cluster import alive
 
-HOOK = Path(__file__).resolve().parent / "demo_bmc.py"
+HOOK = Path(__file__).resolve().parent / "demo" / "demo_bmc.py"
 NETNS = "pyhad-bmctest"
 ADDR = "10.231.9.77/24"
 

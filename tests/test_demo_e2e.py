@@ -1,4 +1,4 @@
-"""The README's demo, end to end, through the same code path (tests/demo.py: Demo.run).
+"""The README's demo, end to end, through the same code path (tests/demo/demo.py: Demo.run).
 
 One run for the module (about a minute on 2 cores): three namespaced nodes,
 pyha's IPaddr2, Filesystem and VirtualDomain, fence_ipmilan against ipmi_sim
@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import demo
 import pytest
-from cluster import alive
+from demo import demo
+from lib.cluster import alive
 
 DEMO = Path(demo.__file__)
 

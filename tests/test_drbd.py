@@ -1,9 +1,9 @@
-"""ocf:pyha:drbd against the real drbdadm over the kernel stand-in (tests/drbdsim).
+"""ocf:pyha:drbd against the real drbdadm over the kernel stand-in (tests/sim/drbdsim).
 
 What is real: drbdadm (config parsing, command planning), crm_attribute
 writing promotion scores into a CIB file, the agent executable.  What is
 simulated: the DRBD kernel module behind drbdsetup/drbdmeta/modprobe, with
-the peer modelled through shared state (see tests/drbdsim/drbdsim.py).
+the peer modelled through shared state (see tests/sim/drbdsim/drbdsim.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from drbdlab import DrbdLab, clean_err
+from lib.drbdlab import DrbdLab, clean_err
 
 from ocf_lib.notify import Notification, configured
 
@@ -682,7 +682,7 @@ def test_pyha_tester_passes(hostlab: DrbdLab) -> None:
 
 
 def test_ocft_drbd_config() -> None:
-    """resource-agents' ocft cases for drbd (tests/ocft/drbd: a commented copy) pass."""
+    """resource-agents' ocft cases for drbd (tests/data/ocft/drbd: a commented copy) pass."""
     from conftest import AGENTS, ROOT
 
     me = os.uname().nodename
@@ -699,7 +699,7 @@ def _ocft(lab: DrbdLab, me: str, agents: Any, root: Any) -> None:
     AGENTS, ROOT = agents, root  # noqa: N806
     cfg = lab.base / "ocft-configs"
     cfg.mkdir()
-    text = (ROOT / "tests" / "ocft" / "drbd").read_text()
+    text = (ROOT / "tests" / "data" / "ocft" / "drbd").read_text()
     (cfg / "drbd").write_text(text.replace("@@HOST@@", me).replace("@@DIR@@", str(lab.base))
                               .replace("@@AGENTROOT@@", str(AGENTS)))
     for node in (me, "beta"):

@@ -1,7 +1,7 @@
-"""A promotable drbd clone under the real Pacemaker, two nodes in namespaces (tests/cluster.py).
+"""A promotable drbd clone under the real Pacemaker, two nodes in namespaces (tests/lib/cluster.py).
 
 Each node (n1, n2: own network, mount and UTS namespaces) has its own simulated
-DRBD kernel (tests/drbdsim); the real drbdadm runs inside the node, so the
+DRBD kernel (tests/sim/drbdsim); the real drbdadm runs inside the node, so the
 ``on n1``/``on n2`` sections and the nodes' real addresses are matched as on a
 real cluster, and the promotion scores go through the node's real attrd.
 Inside each node's private mount namespace, ``/usr/lib/ocf/resource.d/pyha``
@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from conftest import AGENTS
-from drbdlab import SIM, DrbdLab
 from lib.clusterhelpers import (
     DRBD_CLONE,
     DRBD_CONF,
@@ -29,6 +28,7 @@ from lib.clusterhelpers import (
     promoted,
     unpromoted,
 )
+from lib.drbdlab import SIM, DrbdLab
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """pyha's fence_ipmilan and fence_na fencing for real under Pacemaker.
 
-Three namespaced nodes (tests/cluster.py).  pyha's agents are made visible as
+Three namespaced nodes (tests/lib/cluster.py).  pyha's agents are made visible as
 /usr/sbin/fence_ipmilan and /usr/sbin/fence_na inside the nodes only, through
 an overlay mount in each node's private mount namespace (the host's /usr/sbin
 is untouched).  Node n3's "BMC" is OpenIPMI's ipmi_sim and its Node Assassin
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster import Cluster
 from conftest import FENCE, ROOT
+from lib.cluster import Cluster
 
 sys.path.insert(0, str(ROOT / "tests"))
 from sim.ipmisim import IpmiSim  # noqa: E402

@@ -1,6 +1,6 @@
 """fence_pcmk against a real Pacemaker cluster whose fence device really fences.
 
-Three namespaced nodes (tests/cluster.py).  The stonith resource uses
+Three namespaced nodes (tests/lib/cluster.py).  The stonith resource uses
 ``fence_pyhakill`` (tests/data/killdev.py): a pyha fence agent whose switch
 cuts a node's power by SIGKILLing every process of that node, and whose
 status is read back from the node's processes.  It is made visible as
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster import Cluster
 from conftest import FENCE, ROOT
+from lib.cluster import Cluster
 
 FENCE_PCMK = str(FENCE / "fence_pcmk")
 KILL_AGENT = ROOT / "tests" / "data" / "fence_pyhakill"

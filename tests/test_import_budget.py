@@ -89,7 +89,7 @@ def test_filesystem_probe(tmp_path: Path, rsctmp: Path) -> None:
 
 @pytest.fixture
 def drbd_lab() -> Iterator[object]:
-    from drbdlab import DrbdLab
+    from lib.drbdlab import DrbdLab
 
     lab = DrbdLab()
     try:

@@ -333,7 +333,7 @@ def private_pyha(c: Any) -> None:
     """Each node sees /usr/lib/ocf/resource.d/pyha as its own directory of links to
     this checkout's agents: parallel test runs re-point the shared links, and a
     fault injected into one node must stay there."""
-    from cluster import agent_executables
+    from lib.cluster import agent_executables
 
     for node in c.nodes:
         d = BASE / f"pyha-{node.name}"
@@ -380,7 +380,7 @@ def _virsh(c: Any, i: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _libvirt_in_node(c: Any, i: int) -> None:
     """A private libvirtd + virtlogd inside node i."""
-    import virtlab
+    from lib import virtlab
 
     d = BASE / f"virt-n{i}"
     libvirt_dirs(d, i, caps_cache=virtlab.CAPS_CACHE, uuid_prefix="5a1e0061")
@@ -390,7 +390,7 @@ def _libvirt_in_node(c: Any, i: int) -> None:
 @pytest.fixture
 def upstream_vm(upstream_group: tuple[Any, str, Path]) -> Iterator[str]:
     """An ocf:heartbeat:VirtualDomain guest (QEMU TCG, no OS) in the same cluster."""
-    import virtlab
+    from lib import virtlab
 
     c = upstream_group[0]
     for i in (1, 2):
@@ -583,7 +583,7 @@ ROLE_CHANGES = frozenset(("primary", "secondary", "down", "attach", "detach", "c
 
 @pytest.fixture
 def linbit_drbd(cluster_factory: Any) -> Iterator[tuple[Any, Any]]:
-    from drbdlab import SIM, UPSTREAM, DrbdLab
+    from lib.drbdlab import SIM, UPSTREAM, DrbdLab
 
     c = cluster_factory(nodes=2, subnet="10.210.62")
     lab = DrbdLab(nodes=("n1", "n2"), conf=DRBD_CONF.replace("@NET@", c.subnet))

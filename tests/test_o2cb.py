@@ -1,4 +1,4 @@
-"""ocf:pyha:o2cb over the OCFS2 kernel stand-in (tests/o2cbsim) and real ocfs2-tools images.
+"""ocf:pyha:o2cb over the OCFS2 kernel stand-in (tests/sim/o2cbsim) and real ocfs2-tools images.
 
 Real: the agent executable, the daemon processes it starts and stops (the
 stand-in ocfs2_controld is a real process found through /proc), mkfs.ocfs2 /
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from conftest import AGENTS, Run, base_env
 
-SIM = Path(__file__).resolve().parent / "o2cbsim"
+SIM = Path(__file__).resolve().parent / "sim" / "o2cbsim"
 _built: list[Path] = []
 
 

@@ -6,7 +6,7 @@ only the placeholders in ``PLACEHOLDERS``; node names (``node1``, ``node2``)
 and the floating address (192.0.2.0/24) are the test cluster's own.
 
 * ``sh crmsh`` / ``sh pcs``: applied to a two-node namespaced cluster
-  (tests/cluster.py), one tool per test.  Inside the nodes, ocf:pyha is this
+  (tests/lib/cluster.py), one tool per test.  Inside the nodes, ocf:pyha is this
   checkout's (a bind mount: other test runs relink the host's shared
   /usr/lib/ocf/resource.d/pyha to their own trees), and pyha's fence_ipmilan and
   fence_ilo_mp are /usr/sbin's agents inside the nodes (an overlay in each
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, agent_executables
 from conftest import FENCE, ROOT
+from lib.cluster import Cluster, agent_executables
 from sim.ipmisim import IpmiSim
 
 GUIDE = ROOT / "docs" / "operator.md"
@@ -225,7 +225,7 @@ def test_build_and_install_blocks(tmp_path):
     assert list(build.glob("pyha_*_all.deb"))
     box = Sandbox(tmp_path / "sandbox")
     try:
-        # tests/cluster.py may have linked the checkout's agents here: hide them in the
+        # tests/lib/cluster.py may have linked the checkout's agents here: hide them in the
         # sandbox only, so the package owns the directory (as test_packaging does).
         box.run(["rm", "-rf", "/usr/lib/ocf/resource.d/pyha"], check=True)
         pyha = "/usr/share/pyha/fence/"

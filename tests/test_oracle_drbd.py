@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from drbdlab import DrbdLab
+from lib.drbdlab import DrbdLab
 from lib.oracle import Answer
 
 Setup = Callable[[DrbdLab, str, str], None]

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import virtlab
 from conftest import base_env, run_ocf
+from lib import virtlab
 from lib.oracle import Answer
 
 UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/VirtualDomain"

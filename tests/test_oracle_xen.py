@@ -17,7 +17,7 @@ from lib.oracle import Answer
 TESTS = Path(__file__).resolve().parent
 UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/Xen"
 PYHA = "Xen"
-PATH = f"{TESTS / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH = f"{TESTS / 'sim' / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Sim:

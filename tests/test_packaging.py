@@ -202,7 +202,7 @@ def install(box: Sandbox, deb: Path) -> None:
 def installed(deb: Path, workdir: Path):
     box = Sandbox(workdir / "sandbox")
     try:
-        # tests/cluster.py links repo agents into the host's resource.d/pyha while
+        # tests/lib/cluster.py links repo agents into the host's resource.d/pyha while
         # cluster tests run; the overlay shows the host live.  Hide that directory
         # in the sandbox only (a whiteout), so the package owns what it finds there.
         box.run(["rm", "-rf", "/usr/lib/ocf/resource.d/pyha"], check=True)

@@ -1,4 +1,4 @@
-"""pyha's resource agents as rgmanager runs them (tests/rgmanager.py emulates it).
+"""pyha's resource agents as rgmanager runs them (tests/lib/rgmanager.py emulates it).
 
 The agents are linked into a private "cluster directory" as ``<Type>.sh``,
 as the packages link them into /usr/share/cluster.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AGENTS
-from rgmanager import RgManager
+from lib.rgmanager import RgManager
 
 import agents
 from ocf_lib.ocf import Context

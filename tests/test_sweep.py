@@ -66,7 +66,7 @@ def xen(tmp: Path) -> World:
     subprocess.run(["cibadmin", "--empty"], stdout=(tmp / "cib.xml").open("w"), check=True)
     env = environment({"HA_RSCTMP": str(tmp), "XLSIM_ROOT": str(tmp), "XLSIM_HOST": "h1",
                        "CIB_file": str(tmp / "cib.xml"),
-                       "PATH": f"{TESTS / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"})
+                       "PATH": f"{TESTS / 'sim' / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"})
     (tmp / "h1").mkdir()
     return World(AGENTS / "Xen", "ocf", env, {"xmfile": str(cfg)}, actions=OCF_ACTIONS)
 
@@ -126,7 +126,7 @@ def test_hostile_values(name: str, tmp_path: Path) -> None:
 
 
 def test_drbd_hostile_values(tmp_path: Path) -> None:
-    from drbdlab import DrbdLab
+    from lib.drbdlab import DrbdLab
 
     lab = DrbdLab()
     try:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-import virtlab
 from conftest import base_env, run_ocf
+from lib import virtlab
 
 UPSTREAM = "/usr/lib/ocf/resource.d/heartbeat/VirtualDomain"
 IP1, IP2 = "10.213.77.1", "10.213.77.2"

@@ -1,4 +1,4 @@
-"""Xen against the xl/xm simulator (tests/xlsim/xl): Xen cannot run on this machine.
+"""Xen against the xl/xm simulator (tests/sim/xlsim/xl): Xen cannot run on this machine.
 
 The simulator keeps two hosts' domains in directories and follows xl's
 documented output formats and failures (see its docstring).  Each action's
@@ -18,8 +18,8 @@ from conftest import base_env, run_ocf
 from test_virtualdomain import upstream_params
 
 TESTS = Path(__file__).resolve().parent
-XL_PATH = f"{TESTS / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
-XM_PATH = f"{TESTS / 'xmsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
+XL_PATH = f"{TESTS / 'sim' / 'xlsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
+XM_PATH = f"{TESTS / 'sim' / 'xmsim'}:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def xen_dom0_sysroot(root: Path) -> Path:

@@ -1,7 +1,7 @@
 """Pieces the cluster test modules share: a loop-backed ext4, the drbd clone and
 its roles under Pacemaker, a private libvirtd inside a test node.
 
-``c`` is a running ``Cluster`` (tests/cluster.py).  Lab paths (the DRBD kernel
+``c`` is a running ``Cluster`` (tests/lib/cluster.py).  Lab paths (the DRBD kernel
 stand-in, libvirt's directories) are arguments, so this module imports no lab.
 """
 

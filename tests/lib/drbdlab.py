@@ -1,4 +1,4 @@
-"""Two DRBD "nodes" on one machine: the real drbdadm over the kernel stand-in in tests/drbdsim.
+"""Two DRBD "nodes" on one machine: the real drbdadm over the kernel stand-in in tests/sim/drbdsim.
 
 Each node has its own simulated kernel (``<base>/<node>/``); the agent sees it
 through ``PYHA_KERNEL_ROOT`` and drbdadm/drbdsetup through ``__DRBD_NODE__``.
@@ -21,7 +21,7 @@ from typing import Any
 
 from conftest import AGENTS, Run, base_env
 
-SIM = Path(__file__).resolve().parent / "drbdsim"
+SIM = Path(__file__).resolve().parent.parent / "sim" / "drbdsim"
 UPSTREAM = Path("/usr/lib/ocf/resource.d/linbit/drbd")
 sys.path.insert(0, str(SIM))
 import drbdsim  # noqa: E402

@@ -3,7 +3,7 @@
 ipmi_sim (a real IPMI BMC implementation) runs ``chassis-control.sh MCADDR get
 power`` for every status read and ``MCADDR set power 0|1`` for every Chassis
 Control request; the wrapper execs this file with the BMC's directory first.
-The "server" is one namespaced cluster node (tests/cluster.py), described in
+The "server" is one namespaced cluster node (tests/lib/cluster.py), described in
 ``node.json`` by the demo: its netns, its holder PID, its base address.
 
 Power off does to the node what pulling the plug does to a real server:

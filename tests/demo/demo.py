@@ -3,7 +3,7 @@
 
 Run as root on Debian 12 (the README's main job)::
 
-    packaging/setup-debian.sh && .venv/bin/python tests/demo.py
+    packaging/setup-debian.sh && .venv/bin/python tests/demo/demo.py
 
 ``--pause`` waits for Enter before the teardown (to look around inside the
 nodes); ``--without vm`` (or ip, fs, fencing) leaves a part out.  It takes
@@ -12,13 +12,13 @@ about a minute on 2 cores.
 What it builds (all of it torn down at the end, on failure and on Ctrl-C):
 
 * three Corosync 3 + Pacemaker 2 nodes n1..n3 in network/mount/UTS namespaces
-  (tests/cluster.py, prefix ``pyhad``, 10.231.9.0/24 on the bridge ``pyhadbr``);
+  (tests/lib/cluster.py, prefix ``pyhad``, 10.231.9.0/24 on the bridge ``pyhadbr``);
 * one libvirtd + virtlogd inside every node (private /etc/libvirt,
   /var/lib/libvirt, ...; the socket lives under /tmp/pyha-demo-run/virt-nX so
   a node can reach its peer for live migration), QEMU in TCG mode;
 * three simulated BMCs: OpenIPMI's ipmi_sim in the namespace ``pyhad-bmc`` on
   the cluster network (10.231.9.101-103, UDP 9651-9653); pulling a node's power
-  through its BMC kills everything that node runs (tests/demo_bmc.py);
+  through its BMC kills everything that node runs (tests/demo/demo_bmc.py);
 * the seeds' resources, configured with crmsh like the seeds do: a floating
   ``ocf:pyha:IPaddr2``, an ``ocf:pyha:Filesystem`` (ext4 on a loop device,
   mounted inside the node's own mount namespace), an ``ocf:pyha:VirtualDomain``
@@ -57,10 +57,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script: the labs and simulators are imported from tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import virtlab  # noqa: E402
-from cluster import LOCK_DIR, ROOT, Cluster, alive, pids_in_netns, wait_gone  # noqa: E402
+from lib import virtlab  # noqa: E402
+from lib.cluster import LOCK_DIR, ROOT, Cluster, alive, pids_in_netns, wait_gone  # noqa: E402
 from sim.ipmisim import EMU, LAN_CONF  # noqa: E402
 
 PREFIX = "pyhad"

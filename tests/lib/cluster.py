@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 OCF_PROVIDER_DIR = Path("/usr/lib/ocf/resource.d")
 LOCK_DIR = Path("/tmp/pyha-cluster-locks")
@@ -172,7 +172,7 @@ class Cluster:
                  node_names: Sequence[str] | None = None, dc_deadtime: str = "2s",
                  stonith: bool = False, token_ms: int = 1000,
                  properties: Mapping[str, str] | None = None, timeout: float = 90) -> None:
-        # "pyhad" is the README demo's cluster (tests/demo.py).
+        # "pyhad" is the README demo's cluster (tests/demo/demo.py).
         if (not prefix.startswith(("pyhac", "pyhad")) or len(prefix) > 9
                 or not prefix.isalnum()):
             raise ValueError("prefix must be 'pyhac' (or 'pyhad') plus at most 4 letters/digits")
