@@ -14,8 +14,9 @@ Differences from upstream, on purpose:
   access to any UpToDate copy of the data (local disk gone and no UpToDate
   peer): the application sees I/O errors, so Pacemaker should recover.
   Upstream reports 8 there.
-* ``adjust_master_score`` that is not four non-decreasing integers is a
-  configuration error (rc 6) instead of a silent fall back to the default.
+* a value upstream read leniently works the same, with a warning; a word
+  that would silently switch off ``stop_outdates_secondary`` or
+  ``remove_master_score_if_peer_primary`` is refused (rc 6); see docs/drbd.md.
 * every crm_attribute call is bounded by the action's deadline (drbd-utils
   9.22 calls crm_master without a limit); scores are written with
   ``crm_attribute -N <node> -n master-<instance> -l reboot`` so Pacemaker
@@ -58,7 +59,16 @@ from ocf_lib.drbd import (
 )
 from ocf_lib.drbdtool import NEED_UPTODATE_DATA, NO_SUCH_RESOURCE, DrbdTools, why
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
+from ocf_lib.params import (
+    GUARD_BOOLEAN,
+    INTEGER,
+    LENIENT_BOOLEAN,
+    STRING,
+    Param,
+    ParamError,
+    ParamType,
+    Tolerant,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,18 +113,26 @@ class _Scores(ParamType):
         return a, b, c, d
 
 
+# The declared default of adjust_master_score, and what a malformed list is taken as.
+_SCORES = "0 10 1000 10000"
+
+
 class _PeerPrimary(ParamType):
     doc = "false, true or unexpected"
 
     def convert(self, raw: str, name: str) -> str:
         word = raw.strip().lower()
-        if word in ("true", "yes", "1", "on"):
+        if word in ("true", "yes", "1", "on", "ja"):  # ocf_is_true's words
             return "true"
         if word in ("false", "no", "0", "off"):
             return "false"
         if word == "unexpected":
             return word
-        raise ParamError(name, raw, "is not one of: false, true, unexpected")
+        # Upstream reads any other word as false, which would let this node be promoted
+        # while a peer is Primary: refused rather than guessed.
+        raise ParamError(name, raw, "is not one of: false, true, unexpected (a safeguard "
+                                    "against promoting beside a Primary peer is not turned "
+                                    "off on a guess)")
 
 
 class _Version(ParamType):
@@ -145,22 +163,26 @@ agent = ResourceAgent(
         Param("drbdconf", STRING, default="/etc/drbd.conf",
               shortdesc="Path to drbd.conf",
               longdesc="Full path to the drbd.conf file (drbdadm -c)."),
-        Param("adjust_master_score", _Scores(), default="0 10 1000 10000",
+        Param("adjust_master_score",
+              Tolerant(_Scores(), _SCORES, "the upstream agent uses its default then"),
+              default=_SCORES,
               shortdesc="master score adjustments",
               longdesc="Four promotion scores: only locally Consistent; only a peer has "
                        "UpToDate data; locally UpToDate but the peer's state is unknown; "
                        "as good as it gets. A score of 0 or less removes the attribute, "
                        "so the node is not promoted at all."),
-        Param("stop_outdates_secondary", BOOLEAN, default="false",
+        Param("stop_outdates_secondary", GUARD_BOOLEAN, default="false",
               shortdesc="outdate a secondary on stop",
               longdesc="On stop (and in post notifications when the peer is unreachable), "
                        "outdate the local data if another node is Primary according to "
                        "Pacemaker. Off by default: old Pacemaker passed stale notify data."),
-        Param("ignore_missing_notifications", BOOLEAN, default="false",
+        Param("ignore_missing_notifications", LENIENT_BOOLEAN, default="false",
               shortdesc="ignore missing notifications",
               longdesc="Run without notify=true. Not recommended: notifications let the "
                        "instances re-connect and refresh their scores after peer changes."),
-        Param("wfc_timeout", INTEGER(0), default="5",
+        Param("wfc_timeout",
+              Tolerant(INTEGER(0), "0", "the upstream agent then does not wait"),
+              default="5",
               shortdesc="wait for connection timeout",
               longdesc="After start, wait up to this many seconds for the peers to "
                        "connect; 0 does not wait."),
@@ -169,11 +191,11 @@ agent = ResourceAgent(
               longdesc="true: remove the local promotion score while connected to a Primary "
                        "peer with UpToDate data. unexpected: only when Pacemaker does not "
                        "know that peer as promoted."),
-        Param("fail_promote_early_if_peer_primary", BOOLEAN, default="false",
+        Param("fail_promote_early_if_peer_primary", LENIENT_BOOLEAN, default="false",
               shortdesc="fail promote if peer is primary",
               longdesc="Fail promote after the first refused attempt when a Primary peer "
                        "unknown to Pacemaker is seen, instead of retrying until the timeout."),
-        Param("unfence_if_all_uptodate", BOOLEAN, default="false",
+        Param("unfence_if_all_uptodate", LENIENT_BOOLEAN, default="false",
               shortdesc="unfence peer when all disks are UpToDate",
               longdesc="When Primary and every local and peer disk is UpToDate, run "
                        "'drbdadm unfence-peer' to remove a fencing constraint."),
@@ -188,7 +210,7 @@ agent = ResourceAgent(
               shortdesc="DRBD module version must be below",
               longdesc="Fail with 'not installed' if the loaded module is this version or "
                        "newer."),
-        Param("connect_only_after_promote", BOOLEAN, default="false",
+        Param("connect_only_after_promote", LENIENT_BOOLEAN, default="false",
               shortdesc="connect only after promote",
               longdesc="Stay disconnected until promoted, then connect (for stacked setups "
                        "without lower-level fencing)."),
