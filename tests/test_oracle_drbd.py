@@ -160,3 +160,7 @@ def test_a_safeguard_is_not_switched_off_on_a_guess(hostlab: DrbdLab, name: str,
         assert name in (r.reason or "") and "not turned off on a guess" in (r.reason or "")
     assert lab.role(node) == "Secondary" and lab.role(peer) == "Primary"
     assert lab.score(node) == before
+    # stop does not fail on it (a failed stop fences the node): the default, and a warning
+    r = lab.agent(node, "stop", **{name: value})
+    assert r.rc == 0 and f"parameter '{name}'" in r.err, r.err
+    assert lab.role(node) is None and lab.role(peer) == "Primary"
