@@ -294,6 +294,7 @@ def resolve(ctx: Context) -> Config:
     return place(ctx, cfg)
 
 
+# -- for the actions ------------------------------------------------------------
 
 def consistent(action: Callable[[Context], int]) -> Callable[[Context], int]:
     """No answer from an inconsistent view of the kernel: a dump interrupted again and
@@ -308,7 +309,6 @@ def consistent(action: Callable[[Context], int]) -> Callable[[Context], int]:
     return run
 
 
-
 def refuse_strays(ctx: Context, cfg: Config) -> None:
     """Stop never answers 0 while the node still serves the address: a copy with
     another prefix or on another interface (not lvs_support's loopback copy) was
@@ -321,7 +321,6 @@ def refuse_strays(ctx: Context, cfg: Config) -> None:
         ctx.fail(codes.ERR_GENERIC, f"{cfg.ip}/{a.prefixlen} is configured on {name}, not "
                                     "as this resource adds it: left in place, and the node "
                                     "still serves the address")
-
 
 
 # -- the steps ------------------------------------------------------------------
