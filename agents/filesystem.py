@@ -51,7 +51,6 @@ from ocf_lib.mounts_params import (
     KILL_SIGNALS,
     MOUNTPOINT,
     OPTIONS,
-    SHELL_BOOLEAN,
     SIGNAL_DELAY,
     STATUS_PREFIX,
     TERM_SIGNALS,
@@ -78,7 +77,7 @@ from ocf_lib.mounts_target import (
     status,
 )
 from ocf_lib.ocf import Context, OCFError, ResourceAgent
-from ocf_lib.params import Param, ParamError
+from ocf_lib.params import LENIENT_BOOLEAN, Param, ParamError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -123,9 +122,10 @@ agent = _Agent(
         Param("run_fsck", FSCK, default="auto", shortdesc="run_fsck",
               longdesc="auto: fsck filesystems without a journal; force: always; no: never. "
                        "Allowed: " + FSCK.doc + "."),
-        Param("fast_stop", SHELL_BOOLEAN, default="no", shortdesc="fast stop",
+        Param("fast_stop", LENIENT_BOOLEAN, default="no", shortdesc="fast stop",
               longdesc="Give up signalling after 6 seconds instead of the whole timeout."),
-        Param("force_clones", SHELL_BOOLEAN, default="false", shortdesc="allow running as a clone",
+        Param("force_clones", LENIENT_BOOLEAN, default="false",
+              shortdesc="allow running as a clone",
               longdesc="Allow cloning a filesystem that is not cluster-aware (dangerous)."),
         Param("force_unmount", UNMOUNT, default="true", shortdesc="Kill processes before unmount",
               longdesc="true: kill the processes using the filesystem; safe: only those "

@@ -9,7 +9,7 @@ them, and the ones still refused.
 
 from __future__ import annotations
 
-from ocf_lib.params import DURATION, LENIENT_BOOLEAN, Lenient, ParamError, ParamType, Tolerant
+from ocf_lib.params import DURATION, Lenient, ParamError, ParamType, Tolerant
 
 # Longest first: upstream takes "-U x", "-Ux", "--uuid=x" and "--uuid x" alike.
 _TAGS = (("--uuid=", "UUID="), ("--uuid ", "UUID="), ("--label=", "LABEL="),
@@ -289,6 +289,6 @@ class _SignalsType(ParamType):
 
 DEVICE, MOUNTPOINT, FSTYPE = _DeviceType(), _MountPointType(), _FsTypeType()
 OPTIONS, STATUS_PREFIX, FSCK = _MountOptionsType(), _StatusPrefixType(), _FsckType()
-SHELL_BOOLEAN = LENIENT_BOOLEAN  # ocf_is_true, "ja" included
+
 UNMOUNT, TERM_SIGNALS, KILL_SIGNALS = _UnmountType(), _SignalsType("TERM"), _SignalsType("KILL")
 SIGNAL_DELAY = Tolerant(DURATION, "1", "the upstream releases without signal_delay wait 1 s")

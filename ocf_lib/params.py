@@ -458,18 +458,37 @@ class _LenientBoolean(_Boolean):
 
     def convert(self, raw: str, name: str) -> Any:
         word = raw.strip().lower()
-        if word in TRUE_WORDS:
+        if word in TRUE_WORDS or word in OCF_IS_TRUE_EXTRA:
             return True
         if word in FALSE_WORDS:
             return False
-        if word == "ja":  # ocf_is_true's one extra true word
-            return Lenient(True, "is not a boolean word pyha documents; taken as true, as "
-                                 "the upstream agent's ocf_is_true does")
         return Lenient(False, "is not a boolean (yes/true/1/on or no/false/0/off); taken as "
                               "false, as the upstream agent does")
 
 
 LENIENT_BOOLEAN: ParamType = _LenientBoolean()
+
+# ocf_is_true's one truth word beyond TRUE_WORDS (resource-agents' ocf-shellfuncs).
+OCF_IS_TRUE_EXTRA = frozenset(("ja",))
+
+
+class _GuardBoolean(_Boolean):
+    """A strict boolean for a safeguard the administrator switches on: a word that is
+    neither true nor false is refused (6), because reading it as false, as
+    ``ocf_is_true`` does, would silently switch the safeguard off.  Every word
+    ``ocf_is_true`` reads as true is true."""
+
+    def convert(self, raw: str, name: str) -> bool:
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in OCF_IS_TRUE_EXTRA:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ParamError(name, raw, "is not a boolean (use yes/true/1/on or no/false/0/off); "
+                                    "it switches a safeguard, which is not turned off on a guess")
+
+
+GUARD_BOOLEAN: ParamType = _GuardBoolean()
 
 
 # -- IPaddr2 / network --------------------------------------------------------------

@@ -296,11 +296,12 @@ def test_post_promote_notify_outdates_disconnected_secondary(lab: DrbdLab) -> No
     assert lab.score("beta") is None
 
 
-def test_stop_outdates_secondary_when_peer_is_promoted(lab: DrbdLab) -> None:
+@pytest.mark.parametrize("yes", ["true", "ja"])  # "ja": ocf_is_true's word, upstream's true
+def test_stop_outdates_secondary_when_peer_is_promoted(lab: DrbdLab, yes: str) -> None:
     both_started(lab)
     assert lab.agent("alpha", "promote").rc == 0
     env = notify_env("pre", "stop", promoted_uname="alpha", stop_uname="beta")
-    assert lab.agent("beta", "stop", stop_outdates_secondary="true", **env).rc == 0
+    assert lab.agent("beta", "stop", stop_outdates_secondary=yes, **env).rc == 0
     assert f"drbdmeta 0 v09 {lab.base}/alpha.img internal outdate" in lab.calls("beta")
     lab.set_disk("beta", "Outdated")  # what drbdmeta wrote; restart sees it
     assert lab.agent("beta", "start").rc == 0
@@ -400,9 +401,8 @@ def _untouched(lab: DrbdLab, node: str = "alpha") -> None:
 @pytest.mark.parametrize("params, rc, words", [
     ({"drbd_resource": "nosuch"}, 5, "not found in"),
     ({"drbd_resource": "r0;rm"}, 6, "may only contain"),
-    ({"adjust_master_score": "0 10 1000"}, 6, "four integers"),
-    ({"adjust_master_score": "a b c d"}, 6, "four integers"),
-    ({"adjust_master_score": "0 100 10 1000"}, 6, "must not decrease"),
+    ({"stop_outdates_secondary": "maybe"}, 6, "not turned off on a guess"),
+    ({"remove_master_score_if_peer_primary": "maybe"}, 6, "not turned off on a guess"),
     ({"drbdconf": "/nonexistent/drbd.conf"}, 5, "missing, not a file"),
     ({"require_drbd_module_version_ge": "9.x"}, 6, "not a version"),
     ({"require_drbd_module_version_ge": "9.\u00b2.0"}, 6, "not a version"),
@@ -461,12 +461,35 @@ def test_stop_ignores_a_malformed_score_list(lab: DrbdLab, scores: str) -> None:
     assert lab.score("alpha") is None
 
 
-@pytest.mark.parametrize("scores", MALFORMED_SCORES)
-def test_malformed_score_list_is_a_configuration_error(lab: DrbdLab, scores: str) -> None:
-    for action in ("validate-all", "monitor"):
-        r = lab.agent("alpha", action, adjust_master_score=scores)
-        assert r.rc == 6, r.err
-        assert "adjust_master_score" in (r.reason or "") and "internal error" not in r.err
+@pytest.mark.parametrize("scores", [*MALFORMED_SCORES, "0 10 1000", "0 100 10 1000"])
+def test_malformed_score_list_is_taken_as_the_default(lab: DrbdLab, scores: str) -> None:
+    """As upstream: a list that is not four non-decreasing integers is the default list,
+    and pyha says so."""
+    assert lab.agent("alpha", "validate-all", adjust_master_score=scores).rc == 0
+    both_started(lab)
+    r = lab.agent("alpha", "monitor", adjust_master_score=scores)
+    assert r.rc == 0, r.err
+    assert "WARNING: parameter 'adjust_master_score'" in r.err
+    assert "taken as '0 10 1000 10000'" in r.err
+    assert lab.score("alpha") == "10000"
+    lab.drbdadm("beta", "down", "r0")  # the peer's disk is unknown now: the third score
+    assert lab.agent("alpha", "monitor", adjust_master_score=scores).rc == 0
+    assert lab.score("alpha") == "1000"
+
+
+@pytest.mark.parametrize("name, value, connected", [
+    ("connect_only_after_promote", "maybe", True),
+    ("connect_only_after_promote", "ja", False),  # ocf_is_true's German yes
+    ("wfc_timeout", "soon", True),
+])
+def test_values_upstream_accepted_start_with_a_warning(lab: DrbdLab, name: str, value: str,
+                                                       connected: bool) -> None:
+    assert lab.agent("beta", "start").rc == 0
+    r = lab.agent("alpha", "start", **{name: value})
+    assert r.rc == 0, clean_err(r.err)
+    assert (f"WARNING: parameter '{name}'" in r.err) == (value != "ja"), r.err
+    status = lab.drbdadm("alpha", "status", "r0").stdout
+    assert ("beta role:Secondary" in status) == connected, status
 
 
 @pytest.mark.parametrize("name", ["", "r0;x", "all", "-d"])
