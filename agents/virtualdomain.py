@@ -37,7 +37,7 @@ import time
 
 from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import BOOLEAN, INTEGER, STRING, Choice, Param, ParamError, ParamType
+from ocf_lib.params import INTEGER, STRING, Lenient, Param, ParamError, ParamType, Tolerant
 from ocf_lib.virt import (
     ERR_NO_CONNECT,
     MIGRATE_FLAGS,
@@ -50,6 +50,7 @@ from ocf_lib.virt import (
     Where,
     migration_uris,
 )
+from ocf_lib.vmparams import SHELL_BOOLEAN
 from ocf_lib.vmtools import (
     WORDS,
     forget_utilization,
@@ -60,6 +61,8 @@ from ocf_lib.vmtools import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocf_lib.virt import Libvirt
 
 TRANSPORTS = ("ssh", "tcp", "tls", "unix", "ext", "libssh", "libssh2")
@@ -93,16 +96,20 @@ class _URI(ParamType):
 
 
 class _ShutdownModes(ParamType):
-    """virsh shutdown --mode words, comma-separated."""
+    """virsh shutdown --mode words, comma-separated.  Upstream never read the parameter
+    (a misspelt variable), so a word that is not a mode is dropped with a warning."""
 
     doc = "comma-separated list of " + ", ".join(SHUTDOWN_MODES)
 
-    def convert(self, raw: str, name: str) -> tuple[str, ...]:
-        modes = tuple(m.strip() for m in raw.split(",") if m.strip())
-        for mode in modes:
-            if mode not in SHUTDOWN_MODES:
-                raise ParamError(name, raw, f"has '{mode}', not one of "
-                                            f"{', '.join(SHUTDOWN_MODES)}")
+    def convert(self, raw: str, name: str) -> Any:
+        words = [m.strip().lower() for m in raw.replace(",", " ").split()]
+        modes = tuple(m for m in words if m in SHUTDOWN_MODES)
+        unknown = [m for m in words if m not in SHUTDOWN_MODES]
+        if unknown:
+            kept = ",".join(modes) or "the hypervisor's default"
+            return Lenient(modes, f"has {', '.join(repr(m) for m in unknown)}, not among "
+                                  f"{', '.join(SHUTDOWN_MODES)}; shutting down with {kept} "
+                                  "(the upstream agent ignored shutdown_mode)")
         return modes
 
 
@@ -132,19 +139,30 @@ def _split_words(text: str) -> list[str]:
     return words
 
 
+# virsh migrate options that rename the domain on the target: the agents there
+# look for the old name, would answer "not running" and start a second copy.
+RENAMING = ("--dname",)
+
+
 class _MigrateOptions(ParamType):
-    """virsh-style migrate options -> (libvirt flags including LIVE, --migrateuri value)."""
+    """virsh-style migrate options -> (libvirt flags including LIVE, --migrateuri value,
+    options the agent cannot honour).  The last are tolerated: upstream passed them to
+    virsh unread; here migrate_to fails on them, and Pacemaker stops and starts the
+    domain instead.  An option that renames the domain is refused."""
 
     doc = "virsh migrate options"
 
-    def convert(self, raw: str, name: str) -> tuple[int, str | None]:
+    def convert(self, raw: str, name: str) -> Any:
         try:
             words = _split_words(raw)
         except ValueError:
-            raise ParamError(name, raw, "has an unbalanced quote") from None
-        flags, uri = MIGRATE_FLAGS["--live"], None
+            words = raw.split()  # upstream handed virsh the quotes as they were
+        flags, uri, unsupported = MIGRATE_FLAGS["--live"], None, []
         while words:
             word = words.pop(0)
+            if word.split("=", 1)[0] in RENAMING:
+                raise ParamError(name, raw, f"has '{word}', which renames the domain on the "
+                                            "target, where the cluster would no longer find it")
             if word.startswith("--migrateuri="):
                 uri = word.split("=", 1)[1]
             elif word == "--migrateuri" and words:
@@ -152,8 +170,35 @@ class _MigrateOptions(ParamType):
             elif word in MIGRATE_FLAGS:
                 flags |= MIGRATE_FLAGS[word]
             elif word not in MIGRATE_IGNORED:
-                raise ParamError(name, raw, f"has the unsupported option '{word}'")
-        return flags, uri
+                unsupported.append(word)
+        if unsupported:
+            return Lenient((flags, uri, tuple(unsupported)),
+                           f"has {' '.join(unsupported)}, which this agent does not support: "
+                           "migrate_to will fail (the domain is then stopped and started "
+                           "instead); the upstream agent passed it to virsh")
+        return flags, uri, ()
+
+
+class _Transport(ParamType):
+    """A libvirt transport.  One libvirt may know that is not listed is used as given
+    (the migration fails if libvirt does not know it, as upstream's did); a value that
+    is not a word would change which host the URI names, and is refused."""
+
+    doc = "one of " + ", ".join(TRANSPORTS)
+
+    def choices(self) -> tuple[str, ...]:
+        return TRANSPORTS
+
+    def convert(self, raw: str, name: str) -> Any:
+        word = raw.strip().lower()
+        if word in TRANSPORTS:
+            return word
+        if word.isascii() and word.isalnum():
+            return Lenient(word, f"is not one of {', '.join(TRANSPORTS)}; used as given, as "
+                                 "the upstream agent does (libvirt refuses a transport it "
+                                 "does not know when migrating)")
+        raise ParamError(name, raw, "is not a transport name (letters and digits), so the "
+                                    "remote URI would name another host")
 
 
 class _UserName(ParamType):
@@ -173,13 +218,13 @@ class _UserName(ParamType):
 def _util_params() -> list[Param]:
     out = []
     for attr in UTILIZATION:
-        out.append(Param(f"autoset_utilization_{attr}", BOOLEAN, default="true",
+        out.append(Param(f"autoset_utilization_{attr}", SHELL_BOOLEAN, default="true",
                          shortdesc=f"Set {attr} utilization",
                          longdesc=f"Keep the resource's '{attr}' utilization equal to the "
                                   "domain's (vCPUs, or maximum memory in MiB); written only "
                                   "when it changes."))
     for attr in UTILIZATION:
-        out.append(Param(f"unset_utilization_{attr}", BOOLEAN, default="false",
+        out.append(Param(f"unset_utilization_{attr}", SHELL_BOOLEAN, default="false",
                          shortdesc=f"Remove {attr} utilization",
                          longdesc=f"Delete the '{attr}' utilization attribute when "
                                   f"autoset_utilization_{attr} is false."))
@@ -203,12 +248,14 @@ agent = ResourceAgent(
                        "for the driver of the domain's type. A local URI must name a "
                        "driver whose domains can be found while libvirtd is down (qemu, "
                        "lxc, xen); aliases are refused (see docs/virtualdomain.md)."),
-        Param("force_stop", BOOLEAN, default="0", shortdesc="Always force stop",
+        Param("force_stop", SHELL_BOOLEAN, default="0", shortdesc="Always force stop",
               longdesc="Destroy the domain on stop instead of shutting it down gracefully."),
-        Param("migration_transport", Choice(*TRANSPORTS), shortdesc="Migration transport",
+        Param("migration_transport", _Transport(), shortdesc="Migration transport",
               longdesc="Transport inserted into the remote URI: ssh, tcp, tls, unix, ext, "
                        "libssh or libssh2."),
-        Param("migration_user", _UserName(), shortdesc="Migration user",
+        Param("migration_user",
+              Tolerant(_UserName(), None, "the upstream agent drops such a name and connects "
+                                          "as the default user"), shortdesc="Migration user",
               longdesc="User name put into the generated remote URI."),
         Param("migration_downtime", INTEGER(0), default="0", shortdesc="Maximum downtime (ms)",
               longdesc="Maximum tolerable downtime of a live migration, in milliseconds."),
@@ -229,28 +276,32 @@ agent = ResourceAgent(
               longdesc="Space-separated commands run after a successful status check; "
                        "any failure fails the monitor with its output."),
         *_util_params(),
-        Param("migrateport", INTEGER(1, 65535), shortdesc="Migration port",
+        Param("migrateport",
+              Tolerant(INTEGER(1, 65535), None, "the upstream agent does not check it; a "
+                                                "random port 49152-49215 is used"),
+              shortdesc="Migration port",
               longdesc="Port of the generated tcp: migrate URI (default: random 49152-49215)."),
         Param("remoteuri", STRING, shortdesc="Remote hypervisor URI",
               longdesc="Destination connection URI for migration; %n is the target node."),
-        Param("save_config_on_stop", BOOLEAN, shortdesc="Save config on stop",
+        Param("save_config_on_stop", SHELL_BOOLEAN, shortdesc="Save config on stop",
               longdesc="Write the domain's definition, passwords included, back to config "
                        "on stop and migration (atomically, mode 0600)."),
-        Param("sync_config_on_stop", BOOLEAN, shortdesc="Sync config with csync2",
+        Param("sync_config_on_stop", SHELL_BOOLEAN, shortdesc="Sync config with csync2",
               longdesc="Implies save_config_on_stop; then runs 'csync2 -x' on the config."),
         Param("snapshot", STRING, default="", shortdesc="Snapshot directory",
               longdesc="Stop saves the domain's memory to <dir>/<name>.state; start restores "
                        "it. Cannot be combined with force_stop."),
         Param("backingfile", STRING, default="", shortdesc="Backing image",
               longdesc="qcow2 backing file; the domain runs on an overlay next to config."),
-        Param("stateless", BOOLEAN, default="false", shortdesc="Stateless overlay",
+        Param("stateless", SHELL_BOOLEAN, default="false", shortdesc="Stateless overlay",
               longdesc="Recreate the overlay on every start (needs backingfile)."),
         Param("copyindirs", WORDS, default="", shortdesc="Directories copied in",
               longdesc="Stateless mode: directories copied into the image with virt-copy-in."),
         Param("shutdown_mode", _ShutdownModes(), default="", shortdesc="Shutdown mode",
               longdesc="Comma-separated virsh shutdown modes: acpi, agent, initctl, signal, "
                        "paravirt. Empty: the hypervisor's default."),
-        Param("start_resources", BOOLEAN, default="false", shortdesc="Start pools and networks",
+        Param("start_resources", SHELL_BOOLEAN, default="false",
+              shortdesc="Start pools and networks",
               longdesc="Start (or refresh) storage pools and networks the domain uses."),
     ],
 )
@@ -708,7 +759,10 @@ def migrate_to(ctx: Context) -> int:
     ident = known_identity(ctx)
     if ident is None:
         ctx.fail(codes.ERR_GENERIC, "domain unknown: config unreadable, nothing recorded")
-    flags, option_uri = p.migrate_options or (MIGRATE_FLAGS["--live"], None)
+    flags, option_uri, unsupported = p.migrate_options or (MIGRATE_FLAGS["--live"], None, ())
+    if unsupported:
+        ctx.fail(codes.ERR_GENERIC, f"migrate_options {' '.join(unsupported)} not supported: "
+                                    f"not migrating {ident.name} live")
     at = where(ctx, ident)
     lv = connect(ctx, at)
     status = query(ctx, lv, ident, at)
