@@ -237,12 +237,6 @@ def test_values_upstream_accepted_still_work(inst: virtlab.Instance, tmp_path: P
         inst.virsh("undefine", NAME, check=False)
 
 
-# Still refused.  --dname renames the guest on the target, where both agents look for
-# the old name: "not running" while it runs, then a second copy.  A transport that is
-# not a word makes the remote URI name another host.  An alias cannot be checked while
-# libvirtd is down (a failed probe at boot, then fencing).  A missing snapshot directory
-# (shared storage not mounted) would boot the guest cold while its saved state waits
-# there, to be restored later over newer disks.  migration_speed: upstream refuses too.
 REFUSED = [
     ({"migrate_options": "--p2p --dname other"}, 6, "renames the domain", 0),
     ({"migration_transport": "tcp/evil"}, 6, "another host", 0),
@@ -257,6 +251,14 @@ REFUSED = [
                          ids=[",".join(p) for p, *_ in REFUSED])
 def test_values_still_refused(inst: virtlab.Instance, tmp_path: Path, params: dict[str, str],
                               rc: int, reason: str, upstream_rc: int) -> None:
+    """Still refused, though upstream's validate-all passed most of them.  --dname
+    renames the guest on the target, where both agents look for the old name: "not
+    running" while it runs, then a second copy.  A transport that is not a word makes
+    the remote URI name another host.  An alias cannot be checked while libvirtd is
+    down (a failed probe at boot, then fencing).  A missing snapshot directory (shared
+    storage not mounted) would boot the guest cold while its saved state waits there,
+    to be restored later over newer disks (5).  migration_speed that is not a number,
+    force_stop with snapshot: upstream refuses them too."""
     host = Host(inst, tmp_path)
     assert host.run(UPSTREAM, "validate-all", params).rc == upstream_rc
     res = host.run(PYHA, "start", params)

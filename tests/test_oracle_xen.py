@@ -188,10 +188,6 @@ def test_recurring_monitor_does_not_repeat_the_warning(tmp_path: Path) -> None:
     assert run(sim, PYHA, "stop", cfg, params)[0] == 0
 
 
-# Still refused (6).  reserved_Dom0_memory with allow_mem_management: upstream's shell
-# arithmetic reads "lots" as 0 and gives Dom0's memory away; a numeric name is read by
-# xl as a domain id (another domain); Domain-0 is the control domain itself;
-# shutdown_timeout that is not a number upstream refuses too (6, even on stop).
 REFUSED = [
     ({"allow_mem_management": "yes", "reserved_Dom0_memory": "lots"}, "reserved_Dom0_memory",
      0),
@@ -205,6 +201,11 @@ REFUSED = [
                          ids=[",".join(p) for p, _, _ in REFUSED])
 def test_values_still_refused(tmp_path: Path, params: dict[str, str], reason: str,
                               upstream_rc: int) -> None:
+    """Still refused (6).  reserved_Dom0_memory that is not a number, with
+    allow_mem_management: upstream's shell arithmetic reads "lots" as 0 and gives
+    Dom0's memory away.  A numeric name is read by xl as a domain id (another domain);
+    Domain-0 is the control domain itself; a shutdown_timeout that is not a number
+    upstream refuses too (6, even on stop)."""
     sim = Sim(tmp_path)
     cfg = sim.config("xvm")
     assert run(sim, UPSTREAM, "validate-all", cfg, params)[0] == upstream_rc
