@@ -35,7 +35,16 @@ import time
 
 from ocf_lib import codes
 from ocf_lib.ocf import Context, ResourceAgent
-from ocf_lib.params import BOOLEAN, INTEGER, STRING, Param, ParamError, ParamType
+from ocf_lib.params import (
+    INTEGER,
+    LENIENT_BOOLEAN,
+    STRING,
+    Param,
+    ParamError,
+    ParamType,
+    Tolerant,
+    Values,
+)
 from ocf_lib.vmtools import (
     WORDS,
     forget_utilization,
@@ -44,6 +53,10 @@ from ocf_lib.vmtools import (
     wait_until_up,
 )
 from ocf_lib.xentool import DomInfo, Toolstack, ToolstackError, wait_gone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REBOOT_GRACE = 5.0  # seconds a rebooting domain may be missing from the list
 
@@ -84,10 +97,11 @@ agent = ResourceAgent(
         Param("shutdown_timeout", INTEGER(0), shortdesc="Shutdown escalation timeout",
               longdesc="Seconds to wait for a graceful shutdown before destroying the domain. "
                        "Default: 2/3 of the stop timeout; 0 destroys at once."),
-        Param("shutdown_acpi", BOOLEAN, default="0", shortdesc="Simulate power button event",
+        Param("shutdown_acpi", LENIENT_BOOLEAN, default="0",
+              shortdesc="Simulate power button event",
               longdesc="Stop with an ACPI power button event (xl trigger power) instead of "
                        "xl shutdown, for HVM guests without PV drivers."),
-        Param("allow_mem_management", BOOLEAN, default="0",
+        Param("allow_mem_management", LENIENT_BOOLEAN, default="0",
               shortdesc="Use dynamic memory management",
               longdesc="On start, stop and migration, share the host memory (minus "
                        "reserved_Dom0_memory) equally among the running domUs."),
@@ -95,13 +109,15 @@ agent = ResourceAgent(
               shortdesc="Node attribute holding the migration address",
               longdesc="Name of a node attribute whose value on the target node is the "
                        "address to migrate to; default: the target node name."),
-        Param("reserved_Dom0_memory", INTEGER(0), default="512",
+        Param("reserved_Dom0_memory",
+              Tolerant(INTEGER(0), "512", "the upstream agent reads it only with "
+                                          "allow_mem_management"), default="512",
               shortdesc="Minimum Dom0 memory (MiB)",
               longdesc="Memory kept for Dom0 by allow_mem_management."),
-        Param("autoset_utilization_cpu", BOOLEAN, default="false",
+        Param("autoset_utilization_cpu", LENIENT_BOOLEAN, default="false",
               shortdesc="Set cpu utilization",
               longdesc="Keep the resource's 'cpu' utilization equal to the domain's vCPUs."),
-        Param("autoset_utilization_hv_memory", BOOLEAN, default="false",
+        Param("autoset_utilization_hv_memory", LENIENT_BOOLEAN, default="false",
               shortdesc="Set hv_memory utilization",
               longdesc="Keep the resource's 'hv_memory' utilization equal to the domain's "
                        "memory in MiB."),
@@ -110,6 +126,15 @@ agent = ResourceAgent(
                        "failure fails the monitor with its output."),
     ],
 )
+
+
+@agent.validator
+def _memory_management(v: Values) -> Iterator[ParamError]:
+    if v.allow_mem_management and v.tolerated("reserved_Dom0_memory"):
+        # upstream's shell arithmetic reads a word as 0 (all memory to the domUs) or
+        # fails half way: Dom0 could be left without memory
+        yield ParamError("reserved_Dom0_memory", v.raw.get("reserved_Dom0_memory"),
+                         "is not a number of MiB, and allow_mem_management needs one")
 
 
 def _name_file(ctx: Context) -> str:

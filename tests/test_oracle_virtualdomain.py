@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import base_env, run_ocf
+from conftest import Run, base_env, run_ocf
 from lib import virtlab
 from lib.oracle import Answer
 
@@ -56,6 +56,14 @@ class Host:
                            timeout=timeout).rc
         except subprocess.TimeoutExpired:
             return None
+
+    def run(self, path: str, action: str, params: dict[str, str], timeout_ms: int = 20000,
+            **env: str) -> Run:
+        full = base_env(self.work / "rsc")
+        full.update(CIB_file=str(self.cib), OCF_RESKEY_CRM_meta_timeout=str(timeout_ms),
+                    OCF_RESKEY_hypervisor=self.inst.uri, **env)
+        return run_ocf(path, action, {"config": str(self.config), **params}, env=full,
+                       instance="oracle", timeout=timeout_ms / 1000 + 30)
 
     def qemu_pid(self) -> int | None:
         """The domain's QEMU, from /proc (independent of libvirt and of the agents)."""
@@ -106,7 +114,7 @@ def libvirtd_gone(host: Host) -> None:
     pid = host.inst.pid("libvirtd")
     assert pid
     os.kill(pid, signal.SIGKILL)
-    while virtlab._alive(pid):
+    while virtlab.alive(pid):
         time.sleep(0.05)
 
 
@@ -122,7 +130,7 @@ ROWS: list[tuple[str, Setup]] = [
 
 def restart_libvirtd(inst: virtlab.Instance) -> None:
     pid = inst.pid("libvirtd")
-    if pid and virtlab._alive(pid):
+    if pid and virtlab.alive(pid):
         return
     inst.in_ns("libvirtd", "-d", "-p", str(inst.dir / "libvirtd.pid"))
     for _ in range(200):
@@ -170,3 +178,90 @@ def test_switch_then_config_lost(inst: virtlab.Instance, tmp_path: Path) -> None
     finally:
         inst.virsh("destroy", NAME, check=False)
         inst.virsh("undefine", NAME, check=False)
+
+
+# -- values upstream accepted: both agents run with them; pyha warns -------------------
+
+TOLERATED = {
+    "force_stop": "maybe",                  # ocf_is_true: false
+    "unset_utilization_cpu": "perhaps",     # false
+    "save_config_on_stop": "nope",          # false
+    "stateless": "later",                   # false
+    "start_resources": "sometimes",         # false
+    "shutdown_mode": "Gently,ACPI",         # upstream never read it; pyha keeps acpi
+    "migration_transport": "pigeon",        # put into the remote URI as it is
+    "migration_user": "root@evil",          # upstream drops it: the default user
+    "migrateport": "auto",                  # never checked; a random port
+    "migrate_options": "--timeout 30",      # virsh options pyha cannot honour
+}
+
+
+def warned(err: str) -> set[str]:
+    return {name for name in TOLERATED
+            if any(f"parameter '{name}'" in line for line in err.splitlines()
+                   if "WARNING" in line)}
+
+
+def test_values_upstream_accepted_still_work(inst: virtlab.Instance, tmp_path: Path) -> None:
+    """Both agents validate and monitor with these values; pyha starts, stops and
+    refuses to migrate live with options it cannot honour (1, the guest untouched),
+    warning once per value.  libvirt (virsh) says what runs."""
+    host = Host(inst, tmp_path)
+    try:
+        for path in (UPSTREAM, PYHA):
+            res = host.run(path, "validate-all", TOLERATED)
+            assert res.rc == 0, (path, res.err)
+        assert warned(res.err) == set(TOLERATED), res.err
+        res = host.run(PYHA, "start", TOLERATED)
+        assert res.rc == 0 and host.active(), res.err
+        for path in (UPSTREAM, PYHA):
+            res = host.run(path, "monitor", TOLERATED, OCF_RESKEY_CRM_meta_interval="0")
+            assert res.rc == 0, (path, res.err)
+        res = host.run(PYHA, "monitor", TOLERATED, OCF_RESKEY_CRM_meta_interval="10000")
+        assert res.rc == 0 and "WARNING" not in res.err  # not every 10 s
+        res = host.run(PYHA, "migrate_to", TOLERATED,
+                       OCF_RESKEY_CRM_meta_migrate_target="elsewhere")
+        assert res.rc == 1 and res.reason and "--timeout" in res.reason
+        assert host.active()
+        # force_stop=maybe is false: a graceful attempt (this guest ignores it), then destroy
+        res = host.run(PYHA, "stop", TOLERATED, timeout_ms=8000)
+        assert res.rc == 0 and not host.active(), res.err
+        assert "destroying it" in res.err
+        # upstream starts with them too; force_stop=ja is true to both: destroy at once
+        assert host.run(UPSTREAM, "start", TOLERATED).rc == 0 and host.active()
+        res = host.run(PYHA, "stop", {**TOLERATED, "force_stop": "ja"})
+        assert res.rc == 0 and not host.active(), res.err
+        assert "destroying it" not in res.err  # "ja" is a plain true: no warning either
+        assert "force_stop" not in res.err, res.err
+    finally:
+        inst.virsh("destroy", NAME, check=False)
+        inst.virsh("undefine", NAME, check=False)
+
+
+REFUSED = [
+    ({"migrate_options": "--p2p --dname other"}, 6, "renames the domain", 0),
+    ({"migration_transport": "tcp/evil"}, 6, "another host", 0),
+    ({"hypervisor": "myalias"}, 6, "alias", 0),
+    ({"snapshot": "/nonexistent/pyha-snapshots"}, 5, "snapshot directory", 0),
+    ({"migration_speed": "fast"}, 6, "migration_speed", 6),
+    ({"force_stop": "yes", "snapshot": "/tmp"}, 6, "force_stop", 6),
+]
+
+
+@pytest.mark.parametrize(("params", "rc", "reason", "upstream_rc"), REFUSED,
+                         ids=[",".join(p) for p, *_ in REFUSED])
+def test_values_still_refused(inst: virtlab.Instance, tmp_path: Path, params: dict[str, str],
+                              rc: int, reason: str, upstream_rc: int) -> None:
+    """Still refused, though upstream's validate-all passed most of them.  --dname
+    renames the guest on the target, where both agents look for the old name: "not
+    running" while it runs, then a second copy.  A transport that is not a word makes
+    the remote URI name another host.  An alias cannot be checked while libvirtd is
+    down (a failed probe at boot, then fencing).  A missing snapshot directory (shared
+    storage not mounted) would boot the guest cold while its saved state waits there,
+    to be restored later over newer disks (5).  migration_speed that is not a number,
+    force_stop with snapshot: upstream refuses them too."""
+    host = Host(inst, tmp_path)
+    assert host.run(UPSTREAM, "validate-all", params).rc == upstream_rc
+    res = host.run(PYHA, "start", params)
+    assert res.rc == rc and res.reason and reason in res.reason, res.err
+    assert not host.active()

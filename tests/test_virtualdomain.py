@@ -135,12 +135,12 @@ def test_bad_input(hosts, work):
     config, _ = guest(work, "bad", "noos")
     res = h1.run("start", config, migration_transport="carrier-pigeon")
     assert res.rc == 6 and "migration_transport" in res.reason
-    res = h1.run("start", config, shutdown_mode="gently")
-    assert res.rc == 6 and "shutdown_mode" in res.reason
+    res = h1.run("start", config, migration_transport="tcp/evil")
+    assert res.rc == 6 and "another host" in res.reason
     res = h1.run("start", config, force_stop="true", snapshot=str(work))
     assert res.rc == 6
-    res = h1.run("validate-all", config, migrate_options="--frobnicate")
-    assert res.rc == 6 and "--frobnicate" in res.reason
+    res = h1.run("validate-all", config, migrate_options="--dname=other")
+    assert res.rc == 6 and "--dname" in res.reason
     res = h1.run("start", config, migration_speed="fast")
     assert res.rc == 6 and "migration_speed" in res.reason
     res = h1.run("validate-all", config, sync_config_on_stop="true",
@@ -176,8 +176,6 @@ def test_bad_input(hosts, work):
     assert res.rc == 6 and "'qemu' domain" in res.reason
     res = h1.run("validate-all", config, hypervisor="qemu:///system; reboot")
     assert res.rc == 6 and "hypervisor" in res.reason
-    res = h1.run("validate-all", config, migration_user="root@evil")
-    assert res.rc == 6 and "migration_user" in res.reason
     assert domstate(hosts[0], "pyha-bad") == "absent"
     for res in (h1.run("start", missing), h1.run("start", empty)):
         assert "Traceback" not in res.err
@@ -255,7 +253,7 @@ def qemu_pid(inst: virtlab.Instance, name: str) -> int | None:
         pid = int((inst.dir / "run" / "qemu" / f"{name}.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if virtlab._alive(pid) else None
+    return pid if virtlab.alive(pid) else None
 
 
 def restart_libvirtd(inst: virtlab.Instance) -> None:
@@ -272,7 +270,7 @@ def kill_libvirtd(inst: virtlab.Instance) -> None:
     assert pid is not None
     os.kill(pid, signal.SIGTERM)
     for _ in range(50):
-        if not virtlab._alive(pid):
+        if not virtlab.alive(pid):
             return
         time.sleep(0.1)
     raise AssertionError("libvirtd did not stop")
@@ -308,7 +306,7 @@ def test_hung_and_dead_libvirtd(hosts, work):
     res = h1.run("stop", config, timeout_ms=10000)
     assert res.rc == 0, res.err
     assert "ending it without libvirt" in res.err
-    assert qemu_pid(inst, "pyha-hang") is None and not virtlab._alive(qemu)
+    assert qemu_pid(inst, "pyha-hang") is None and not virtlab.alive(qemu)
     assert h1.run("monitor", config).rc == 7  # probe, libvirtd still down: no QEMU
     restart_libvirtd(inst)
     assert domstate(inst, "pyha-hang") == "absent"
@@ -450,8 +448,8 @@ def test_stop_uses_the_uri_of_the_start_and_ignores_unneeded_params(hosts, work)
     """Parameters changed or broken after start: stop still stops the domain it started."""
     h1 = Node(hosts[0], work)
     config, _ = guest(work, "chg", "noos")
-    params = {"config": str(config), "shutdown_mode": "gently", "migrate_options": "--bogus",
-              "migration_transport": "pigeon", "force_stop": "maybe"}
+    params = {"config": str(config), "migration_speed": "fast", "migrate_options": "--dname x",
+              "migration_transport": "pi/geon", "force_stop": "maybe"}
     # The hypervisor parameter now names another (valid) libvirtd, where the
     # domain does not exist: stop must still stop it where it was started.
     for uri in (hosts[1].uri, "qemu:///system; reboot"):

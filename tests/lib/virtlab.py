@@ -199,7 +199,7 @@ def claim(prefix: str, count: int) -> list[Instance]:
     raise AssertionError("unreachable")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Running, not a zombie (daemonized processes are reaped late, if ever, here)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -214,7 +214,7 @@ def _kill_wait(pid: int, sig: int = signal.SIGTERM) -> None:
     except ProcessLookupError:
         return
     for _ in range(50):
-        if not _alive(pid):
+        if not alive(pid):
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
