@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib import virtlab  # noqa: E402
 from lib.cluster import LOCK_DIR, ROOT, Cluster, alive, pids_in_netns, wait_gone  # noqa: E402
+from lib.clusterhelpers import libvirt_dirs  # noqa: E402
 from sim.ipmisim import EMU, LAN_CONF  # noqa: E402
 
 PREFIX = "pyhad"
@@ -443,24 +444,9 @@ class Demo:
                      f"config {BASE / 'vm.xml'}")
 
     def _libvirt_dirs(self, name: str) -> None:
-        d = self._virt_dir(name)
-        for sub in ("run", "cache", "log"):
-            (d / sub).mkdir(parents=True)
-        shutil.copytree("/etc/libvirt", d / "etc", symlinks=True)
-        shutil.copytree("/var/lib/libvirt", d / "lib", symlinks=True)
-        if virtlab.CAPS_CACHE.is_dir():
-            shutil.copytree(virtlab.CAPS_CACHE, d / "cache", dirs_exist_ok=True)
-        for auto in (d / "etc/qemu/networks/autostart").glob("*.xml"):
-            auto.unlink()
-        index = int(name[1:])
-        with open(d / "etc/libvirtd.conf", "a") as conf:
-            conf.write(f'\nhost_uuid = "5a1e0009-0000-4000-8000-0000000000{index:02d}"\n'
-                       'unix_sock_group = "root"\nunix_sock_rw_perms = "0770"\n'
-                       f'auth_unix_rw = "none"\nlog_outputs = "3:file:{d}/log/libvirtd.log"\n')
-        with open(d / "etc/qemu.conf", "a") as conf:
-            conf.write('\ncgroup_controllers = [ ]\nsecurity_driver = "none"\nuser = "root"\n'
-                       'group = "root"\nstdio_handler = "logd"\n'
-                       'migration_port_min = 49152\nmigration_port_max = 49215\n')
+        libvirt_dirs(self._virt_dir(name), int(name[1:]), caps_cache=virtlab.CAPS_CACHE,
+                     uuid_prefix="5a1e0009",
+                     qemu_conf="migration_port_min = 49152\nmigration_port_max = 49215\n")
 
     def _libvirt_daemons(self, i: int) -> None:
         node = self.c.node(i)
