@@ -52,7 +52,14 @@ from ocf_lib.vmtools import (
     sync_utilization,
     wait_until_up,
 )
-from ocf_lib.xentool import DomInfo, Toolstack, ToolstackError, wait_gone
+from ocf_lib.xentool import (
+    DomInfo,
+    Toolstack,
+    ToolstackError,
+    config_name,
+    no_domains_here,
+    wait_gone,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -141,22 +148,6 @@ def _name_file(ctx: Context) -> str:
     return f"Xen-{ctx.instance}.name"
 
 
-def config_name(path: str) -> str | None:
-    """The name= entry of an xl config (raises OSError when unreadable)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            key, eq, value = line.split("#", 1)[0].partition("=")
-            if eq and key.strip() == "name":
-                value = value.strip()
-                if value[:1] in ("'", '"') and value[-1:] == value[:1] and len(value) > 1:
-                    value = value[1:-1]  # a quoted xl string: blanks are part of the name
-                elif any(c.isspace() for c in value):
-                    return None  # not a value xl would parse
-                if value and "%" not in value and "\n" not in value:
-                    return value
-    return None
-
-
 def domain_name(ctx: Context) -> str | None:
     """Recorded name, else the parameter, else the config's, else the resource id."""
     recorded = (ctx.state.read(_name_file(ctx)) or "").strip()
@@ -241,15 +232,6 @@ def start(ctx: Context) -> int:
     except ToolstackError as exc:
         ctx.fail(codes.ERR_GENERIC, f"cannot start domain {name}: {exc}")
     return wait_until_up(ctx, monitor, name)
-
-
-def no_domains_here() -> str | None:
-    """Why no Xen domain can run on this host, or None when one can."""
-    from ocf_lib.virt import xen_present
-
-    if xen_present() is False:
-        return "no Xen hypervisor (or not its control domain) on this host"
-    return None
 
 
 @agent.action("stop", timeout="40s")

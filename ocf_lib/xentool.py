@@ -20,6 +20,9 @@ Differences between the two tools are kept here: xl needs the ``name=``
 override quoted for its config parser, xm rejects quotes (lf#2671); xm
 migrates with ``--live``; memory for ``mem-set`` is passed with an explicit
 ``m`` suffix because xl's default unit is KiB (upstream passed bare MiB).
+
+Also here: :func:`config_name` reads a config's ``name=`` as xl would, and
+:func:`no_domains_here` says when the host cannot run any domain at all.
 """
 
 from __future__ import annotations
@@ -176,6 +179,31 @@ def wait_gone(ts: Toolstack, name: str, deadline: Deadline) -> None:
         if deadline.expired():
             raise ToolstackError(f"domain {name} still exists after destroy")
         deadline.sleep(0.2)
+
+
+def config_name(path: str) -> str | None:
+    """The name= entry of an xl config (raises OSError when unreadable)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            key, eq, value = line.split("#", 1)[0].partition("=")
+            if eq and key.strip() == "name":
+                value = value.strip()
+                if value[:1] in ("'", '"') and value[-1:] == value[:1] and len(value) > 1:
+                    value = value[1:-1]  # a quoted xl string: blanks are part of the name
+                elif any(c.isspace() for c in value):
+                    return None  # not a value xl would parse
+                if value and "%" not in value and "\n" not in value:
+                    return value
+    return None
+
+
+def no_domains_here() -> str | None:
+    """Why no Xen domain can run on this host, or None when one can."""
+    from .virt import xen_present
+
+    if xen_present() is False:
+        return "no Xen hypervisor (or not its control domain) on this host"
+    return None
 
 
 def _why(res: Any) -> str:

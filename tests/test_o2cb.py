@@ -361,7 +361,7 @@ def test_kernel_ebusy_on_stack_change(lab: O2cbLab, monkeypatch: pytest.MonkeyPa
     for key, value in lab.env().items():
         monkeypatch.setenv(key, value)
     import agents.o2cb as o2cb
-    from ocf_lib import sysroot
+    from ocf_lib import o2cbtool, sysroot
 
     monkeypatch.setattr(sysroot, "ROOT", str(lab.root))
     # Some kernel user of the stack we cannot see from userspace (say, a mount in
@@ -377,7 +377,7 @@ def test_kernel_ebusy_on_stack_change(lab: O2cbLab, monkeypatch: pytest.MonkeyPa
         if label != current:
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
 
-    monkeypatch.setattr(o2cb, "write_label", kernel_rule)
+    monkeypatch.setattr(o2cbtool, "write_label", kernel_rule)
     env = {**os.environ, "OCF_RESKEY_CRM_meta_timeout": "10000",
            **{f"OCF_RESKEY_{k}": v for k, v in lab.params(stack="cman").items()}}
     rc = o2cb.agent.run(["o2cb", "start"], env)
