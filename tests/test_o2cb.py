@@ -5,7 +5,7 @@ stand-in ocfs2_controld is a real process found through /proc), mkfs.ocfs2 /
 o2cluster on file images.  Simulated: the kernel's files (configfs, sysfs
 cluster_stack, /proc tables) under PYHA_KERNEL_ROOT, modprobe and mount.
 The kernel's EBUSY on a cluster_stack change is applied by a double at the
-agent's write_label seam, in-process (a plain file cannot refuse a write).
+write_label seam (ocf_lib/o2cbtool.py), in-process (a plain file cannot refuse a write).
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ def test_stand_in_daemon_checks_the_label(lab: O2cbLab) -> None:
 
 def test_kernel_ebusy_on_stack_change(lab: O2cbLab, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """The kernel's EBUSY, through the agent's write_label seam (in-process)."""
+    """The kernel's EBUSY, through ocf_lib.o2cbtool's write_label seam (in-process)."""
     assert lab.agent("start", stack="pcmk").rc == 0
     for key, value in lab.env().items():
         monkeypatch.setenv(key, value)

@@ -24,7 +24,7 @@ This machine's kernel has neither configfs nor OCFS2, and Debian ships no
 
 NOT simulated here: the EBUSY a real kernel returns when cluster_stack is
 rewritten while a stack is active.  A regular file cannot refuse a write, so
-the tests exercise that path in-process, through the agent's ``write_label``
+the tests exercise that path in-process, through ``ocf_lib.o2cbtool.write_label``
 seam and a double that applies the kernel's rule (tests/test_o2cb.py).
 """
 
