@@ -452,24 +452,31 @@ class Tolerant(ParamType):
             return Lenient(value, f"{exc.problem}; taken as {shown} ({self.why})")
 
 
+# ocf_is_true's one truth word beyond TRUE_WORDS (resource-agents' ocf-shellfuncs).
+OCF_IS_TRUE_EXTRA = frozenset(("ja",))
+
+
+def _shell_truth(raw: str) -> bool | None:
+    """True or False for a word ``ocf_is_true`` (or pyha) reads as such, else None."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS or word in OCF_IS_TRUE_EXTRA:
+        return True
+    return False if word in FALSE_WORDS else None
+
+
 class _LenientBoolean(_Boolean):
     """The shell library's ``ocf_is_true``: what is not true is false.  Words that are
     neither true nor false still work as false, with a warning."""
 
     def convert(self, raw: str, name: str) -> Any:
-        word = raw.strip().lower()
-        if word in TRUE_WORDS or word in OCF_IS_TRUE_EXTRA:
-            return True
-        if word in FALSE_WORDS:
-            return False
+        truth = _shell_truth(raw)
+        if truth is not None:
+            return truth
         return Lenient(False, "is not a boolean (yes/true/1/on or no/false/0/off); taken as "
                               "false, as the upstream agent does")
 
 
 LENIENT_BOOLEAN: ParamType = _LenientBoolean()
-
-# ocf_is_true's one truth word beyond TRUE_WORDS (resource-agents' ocf-shellfuncs).
-OCF_IS_TRUE_EXTRA = frozenset(("ja",))
 
 
 class _GuardBoolean(_Boolean):
@@ -479,13 +486,12 @@ class _GuardBoolean(_Boolean):
     ``ocf_is_true`` reads as true is true."""
 
     def convert(self, raw: str, name: str) -> bool:
-        word = raw.strip().lower()
-        if word in TRUE_WORDS or word in OCF_IS_TRUE_EXTRA:
-            return True
-        if word in FALSE_WORDS:
-            return False
-        raise ParamError(name, raw, "is not a boolean (use yes/true/1/on or no/false/0/off); "
-                                    "it switches a safeguard, which is not turned off on a guess")
+        truth = _shell_truth(raw)
+        if truth is None:
+            raise ParamError(name, raw, "is not a boolean (use yes/true/1/on or "
+                                        "no/false/0/off); it switches a safeguard, which is "
+                                        "not turned off on a guess")
+        return truth
 
 
 GUARD_BOOLEAN: ParamType = _GuardBoolean()
